@@ -1,0 +1,225 @@
+//! Link, network and transport decoding: one captured frame in, one TCP segment (or a reason) out.
+//!
+//! Link layers are peeled here (Ethernet with 802.1Q/QinQ, Linux SLL/SLL2, BSD NULL/LOOP, raw IP);
+//! IPv4/IPv6/TCP headers are parsed by `etherparse` in its lax mode so that snaplen-cut frames still
+//! give their headers and the payload bytes that were captured.
+
+use crate::capture::linktype;
+use etherparse::{LaxNetSlice, LaxSlicedPacket, TransportSlice};
+use std::net::IpAddr;
+
+/// TCP flag bits we use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TcpFlags {
+    pub syn: bool,
+    pub ack: bool,
+    pub fin: bool,
+    pub rst: bool,
+}
+
+/// A decoded TCP segment, borrowed from the frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Segment<'a> {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub sport: u16,
+    pub dport: u16,
+    pub seq: u32,
+    pub ack: u32,
+    pub flags: TcpFlags,
+    pub payload: &'a [u8],
+    /// The frame was cut by the snaplen (or lies about its lengths): `payload` is shorter than sent.
+    pub truncated: bool,
+}
+
+/// Why a frame gave no TCP segment. Counted, never fatal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Skip {
+    UnsupportedLinkType,
+    /// Not IPv4/IPv6 (ARP, LLDP, ...).
+    NotIp,
+    /// IP but not TCP (UDP, ICMP, ...).
+    NotTcp,
+    /// A non-first IP fragment, or a first fragment: we do not reassemble IP fragments.
+    IpFragment,
+    /// Headers cut short or invalid.
+    Malformed,
+}
+
+impl Skip {
+    pub fn name(self) -> &'static str {
+        match self {
+            Skip::UnsupportedLinkType => "unsupported_link_type",
+            Skip::NotIp => "not_ip",
+            Skip::NotTcp => "not_tcp",
+            Skip::IpFragment => "ip_fragment",
+            Skip::Malformed => "malformed_headers",
+        }
+    }
+
+    /// Whether this is damage (counted as a parse error) rather than simply other traffic.
+    pub fn is_error(self) -> bool {
+        matches!(self, Skip::Malformed | Skip::UnsupportedLinkType)
+    }
+}
+
+const ETHERTYPE_IPV4: u16 = 0x0800;
+const ETHERTYPE_IPV6: u16 = 0x86DD;
+
+/// Decodes one frame of the given link type into a TCP segment.
+pub fn decode(linktype: u32, frame: &[u8]) -> Result<Segment<'_>, Skip> {
+    let sliced = match linktype {
+        linktype::ETHERNET => LaxSlicedPacket::from_ethernet(frame).map_err(|_| Skip::Malformed)?,
+        linktype::RAW | linktype::IPV4 | linktype::IPV6 => {
+            LaxSlicedPacket::from_ip(frame).map_err(|_| Skip::Malformed)?
+        }
+        linktype::NULL | linktype::LOOP => {
+            let fam = frame.get(0..4).ok_or(Skip::Malformed)?;
+            // NULL: host byte order of the capturing machine; LOOP: network order. Accept both.
+            let le = u32::from_le_bytes([fam[0], fam[1], fam[2], fam[3]]);
+            let be = u32::from_be_bytes([fam[0], fam[1], fam[2], fam[3]]);
+            let is_ip = |f: u32| matches!(f, 2 | 24 | 28 | 30);
+            if !(is_ip(le) || is_ip(be)) {
+                return Err(Skip::NotIp);
+            }
+            LaxSlicedPacket::from_ip(&frame[4..]).map_err(|_| Skip::Malformed)?
+        }
+        linktype::LINUX_SLL => {
+            // 16-byte header; protocol (ethertype) in the last two bytes.
+            let hdr = frame.get(0..16).ok_or(Skip::Malformed)?;
+            let proto = u16::from_be_bytes([hdr[14], hdr[15]]);
+            from_ether_type(proto, &frame[16..])?
+        }
+        linktype::LINUX_SLL2 => {
+            // 20-byte header; protocol type first.
+            let hdr = frame.get(0..20).ok_or(Skip::Malformed)?;
+            let proto = u16::from_be_bytes([hdr[0], hdr[1]]);
+            from_ether_type(proto, &frame[20..])?
+        }
+        _ => return Err(Skip::UnsupportedLinkType),
+    };
+    to_segment(&sliced)
+}
+
+fn from_ether_type(proto: u16, rest: &[u8]) -> Result<LaxSlicedPacket<'_>, Skip> {
+    match proto {
+        ETHERTYPE_IPV4 | ETHERTYPE_IPV6 | 0x8100 | 0x88a8 | 0x9100 => {
+            Ok(LaxSlicedPacket::from_ether_type(etherparse::EtherType(proto), rest))
+        }
+        _ => Err(Skip::NotIp),
+    }
+}
+
+fn to_segment<'a>(p: &LaxSlicedPacket<'a>) -> Result<Segment<'a>, Skip> {
+    let (src, dst, ip_payload) = match &p.net {
+        Some(LaxNetSlice::Ipv4(v4)) => {
+            let h = v4.header();
+            (IpAddr::V4(h.source_addr()), IpAddr::V4(h.destination_addr()), v4.payload())
+        }
+        Some(LaxNetSlice::Ipv6(v6)) => {
+            let h = v6.header();
+            (IpAddr::V6(h.source_addr()), IpAddr::V6(h.destination_addr()), v6.payload())
+        }
+        None => {
+            return Err(if p.stop_err.is_some() { Skip::Malformed } else { Skip::NotIp });
+        }
+    };
+    if ip_payload.fragmented {
+        return Err(Skip::IpFragment);
+    }
+    if ip_payload.ip_number != etherparse::IpNumber::TCP {
+        return Err(Skip::NotTcp);
+    }
+    match &p.transport {
+        Some(TransportSlice::Tcp(tcp)) => Ok(Segment {
+            src,
+            dst,
+            sport: tcp.source_port(),
+            dport: tcp.destination_port(),
+            seq: tcp.sequence_number(),
+            ack: tcp.acknowledgment_number(),
+            flags: TcpFlags { syn: tcp.syn(), ack: tcp.ack(), fin: tcp.fin(), rst: tcp.rst() },
+            payload: tcp.payload(),
+            truncated: ip_payload.incomplete,
+        }),
+        _ => Err(Skip::Malformed),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etherparse::PacketBuilder;
+
+    fn tcp_ipv4(payload: &[u8]) -> Vec<u8> {
+        let b = PacketBuilder::ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64).tcp(41000, 25, 1000, 4096).ack(77).psh();
+        let mut out = Vec::new();
+        b.write(&mut out, payload).unwrap();
+        out
+    }
+
+    #[test]
+    fn all_link_types_give_the_same_segment() {
+        let ip = tcp_ipv4(b"EHLO x\r\n");
+        let mut eth = vec![0u8; 12];
+        eth.extend_from_slice(&[0x08, 0x00]);
+        eth.extend_from_slice(&ip);
+        let mut qinq = vec![0u8; 12];
+        qinq.extend_from_slice(&[0x88, 0xa8, 0, 10, 0x81, 0x00, 0, 20, 0x08, 0x00]);
+        qinq.extend_from_slice(&ip);
+        let mut sll = vec![0u8; 14];
+        sll.extend_from_slice(&[0x08, 0x00]);
+        sll.extend_from_slice(&ip);
+        let mut sll2 = vec![0x08, 0x00];
+        sll2.extend_from_slice(&[0u8; 18]);
+        sll2.extend_from_slice(&ip);
+        let mut null = 2u32.to_le_bytes().to_vec();
+        null.extend_from_slice(&ip);
+        let cases = [
+            (linktype::ETHERNET, eth),
+            (linktype::ETHERNET, qinq),
+            (linktype::LINUX_SLL, sll),
+            (linktype::LINUX_SLL2, sll2),
+            (linktype::NULL, null),
+            (linktype::RAW, ip.clone()),
+        ];
+        for (lt, frame) in &cases {
+            let s = decode(*lt, frame).unwrap_or_else(|e| panic!("linktype {lt}: {e:?}"));
+            assert_eq!(s.payload, b"EHLO x\r\n");
+            assert_eq!((s.sport, s.dport, s.seq, s.ack), (41000, 25, 1000, 77));
+            assert!(!s.truncated);
+        }
+    }
+
+    #[test]
+    fn snaplen_cut_keeps_headers_and_marks_truncation() {
+        let ip = tcp_ipv4(b"EHLO some.long.name.example\r\n");
+        let cut = &ip[..ip.len() - 10];
+        let s = decode(linktype::RAW, cut).unwrap();
+        assert!(s.truncated);
+        assert_eq!(s.payload, b"EHLO some.long.name");
+    }
+
+    #[test]
+    fn every_prefix_of_a_frame_is_safe() {
+        let ip = tcp_ipv4(b"220 hi\r\n");
+        for lt in [linktype::RAW, linktype::ETHERNET, linktype::LINUX_SLL, linktype::LINUX_SLL2, linktype::NULL, 9999] {
+            for n in 0..ip.len() {
+                let _ = decode(lt, &ip[..n]);
+            }
+        }
+    }
+
+    #[test]
+    fn ipv6_and_udp() {
+        let b = PacketBuilder::ipv6([1; 16], [2; 16], 64).tcp(1, 25, 5, 100);
+        let mut v = Vec::new();
+        b.write(&mut v, b"x").unwrap();
+        let s = decode(linktype::RAW, &v).unwrap();
+        assert_eq!(s.dst, "202:202:202:202:202:202:202:202".parse::<IpAddr>().unwrap());
+        let b = PacketBuilder::ipv4([1, 1, 1, 1], [2, 2, 2, 2], 9).udp(53, 53);
+        let mut v = Vec::new();
+        b.write(&mut v, b"x").unwrap();
+        assert_eq!(decode(linktype::RAW, &v), Err(Skip::NotTcp));
+    }
+}

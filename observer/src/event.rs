@@ -1,0 +1,125 @@
+//! The session event: one per TCP connection that spoke SMTP or TLS (the JSON Lines contract,
+//! documented field by field in docs/events.md).
+
+use crate::smtp::SmtpFacts;
+use crate::tls::TlsFacts;
+use ipnet::IpNet;
+use serde::Serialize;
+use sha1::{Digest, Sha1};
+use std::net::IpAddr;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Endpoint {
+    pub ip: IpAddr,
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// A local client (our MTA) talking to a remote server.
+    Outbound,
+    /// A remote client talking to our server.
+    Inbound,
+    Unknown,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Outbound => "outbound",
+            Direction::Inbound => "inbound",
+            Direction::Unknown => "unknown",
+        }
+    }
+
+    /// From `--local-net` CIDRs: outbound when only the client is local, inbound when only the server is.
+    pub fn classify(local: &[IpNet], client: IpAddr, server: IpAddr) -> Direction {
+        let c = local.iter().any(|n| n.contains(&client));
+        let s = local.iter().any(|n| n.contains(&server));
+        match (c, s) {
+            (true, false) => Direction::Outbound,
+            (false, true) => Direction::Inbound,
+            _ => Direction::Unknown,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SessionEvent {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// Time of the connection's first packet (RFC 3339, microseconds, UTC).
+    pub ts: String,
+    pub community_id: String,
+    pub client: Endpoint,
+    pub server: Endpoint,
+    pub direction: Direction,
+    pub smtp: Option<SmtpFacts>,
+    pub tls: Option<TlsFacts>,
+    pub weirds: Vec<String>,
+    /// Packets and payload bytes seen per direction (client→server, server→client).
+    pub packets: [u64; 2],
+    pub payload_bytes: [u64; 2],
+}
+
+pub fn rfc3339_micros(ts_ns: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ts_ns / 1000 * 1000))
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let f = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
+    );
+    t.format(&f).unwrap_or_default()
+}
+
+/// Community ID v1 (seed 0) for a TCP connection.
+pub fn community_id(a: IpAddr, ap: u16, b: IpAddr, bp: u16) -> String {
+    fn bytes(ip: IpAddr) -> Vec<u8> {
+        match ip {
+            IpAddr::V4(v) => v.octets().to_vec(),
+            IpAddr::V6(v) => v.octets().to_vec(),
+        }
+    }
+    let (ab, bb) = (bytes(a), bytes(b));
+    let ((sa, sp), (da, dp)) = if (ab.as_slice(), ap) <= (bb.as_slice(), bp) { ((ab, ap), (bb, bp)) } else { ((bb, bp), (ab, ap)) };
+    let mut h = Sha1::new();
+    h.update(0u16.to_be_bytes());
+    h.update(&sa);
+    h.update(&da);
+    h.update([6u8, 0]);
+    h.update(sp.to_be_bytes());
+    h.update(dp.to_be_bytes());
+    use base64::Engine;
+    format!("1:{}", base64::engine::general_purpose::STANDARD.encode(h.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn community_id_reference_vector() {
+        // From the Community ID spec's baseline (corelight/community-id-spec, tcp.pcap):
+        // 128.232.110.120:34855 -> 66.35.250.204:80  =>  1:LQU9qZlK+B5F3KDmev6m5PMibrg=
+        let a: IpAddr = "128.232.110.120".parse().unwrap();
+        let b: IpAddr = "66.35.250.204".parse().unwrap();
+        assert_eq!(community_id(a, 34855, b, 80), "1:LQU9qZlK+B5F3KDmev6m5PMibrg=");
+        assert_eq!(community_id(b, 80, a, 34855), "1:LQU9qZlK+B5F3KDmev6m5PMibrg=");
+    }
+
+    #[test]
+    fn direction() {
+        let nets: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let l: IpAddr = "10.1.2.3".parse().unwrap();
+        let r: IpAddr = "192.0.2.1".parse().unwrap();
+        assert_eq!(Direction::classify(&nets, l, r), Direction::Outbound);
+        assert_eq!(Direction::classify(&nets, r, l), Direction::Inbound);
+        assert_eq!(Direction::classify(&nets, r, r), Direction::Unknown);
+        assert_eq!(Direction::classify(&[], l, r), Direction::Unknown);
+    }
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(rfc3339_micros(1_400_000_000_123_456_789), "2014-05-13T16:53:20.123456Z");
+    }
+}

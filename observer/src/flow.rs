@@ -1,0 +1,482 @@
+//! Flow table: TCP connections by 5-tuple, client/server roles, per-direction reassembly, and the
+//! per-connection conversation (SMTP, then TLS). Emits one [`SessionEvent`] per connection that spoke
+//! SMTP or TLS — as soon as its handshake outcome is known, or when it ends.
+//!
+//! Time is packet time: idle timeouts compare packet timestamps, never the wall clock.
+//! Memory: per-direction reassembly queues are capped (`per_flow_cap`), the number of flows is capped
+//! (`max_flows`, oldest idle evicted first, counted), and once a connection's outcome is known its
+//! reassembly stops: message bodies are neither buffered nor parsed.
+
+use crate::decode::Segment;
+use crate::event::{community_id, rfc3339_micros, Direction, Endpoint, SessionEvent};
+use crate::smtp::{self, Next, SmtpSession, StartTls};
+use crate::tcp::{Chunk, Reassembler};
+use crate::tls::TlsSession;
+use crate::Dir;
+use ipnet::IpNet;
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+
+#[derive(Debug, Clone)]
+pub struct FlowConfig {
+    pub idle_timeout_ns: i64,
+    /// Out-of-order bytes queued per direction.
+    pub per_flow_cap: usize,
+    pub max_flows: usize,
+    pub local_nets: Vec<IpNet>,
+    /// Server ports treated as SMTP when the conversation is TLS from the first byte.
+    pub smtp_ports: Vec<u16>,
+}
+
+impl Default for FlowConfig {
+    fn default() -> Self {
+        FlowConfig {
+            idle_timeout_ns: 300 * 1_000_000_000,
+            per_flow_cap: 256 * 1024,
+            max_flows: 1_000_000,
+            local_nets: Vec::new(),
+            smtp_ports: vec![25, 465, 587],
+        }
+    }
+}
+
+/// Counters of the flow layer (become metrics / report footer).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct FlowStats {
+    pub segments: u64,
+    pub flows_created: u64,
+    pub flows_evicted: u64,
+    pub flows_timed_out: u64,
+    pub events: u64,
+    pub truncated_segments: u64,
+    pub weirds: BTreeMap<String, u64>,
+}
+
+type Key = ((IpAddr, u16), (IpAddr, u16));
+
+fn key(a: (IpAddr, u16), b: (IpAddr, u16)) -> Key {
+    if a <= b {
+        (a, b)
+    } else {
+        (b, a)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Proto {
+    Detect,
+    Smtp,
+    Tls,
+    /// Outcome known or nothing more of interest: bytes are ignored.
+    Done,
+    /// Not SMTP and not TLS: no event.
+    Ignore,
+}
+
+/// Per-connection analyzers. Kept apart from the reassemblers so both can be borrowed at once.
+#[derive(Debug)]
+struct Conversation {
+    proto: Proto,
+    smtp: Option<SmtpSession>,
+    tls: Option<TlsSession>,
+    weirds: Vec<&'static str>,
+}
+
+impl Conversation {
+    fn weird(&mut self, w: &'static str) {
+        if !self.weirds.contains(&w) {
+            self.weirds.push(w);
+        }
+    }
+
+    fn deliver(&mut self, dir: Dir, chunk: Chunk<'_>, ts: i64) {
+        match chunk {
+            Chunk::Gap(n) => {
+                self.weird("content_gap");
+                match self.proto {
+                    Proto::Detect => self.proto = Proto::Ignore,
+                    Proto::Tls => {
+                        if let Some(t) = &mut self.tls {
+                            t.on_gap(dir, n);
+                        }
+                    }
+                    Proto::Smtp => self.weird("smtp_gap"),
+                    _ => {}
+                }
+            }
+            Chunk::Data(d) => self.data(dir, d, ts),
+        }
+    }
+
+    fn data(&mut self, dir: Dir, d: &[u8], ts: i64) {
+        if self.proto == Proto::Detect {
+            self.proto = if smtp::looks_like_tls(d) {
+                self.tls = Some(TlsSession::new());
+                Proto::Tls
+            } else if looks_like_smtp_start(dir, d) {
+                self.smtp = Some(SmtpSession::new());
+                Proto::Smtp
+            } else {
+                Proto::Ignore
+            };
+        }
+        match self.proto {
+            Proto::Smtp => {
+                let Some(s) = &mut self.smtp else { return };
+                match s.feed(dir, d) {
+                    Next::Continue => {
+                        if s.is_not_smtp() {
+                            self.proto = Proto::Ignore;
+                        }
+                    }
+                    Next::Tls { offset } => {
+                        self.proto = Proto::Tls;
+                        let mut t = TlsSession::new();
+                        t.feed(dir, d.get(offset..).unwrap_or(&[]), ts);
+                        self.tls = Some(t);
+                        self.check_done();
+                    }
+                    Next::Stop => {
+                        self.proto = if s.is_not_smtp() { Proto::Ignore } else { Proto::Done };
+                    }
+                }
+            }
+            Proto::Tls => {
+                if let Some(t) = &mut self.tls {
+                    t.feed(dir, d, ts);
+                }
+                self.check_done();
+            }
+            _ => {}
+        }
+    }
+
+    fn check_done(&mut self) {
+        if self.tls.as_ref().is_some_and(TlsSession::is_done) {
+            self.proto = Proto::Done;
+        }
+    }
+
+    fn on_close(&mut self, dir: Dir) {
+        if let Some(t) = &mut self.tls {
+            t.on_close(dir);
+        }
+        self.check_done();
+    }
+
+    fn reportable(&self) -> bool {
+        if self.proto == Proto::Ignore {
+            return false;
+        }
+        self.tls.as_ref().is_some_and(TlsSession::saw_client_hello) || self.smtp.as_ref().is_some_and(SmtpSession::is_smtp)
+    }
+}
+
+/// First bytes of an SMTP conversation: a reply code from the server, a command from the client.
+fn looks_like_smtp_start(dir: Dir, d: &[u8]) -> bool {
+    match dir {
+        Dir::ToClient => d.len() >= 3 && d[..3].iter().all(u8::is_ascii_digit),
+        Dir::ToServer => d.first().is_some_and(u8::is_ascii_alphabetic),
+    }
+}
+
+#[derive(Debug)]
+struct Flow {
+    client: (IpAddr, u16),
+    server: (IpAddr, u16),
+    /// Roles come from a SYN (certain) or from content (heuristic, may swap once).
+    roles_certain: bool,
+    first_ts: i64,
+    last_ts: i64,
+    reasm: [Reassembler; 2],
+    conv: Conversation,
+    fin: [bool; 2],
+    packets: [u64; 2],
+    bytes: [u64; 2],
+    any_payload: bool,
+    emitted: bool,
+}
+
+fn i(d: Dir) -> usize {
+    match d {
+        Dir::ToServer => 0,
+        Dir::ToClient => 1,
+    }
+}
+
+impl Flow {
+    fn dir_of(&self, src: (IpAddr, u16)) -> Dir {
+        if src == self.client {
+            Dir::ToServer
+        } else {
+            Dir::ToClient
+        }
+    }
+}
+
+/// Guess whether the sender of these first payload bytes is the server.
+fn sender_is_server(p: &[u8]) -> Option<bool> {
+    if p.len() >= 6 && p[0] == 0x16 && p[1] == 3 {
+        return match p[5] {
+            1 => Some(false),
+            2 => Some(true),
+            _ => None,
+        };
+    }
+    if p.len() >= 4 && p[..3].iter().all(u8::is_ascii_digit) && matches!(p[3], b' ' | b'-') {
+        return Some(true);
+    }
+    if p.starts_with(b"+OK") || p.starts_with(b"* OK") {
+        return Some(true);
+    }
+    let up: Vec<u8> = p.iter().take(5).map(u8::to_ascii_uppercase).collect();
+    if up.starts_with(b"EHLO") || up.starts_with(b"HELO") {
+        return Some(false);
+    }
+    None
+}
+
+pub struct FlowTable {
+    cfg: FlowConfig,
+    flows: HashMap<Key, Flow>,
+    pub stats: FlowStats,
+    out: Vec<SessionEvent>,
+    now: i64,
+    last_sweep: i64,
+}
+
+impl FlowTable {
+    pub fn new(cfg: FlowConfig) -> Self {
+        FlowTable { cfg, flows: HashMap::new(), stats: FlowStats::default(), out: Vec::new(), now: i64::MIN, last_sweep: i64::MIN }
+    }
+
+    pub fn active_flows(&self) -> usize {
+        self.flows.len()
+    }
+
+    /// Bytes queued in reassembly across all flows.
+    pub fn buffered_bytes(&self) -> usize {
+        self.flows.values().map(|f| f.reasm[0].buffered() + f.reasm[1].buffered()).sum()
+    }
+
+    /// Events completed so far (drained).
+    pub fn take_events(&mut self) -> Vec<SessionEvent> {
+        std::mem::take(&mut self.out)
+    }
+
+    pub fn on_segment(&mut self, seg: &Segment<'_>, ts: i64) {
+        self.stats.segments += 1;
+        if seg.truncated {
+            self.stats.truncated_segments += 1;
+        }
+        if ts > self.now {
+            self.now = ts;
+        }
+        if self.last_sweep == i64::MIN {
+            self.last_sweep = ts;
+        }
+        if self.now.saturating_sub(self.last_sweep) > 10_000_000_000 {
+            self.sweep(self.now.saturating_sub(self.cfg.idle_timeout_ns));
+            self.last_sweep = self.now;
+        }
+        let src = (seg.src, seg.sport);
+        let dst = (seg.dst, seg.dport);
+        let k = key(src, dst);
+        if !self.flows.contains_key(&k) {
+            if !(seg.flags.syn || !seg.payload.is_empty()) || seg.flags.rst {
+                return; // stray ACK/FIN/RST of a connection we do not track
+            }
+            if self.flows.len() >= self.cfg.max_flows {
+                self.evict();
+            }
+            let (client, server, certain) = if seg.flags.syn {
+                if seg.flags.ack {
+                    (dst, src, true)
+                } else {
+                    (src, dst, true)
+                }
+            } else if self.cfg.smtp_ports.contains(&seg.sport) && !self.cfg.smtp_ports.contains(&seg.dport) {
+                (dst, src, false)
+            } else {
+                (src, dst, false)
+            };
+            self.stats.flows_created += 1;
+            let cap = self.cfg.per_flow_cap;
+            self.flows.insert(
+                k,
+                Flow {
+                    client,
+                    server,
+                    roles_certain: certain,
+                    first_ts: ts,
+                    last_ts: ts,
+                    reasm: [Reassembler::new(cap), Reassembler::new(cap)],
+                    conv: Conversation { proto: Proto::Detect, smtp: None, tls: None, weirds: Vec::new() },
+                    fin: [false; 2],
+                    packets: [0; 2],
+                    bytes: [0; 2],
+                    any_payload: false,
+                    emitted: false,
+                },
+            );
+        }
+        let Some(flow) = self.flows.get_mut(&k) else { return };
+        flow.last_ts = ts;
+        if !flow.roles_certain && !flow.any_payload && !seg.payload.is_empty() {
+            if let Some(is_server) = sender_is_server(seg.payload) {
+                let sender_is_client_now = src == flow.client;
+                if is_server == sender_is_client_now {
+                    std::mem::swap(&mut flow.client, &mut flow.server);
+                }
+                flow.roles_certain = true;
+            }
+        }
+        let dir = flow.dir_of(src);
+        let d = i(dir);
+        flow.packets[d] += 1;
+        if seg.truncated {
+            flow.conv.weird("truncated_packet");
+        }
+        if seg.flags.syn {
+            flow.reasm[d].on_syn(seg.seq);
+        }
+        if !seg.payload.is_empty() {
+            flow.any_payload = true;
+            flow.bytes[d] += seg.payload.len() as u64;
+            let Flow { reasm, conv, .. } = flow;
+            reasm[d].on_data(seg.seq, seg.payload, &mut |c| conv.deliver(dir, c, ts));
+            if reasm[d].mid_stream && !conv.weirds.contains(&"mid_stream_start") {
+                conv.weird("mid_stream_start");
+            }
+        }
+        if seg.flags.ack {
+            let Flow { reasm, conv, .. } = flow;
+            reasm[1 - d].on_peer_ack(seg.ack, &mut |c| conv.deliver(dir.flip(), c, ts));
+        }
+        if seg.flags.fin || seg.flags.rst {
+            if seg.flags.fin {
+                flow.fin[d] = true;
+            }
+            if seg.flags.rst {
+                flow.conv.weird(if dir == Dir::ToServer { "rst_by_client" } else { "rst_by_server" });
+            }
+            flow.conv.on_close(dir);
+        }
+        if flow.conv.proto == Proto::Done || flow.conv.proto == Proto::Ignore {
+            flow.reasm[0].stop();
+            flow.reasm[1].stop();
+            if flow.conv.proto == Proto::Done && !flow.emitted {
+                flow.emitted = true;
+                let ev = make_event(flow, &self.cfg);
+                count_event(&mut self.stats, &ev);
+                self.out.push(ev);
+            }
+        }
+        if seg.flags.rst || (flow.fin[0] && flow.fin[1]) {
+            self.finish(k);
+        }
+    }
+
+    fn finish(&mut self, k: Key) {
+        let Some(mut flow) = self.flows.remove(&k) else { return };
+        if flow.emitted {
+            return;
+        }
+        let last_ts = flow.last_ts;
+        let Flow { reasm, conv, .. } = &mut flow;
+        for (d, dir) in [(0, Dir::ToServer), (1, Dir::ToClient)] {
+            reasm[d].flush(&mut |c| conv.deliver(dir, c, last_ts));
+        }
+        if let Some(s) = &mut flow.conv.smtp {
+            if flow.conv.tls.is_none() {
+                s.finish();
+            }
+        }
+        if flow.conv.reportable() {
+            let ev = make_event(&flow, &self.cfg);
+            count_event(&mut self.stats, &ev);
+            self.out.push(ev);
+        }
+    }
+
+    fn sweep(&mut self, older_than: i64) {
+        let old: Vec<Key> = self.flows.iter().filter(|(_, f)| f.last_ts < older_than).map(|(k, _)| *k).collect();
+        self.stats.flows_timed_out += old.len() as u64;
+        for k in old {
+            self.finish(k);
+        }
+    }
+
+    /// Table full: drop the least recently active tenth (reporting what they had).
+    fn evict(&mut self) {
+        let mut ts: Vec<(i64, Key)> = self.flows.iter().map(|(k, f)| (f.last_ts, *k)).collect();
+        let n = (ts.len() / 10).max(1);
+        ts.select_nth_unstable(n - 1);
+        for (_, k) in ts.into_iter().take(n) {
+            self.stats.flows_evicted += 1;
+            self.finish(k);
+        }
+    }
+
+    /// End of input: every remaining flow is finished and reported.
+    pub fn finish_all(&mut self) {
+        let mut keys: Vec<(i64, Key)> = self.flows.iter().map(|(k, f)| (f.first_ts, *k)).collect();
+        keys.sort();
+        for (_, k) in keys {
+            self.finish(k);
+        }
+    }
+}
+
+fn count_event(stats: &mut FlowStats, ev: &SessionEvent) {
+    stats.events += 1;
+    for w in &ev.weirds {
+        *stats.weirds.entry(w.clone()).or_default() += 1;
+    }
+}
+
+fn make_event(flow: &Flow, cfg: &FlowConfig) -> SessionEvent {
+    let conv = &flow.conv;
+    let mut smtp = conv.smtp.as_ref().filter(|s| s.is_smtp()).map(|s| s.facts.clone());
+    let tls = conv.tls.as_ref().filter(|t| t.saw_client_hello()).map(TlsSession::facts);
+    if smtp.is_none() && tls.is_some() && conv.smtp.is_none() {
+        // TLS from the first byte: implicit TLS. Only call it SMTP on a configured SMTP port.
+        if cfg.smtp_ports.contains(&flow.server.1) {
+            smtp = Some(smtp::SmtpFacts {
+                banner: None,
+                helo: None,
+                starttls_offered: None,
+                starttls: StartTls::Implicit,
+                starttls_reply: None,
+                anomalies: vec![],
+            });
+        }
+    }
+    let mut weirds: Vec<String> = conv.weirds.iter().map(|w| w.to_string()).collect();
+    if let Some(t) = &conv.tls {
+        weirds.extend(t.weirds.iter().map(|w| w.to_string()));
+    }
+    for r in &flow.reasm {
+        if r.overlap_conflicts > 0 {
+            weirds.push("tcp_overlap_conflict".into());
+        }
+        if r.overflows > 0 {
+            weirds.push("reassembly_buffer_overflow".into());
+        }
+    }
+    weirds.sort();
+    weirds.dedup();
+    SessionEvent {
+        kind: "session",
+        ts: rfc3339_micros(flow.first_ts),
+        community_id: community_id(flow.client.0, flow.client.1, flow.server.0, flow.server.1),
+        client: Endpoint { ip: flow.client.0, port: flow.client.1 },
+        server: Endpoint { ip: flow.server.0, port: flow.server.1 },
+        direction: Direction::classify(&cfg.local_nets, flow.client.0, flow.server.0),
+        smtp,
+        tls,
+        weirds,
+        packets: flow.packets,
+        payload_bytes: flow.bytes,
+    }
+}

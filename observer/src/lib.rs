@@ -1,0 +1,38 @@
+//! ekuwatch: passive observer of SMTP STARTTLS traffic — who requests TLS client certificates and
+//! which certificates (by Extended Key Usage) each side presents.
+//!
+//! Layers, one module each (see ARCHITECTURE.md):
+//! `capture` (pcap/pcapng) → `decode` (L2–L4) → `flow` (5-tuple table, roles) → `tcp` (reassembly)
+//! → `smtp` (STARTTLS state machine) → `tls` (handshake) → `x509` (certificate facts) → `event`
+//! (one per connection) → `peers` (aggregation) → `sink` (JSONL, reports). `cli` is the edge.
+//!
+//! Analyzers are sans-IO: bytes + direction + timestamp in, facts out. They never log or print.
+
+pub mod capture;
+pub mod cli;
+pub mod decode;
+pub mod event;
+pub mod flow;
+pub mod peers;
+pub mod pipeline;
+pub mod sink;
+pub mod smtp;
+pub mod tcp;
+pub mod tls;
+pub mod x509;
+
+/// Direction of bytes on a connection, relative to the roles (client = who opened it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Dir {
+    ToServer,
+    ToClient,
+}
+
+impl Dir {
+    pub fn flip(self) -> Dir {
+        match self {
+            Dir::ToServer => Dir::ToClient,
+            Dir::ToClient => Dir::ToServer,
+        }
+    }
+}

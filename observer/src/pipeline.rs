@@ -1,0 +1,90 @@
+//! Glue between the layers for offline analysis: capture items in, session events out.
+//! Counts what every layer skipped so nothing is lost silently.
+
+use crate::capture::{CaptureError, FileReader, Item, Packet};
+use crate::decode;
+use crate::event::SessionEvent;
+use crate::flow::{FlowConfig, FlowTable};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+#[derive(Debug, Default, Clone)]
+pub struct CaptureStats {
+    pub files: u64,
+    pub packets: u64,
+    pub bytes: u64,
+    /// Frames that gave no TCP segment, by reason (`not_tcp`, `ip_fragment`, ...).
+    pub skipped: BTreeMap<&'static str, u64>,
+    /// Damage by layer (`capture`, `decode`).
+    pub parse_errors: BTreeMap<&'static str, u64>,
+    /// One line per damaged or unreadable file.
+    pub file_errors: Vec<String>,
+    /// Decryption Secrets Blocks seen in pcapng files (keys are used from the next version on).
+    pub secrets_blocks: u64,
+    pub first_ts: Option<i64>,
+    pub last_ts: Option<i64>,
+}
+
+pub struct Pipeline {
+    pub flows: FlowTable,
+    pub stats: CaptureStats,
+}
+
+impl Pipeline {
+    pub fn new(cfg: FlowConfig) -> Self {
+        Pipeline { flows: FlowTable::new(cfg), stats: CaptureStats::default() }
+    }
+
+    pub fn packet(&mut self, p: &Packet) {
+        self.stats.packets += 1;
+        self.stats.bytes += p.data.len() as u64;
+        self.stats.first_ts = Some(self.stats.first_ts.map_or(p.ts_ns, |t| t.min(p.ts_ns)));
+        self.stats.last_ts = Some(self.stats.last_ts.map_or(p.ts_ns, |t| t.max(p.ts_ns)));
+        match decode::decode(p.linktype, &p.data) {
+            Ok(seg) => self.flows.on_segment(&seg, p.ts_ns),
+            Err(skip) => {
+                *self.stats.skipped.entry(skip.name()).or_default() += 1;
+                if skip.is_error() {
+                    *self.stats.parse_errors.entry("decode").or_default() += 1;
+                }
+            }
+        }
+    }
+
+    /// Reads one file to its end or to its damage. Packets before the damage are processed; the
+    /// damage is recorded in `stats.file_errors` and returned.
+    pub fn read_file(&mut self, path: &Path, mut progress: impl FnMut(u64)) -> Result<(), CaptureError> {
+        self.stats.files += 1;
+        let mut r = match FileReader::open(path) {
+            Ok(r) => r,
+            Err(e) => {
+                self.stats.file_errors.push(e.to_string());
+                *self.stats.parse_errors.entry("capture").or_default() += 1;
+                return Err(e);
+            }
+        };
+        while let Some(item) = r.next_item() {
+            match item {
+                Ok(Item::Packet(p)) => {
+                    progress(p.data.len() as u64 + 16);
+                    self.packet(&p);
+                }
+                Ok(Item::Secrets { .. }) => self.stats.secrets_blocks += 1,
+                Err(e) => {
+                    self.stats.file_errors.push(e.to_string());
+                    *self.stats.parse_errors.entry("capture").or_default() += 1;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn finish(&mut self) {
+        self.flows.finish_all();
+    }
+
+    pub fn take_events(&mut self) -> Vec<SessionEvent> {
+        self.flows.take_events()
+    }
+}

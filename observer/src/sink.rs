@@ -1,0 +1,133 @@
+//! Sinks: JSON Lines events and the per-peer reports (text table, JSON). Sinks are where output
+//! happens; analyzers never print.
+
+use crate::event::SessionEvent;
+use crate::peers::{PeerBook, PeerStats};
+use crate::pipeline::CaptureStats;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::Write;
+
+/// Writes one JSON object per line.
+pub struct JsonlSink<W: Write> {
+    out: W,
+}
+
+impl<W: Write> JsonlSink<W> {
+    pub fn new(out: W) -> Self {
+        JsonlSink { out }
+    }
+
+    pub fn write(&mut self, ev: &SessionEvent) -> std::io::Result<()> {
+        serde_json::to_writer(&mut self.out, ev)?;
+        self.out.write_all(b"\n")
+    }
+
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
+fn counts(m: &BTreeMap<String, u64>) -> String {
+    if m.is_empty() {
+        return "-".into();
+    }
+    m.iter().map(|(k, v)| format!("{k}:{v}")).collect::<Vec<_>>().join(" ")
+}
+
+fn cut(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(n.saturating_sub(1)).collect();
+        t.push('…');
+        t
+    }
+}
+
+/// The default human report: one block per peer, busiest first, then capture health.
+pub fn text_report(book: &PeerBook, stats: &CaptureStats, flows: &crate::flow::FlowStats) -> String {
+    let mut o = String::new();
+    let peers = book.peers();
+    let _ = writeln!(
+        o,
+        "{:<28} {:<9} {:>5} {:<22} {:<14} {:>9} {:<26} {}",
+        "PEER", "DIRECTION", "SESS", "STARTTLS", "TLS", "CR", "CLIENT CERTS", "OUTCOMES"
+    );
+    for p in &peers {
+        let cr = match p.cr_rate() {
+            Some(r) => format!("{}/{} {:>3.0}%", p.cr_present, p.cr_known, r * 100.0),
+            None if p.tls_handshakes > 0 => "unknown".into(),
+            None => "-".into(),
+        };
+        let _ = writeln!(
+            o,
+            "{:<28} {:<9} {:>5} {:<22} {:<14} {:>9} {:<26} {}",
+            cut(&p.peer, 28),
+            p.direction,
+            p.sessions,
+            cut(&counts(&p.starttls), 22),
+            cut(&counts(&p.tls_versions), 14),
+            cr,
+            cut(&counts(&p.client_certs), 26),
+            counts(&p.outcomes)
+        );
+        detail(&mut o, p);
+    }
+    let _ = writeln!(
+        o,
+        "\n{} peers, {} sessions; {} files, {} packets, {} flows, {} events",
+        peers.len(),
+        peers.iter().map(|p| p.sessions).sum::<u64>(),
+        stats.files,
+        stats.packets,
+        flows.flows_created,
+        flows.events
+    );
+    if !stats.skipped.is_empty() {
+        let _ = writeln!(o, "skipped frames: {}", stats.skipped.iter().map(|(k, v)| format!("{k}:{v}")).collect::<Vec<_>>().join(" "));
+    }
+    if !flows.weirds.is_empty() {
+        let _ = writeln!(o, "weirds: {}", counts(&flows.weirds));
+    }
+    for e in &stats.file_errors {
+        let _ = writeln!(o, "damaged input: {e}");
+    }
+    o
+}
+
+fn detail(o: &mut String, p: &PeerStats) {
+    let hosts: Vec<&str> = p.hosts.iter().map(String::as_str).filter(|h| *h != p.peer).collect();
+    if !hosts.is_empty() || p.ips.len() > 0 {
+        let _ = writeln!(o, "    hosts: {}  ips: {}", if hosts.is_empty() { "-".into() } else { hosts.join(", ") }, p.ips.iter().cloned().collect::<Vec<_>>().join(", "));
+    }
+    if !p.ca_names.is_empty() {
+        let _ = writeln!(o, "    CA names requested: {}", p.ca_names.iter().map(|c| format!("\"{c}\"")).collect::<Vec<_>>().join("; "));
+    }
+    if p.cr_unknown > 0 {
+        let _ = writeln!(o, "    CR not visible (TLS 1.3, no keys, no inference): {}", p.cr_unknown);
+    }
+}
+
+/// JSON report: `{"peers":[...],"capture":{...}}`.
+pub fn json_report(book: &PeerBook, stats: &CaptureStats, flows: &crate::flow::FlowStats) -> serde_json::Value {
+    serde_json::json!({
+        "peers": book.peers().iter().map(|p| {
+            let mut v = serde_json::to_value(p).unwrap_or_default();
+            v["cr_rate"] = serde_json::json!(p.cr_rate());
+            v
+        }).collect::<Vec<_>>(),
+        "capture": {
+            "files": stats.files,
+            "packets": stats.packets,
+            "bytes": stats.bytes,
+            "skipped": stats.skipped,
+            "parse_errors": stats.parse_errors,
+            "file_errors": stats.file_errors,
+            "flows": flows.flows_created,
+            "flows_evicted": flows.flows_evicted,
+            "events": flows.events,
+            "weirds": flows.weirds,
+        }
+    })
+}

@@ -1,0 +1,481 @@
+//! SMTP session analyzer (sans-IO): client and server bytes in, facts and a TLS hand-off decision out.
+//!
+//! It follows RFC 5321 / RFC 3207 only as far as the question needs: banner, EHLO/HELO name, whether
+//! STARTTLS was advertised, the STARTTLS command and its reply. Hand-off to TLS happens only after a
+//! `220` reply *and* when the next bytes look like a TLS record; `454`/`501` and anything else keep the
+//! session in SMTP. Client bytes pipelined after STARTTLS before the reply are an anomaly and are never
+//! parsed as TLS. After `354` (message content follows) the analyzer stops: bodies are never read.
+
+use crate::Dir;
+use serde::Serialize;
+use std::collections::VecDeque;
+
+/// Longest line kept (RFC 5321: 512 for commands, 1000 for text lines); longer lines are cut.
+pub const MAX_LINE: usize = 1024;
+/// Commands awaiting replies (pipelining) that we remember.
+const MAX_PENDING: usize = 64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StartTls {
+    /// STARTTLS answered 220 and TLS followed.
+    Accepted,
+    /// STARTTLS answered with something else (454, 501, ...).
+    Refused,
+    /// The server's EHLO reply did not advertise STARTTLS and the client did not try.
+    NotOffered,
+    /// Advertised, but the client never sent STARTTLS.
+    NotAttempted,
+    /// TLS from the first byte (port 465 style).
+    Implicit,
+    Unknown,
+}
+
+/// What the SMTP layer learned. Serialised as the event's `smtp` object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SmtpFacts {
+    pub banner: Option<String>,
+    pub helo: Option<String>,
+    /// EHLO reply advertised STARTTLS (null when no EHLO reply was seen).
+    pub starttls_offered: Option<bool>,
+    pub starttls: StartTls,
+    /// The reply code to STARTTLS, when seen.
+    pub starttls_reply: Option<u16>,
+    pub anomalies: Vec<String>,
+}
+
+/// What the caller must do after feeding bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Keep feeding SMTP.
+    Continue,
+    /// From byte `offset` of the chunk just fed, this direction (and everything after, both ways)
+    /// is TLS.
+    Tls { offset: usize },
+    /// Nothing more of interest on this connection (message content, or not SMTP).
+    Stop,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Commands,
+    /// STARTTLS sent, reply not yet seen.
+    AwaitStarttlsReply,
+    /// 220 seen: the next bytes should be TLS.
+    TlsExpected,
+    Done,
+}
+
+#[derive(Debug, Default)]
+struct LineBuf {
+    buf: Vec<u8>,
+    overlong: bool,
+}
+
+impl LineBuf {
+    /// Appends bytes up to and including the first `\n`; returns how many were consumed and whether
+    /// a line is complete.
+    fn push(&mut self, data: &[u8]) -> (usize, bool) {
+        let (take, done) = match data.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (data.len(), false),
+        };
+        let room = MAX_LINE.saturating_sub(self.buf.len());
+        if take > room {
+            self.overlong = true;
+        }
+        self.buf.extend_from_slice(&data[..take.min(room)]);
+        (take, done)
+    }
+
+    fn take_line(&mut self) -> (String, bool) {
+        let mut l = std::mem::take(&mut self.buf);
+        while matches!(l.last(), Some(b'\n' | b'\r')) {
+            l.pop();
+        }
+        let overlong = std::mem::take(&mut self.overlong);
+        (String::from_utf8_lossy(&l).into_owned(), overlong)
+    }
+}
+
+#[derive(Debug)]
+pub struct SmtpSession {
+    pub facts: SmtpFacts,
+    state: State,
+    client: LineBuf,
+    server: LineBuf,
+    pending: VecDeque<String>,
+    /// The first server reply (banner) still expected.
+    banner_pending: bool,
+    /// Multi-line reply being read: its code and whether it mentions STARTTLS.
+    reply_starttls: bool,
+    /// Enough evidence that this is SMTP (EHLO/HELO seen, or an ESMTP banner).
+    confirmed: bool,
+    not_smtp: bool,
+}
+
+impl Default for SmtpSession {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Does this look like the start of a TLS record carrying a handshake or alert?
+pub fn looks_like_tls(b: &[u8]) -> bool {
+    matches!(b, [0x16 | 0x15, 0x03, 0..=0x04, ..] | [0x16 | 0x15] | [0x16 | 0x15, 0x03])
+}
+
+impl SmtpSession {
+    pub fn new() -> Self {
+        SmtpSession {
+            facts: SmtpFacts {
+                banner: None,
+                helo: None,
+                starttls_offered: None,
+                starttls: StartTls::Unknown,
+                starttls_reply: None,
+                anomalies: Vec::new(),
+            },
+            state: State::Commands,
+            client: LineBuf::default(),
+            server: LineBuf::default(),
+            pending: VecDeque::new(),
+            banner_pending: true,
+            reply_starttls: false,
+            confirmed: false,
+            not_smtp: false,
+        }
+    }
+
+    /// Whether the peers were seen speaking SMTP (as opposed to FTP, POP3, ... which share prefixes).
+    pub fn is_smtp(&self) -> bool {
+        self.confirmed && !self.not_smtp
+    }
+
+    pub fn is_not_smtp(&self) -> bool {
+        self.not_smtp
+    }
+
+    fn anomaly(&mut self, a: &str) {
+        if !self.facts.anomalies.iter().any(|x| x == a) && self.facts.anomalies.len() < 16 {
+            self.facts.anomalies.push(a.to_string());
+        }
+    }
+
+    /// Feed bytes from one direction.
+    pub fn feed(&mut self, dir: Dir, data: &[u8]) -> Next {
+        let mut off = 0;
+        while off < data.len() {
+            match self.state {
+                State::Done => return Next::Stop,
+                State::TlsExpected => {
+                    let rest = &data[off..];
+                    if looks_like_tls(rest) {
+                        self.facts.starttls = StartTls::Accepted;
+                        self.state = State::Done;
+                        return Next::Tls { offset: off };
+                    }
+                    // 220 to STARTTLS but the conversation goes on in plaintext: not TLS.
+                    self.anomaly("starttls_continued_plaintext");
+                    self.facts.starttls = StartTls::Unknown;
+                    self.state = State::Commands;
+                }
+                State::AwaitStarttlsReply if dir == Dir::ToServer => {
+                    // RFC 3207: nothing may follow STARTTLS before the reply. Never parse it as TLS.
+                    self.anomaly("starttls_pipelined_data");
+                    return Next::Continue;
+                }
+                _ => {}
+            }
+            let buf = match dir {
+                Dir::ToServer => &mut self.client,
+                Dir::ToClient => &mut self.server,
+            };
+            let (n, complete) = buf.push(&data[off..]);
+            off += n;
+            if !complete {
+                continue;
+            }
+            let (line, overlong) = buf.take_line();
+            if overlong {
+                self.anomaly("smtp_line_too_long");
+            }
+            let next = match dir {
+                Dir::ToServer => self.client_line(&line),
+                Dir::ToClient => self.server_line(&line),
+            };
+            if self.not_smtp {
+                self.state = State::Done;
+                return Next::Stop;
+            }
+            if next == Next::Stop {
+                self.state = State::Done;
+                return Next::Stop;
+            }
+        }
+        Next::Continue
+    }
+
+    fn client_line(&mut self, line: &str) -> Next {
+        let verb: String = line.split(' ').next().unwrap_or("").to_ascii_uppercase();
+        match verb.as_str() {
+            "EHLO" | "HELO" | "LHLO" => {
+                self.confirmed = true;
+                if self.facts.helo.is_none() {
+                    let name = line.get(5..).unwrap_or("").trim();
+                    self.facts.helo = Some(name.chars().take(255).collect());
+                }
+            }
+            "STARTTLS" => {
+                self.state = State::AwaitStarttlsReply;
+            }
+            "MAIL" | "RCPT" | "DATA" | "RSET" | "NOOP" | "QUIT" | "VRFY" | "EXPN" | "HELP" | "AUTH" | "BDAT"
+            | "ETRN" | "XCLIENT" | "XFORWARD" => {}
+            // Other text protocols that share the "220" greeting or use STARTTLS-like commands.
+            "USER" | "PASS" | "FEAT" | "SYST" | "PBSZ" | "PROT" | "CAPA" | "STLS" | "LOGIN" | "CAPABILITY" => {
+                if !self.confirmed {
+                    self.not_smtp = true;
+                }
+            }
+            _ => {
+                if !self.confirmed && (line.starts_with('<') || verb.chars().any(|c| !c.is_ascii_alphabetic())) {
+                    self.not_smtp = true;
+                }
+                if verb.len() > 1 && verb.len() < 16 && line.len() > 3 && !self.confirmed {
+                    // "A1 STARTTLS" (IMAP tags) and other non-SMTP shapes.
+                    if line.split(' ').nth(1).is_some_and(|w| w.eq_ignore_ascii_case("STARTTLS")) {
+                        self.not_smtp = true;
+                    }
+                }
+            }
+        }
+        if self.pending.len() < MAX_PENDING {
+            self.pending.push_back(verb);
+        } else {
+            self.anomaly("smtp_too_many_pipelined_commands");
+        }
+        Next::Continue
+    }
+
+    fn server_line(&mut self, line: &str) -> Next {
+        let bytes = line.as_bytes();
+        let code = match bytes.get(0..3) {
+            Some(c) if c.iter().all(u8::is_ascii_digit) => {
+                u16::from(c[0] - b'0') * 100 + u16::from(c[1] - b'0') * 10 + u16::from(c[2] - b'0')
+            }
+            _ => {
+                if self.banner_pending && !self.confirmed {
+                    // "+OK" (POP3), "* OK" (IMAP), "<?xml" (XMPP): not SMTP.
+                    self.not_smtp = true;
+                } else {
+                    self.anomaly("smtp_bad_reply");
+                }
+                return Next::Continue;
+            }
+        };
+        let last = bytes.get(3) != Some(&b'-');
+        let text = line.get(4..).unwrap_or("");
+        if self.banner_pending {
+            if code != 220 && code != 554 && code != 421 {
+                self.not_smtp = !self.confirmed;
+                return Next::Continue;
+            }
+            if self.facts.banner.is_none() {
+                self.facts.banner = Some(text.chars().take(255).collect());
+                if text.contains("SMTP") {
+                    self.confirmed = true;
+                }
+            }
+            if last {
+                self.banner_pending = false;
+            }
+            return Next::Continue;
+        }
+        let cmd = self.pending.front().cloned().unwrap_or_default();
+        if cmd == "EHLO" && text.split([' ', '=']).next().is_some_and(|w| w.eq_ignore_ascii_case("STARTTLS")) {
+            self.reply_starttls = true;
+        }
+        if !last {
+            return Next::Continue;
+        }
+        self.pending.pop_front();
+        match cmd.as_str() {
+            "EHLO" => {
+                if code == 250 && self.facts.starttls_offered != Some(true) {
+                    self.facts.starttls_offered = Some(self.reply_starttls);
+                }
+                self.reply_starttls = false;
+            }
+            "STARTTLS" => {
+                self.facts.starttls_reply = Some(code);
+                if code == 220 {
+                    self.state = State::TlsExpected;
+                } else {
+                    self.facts.starttls = StartTls::Refused;
+                    self.state = State::Commands;
+                }
+            }
+            "DATA" if code == 354 => return Next::Stop,
+            _ => {}
+        }
+        Next::Continue
+    }
+
+    /// Final STARTTLS classification when the connection ends in SMTP.
+    pub fn finish(&mut self) {
+        if self.facts.starttls == StartTls::Unknown {
+            self.facts.starttls = match (self.state, self.facts.starttls_offered) {
+                (State::AwaitStarttlsReply | State::TlsExpected, _) => StartTls::Unknown,
+                (_, Some(false)) => StartTls::NotOffered,
+                (_, Some(true)) if self.facts.starttls_reply.is_none() => StartTls::NotAttempted,
+                _ => StartTls::Unknown,
+            };
+            if self.facts.anomalies.iter().any(|a| a == "starttls_continued_plaintext") {
+                self.facts.starttls = StartTls::Unknown;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn session(script: &[(Dir, &[u8])]) -> (SmtpSession, Vec<Next>) {
+        let mut s = SmtpSession::new();
+        let nexts = script.iter().map(|(d, b)| s.feed(*d, b)).collect();
+        (s, nexts)
+    }
+
+    const C: Dir = Dir::ToServer;
+    const S: Dir = Dir::ToClient;
+
+    #[test]
+    fn starttls_handoff_on_220_and_tls_bytes() {
+        let (s, n) = session(&[
+            (S, b"220 mx.example.net ESMTP Postfix\r\n"),
+            (C, b"EHLO out.example.org\r\n"),
+            (S, b"250-mx.example.net\r\n250-PIPELINING\r\n250-STARTTLS\r\n250 8BITMIME\r\n"),
+            (C, b"STARTTLS\r\n"),
+            (S, b"220 2.0.0 Ready to start TLS\r\n"),
+            (C, b"\x16\x03\x01\x00\x05hello"),
+        ]);
+        assert_eq!(n[5], Next::Tls { offset: 0 });
+        assert_eq!(s.facts.banner.as_deref(), Some("mx.example.net ESMTP Postfix"));
+        assert_eq!(s.facts.helo.as_deref(), Some("out.example.org"));
+        assert_eq!(s.facts.starttls_offered, Some(true));
+        assert_eq!(s.facts.starttls, StartTls::Accepted);
+        assert!(s.is_smtp());
+    }
+
+    #[test]
+    fn refusal_454_stays_in_smtp() {
+        let (mut s, n) = session(&[
+            (S, b"220 mx ESMTP\r\n"),
+            (C, b"EHLO a\r\n"),
+            (S, b"250-mx\r\n250 STARTTLS\r\n"),
+            (C, b"STARTTLS\r\n"),
+            (S, b"454 4.7.0 TLS not available due to local problem\r\n"),
+            (C, b"\x16\x03\x01\x00\x05hello\r\n"),
+        ]);
+        assert_eq!(n[5], Next::Continue);
+        s.finish();
+        assert_eq!(s.facts.starttls, StartTls::Refused);
+        assert_eq!(s.facts.starttls_reply, Some(454));
+    }
+
+    #[test]
+    fn pipelined_bytes_after_starttls_are_an_anomaly_not_tls() {
+        let (s, n) = session(&[
+            (S, b"220 mx ESMTP\r\n"),
+            (C, b"EHLO a\r\n"),
+            (S, b"250 STARTTLS\r\n"),
+            (C, b"STARTTLS\r\n"),
+            (C, b"\x16\x03\x01\x00\x05hello"),
+            (S, b"220 go ahead\r\n"),
+        ]);
+        assert_eq!(n[4], Next::Continue);
+        assert!(s.facts.anomalies.contains(&"starttls_pipelined_data".to_string()));
+    }
+
+    #[test]
+    fn plaintext_after_220_is_not_tls() {
+        let (mut s, n) = session(&[
+            (S, b"220 mx ESMTP\r\n"),
+            (C, b"EHLO a\r\n"),
+            (S, b"250 STARTTLS\r\n"),
+            (C, b"STARTTLS\r\n"),
+            (S, b"220 go ahead\r\n"),
+            (C, b"EHLO a\r\n"),
+        ]);
+        assert_eq!(n[5], Next::Continue);
+        s.finish();
+        assert_ne!(s.facts.starttls, StartTls::Accepted);
+    }
+
+    #[test]
+    fn other_protocols_are_not_smtp() {
+        for script in [
+            &[(S, &b"+OK POP3 ready\r\n"[..])][..],
+            &[(S, b"* OK IMAP4rev1 ready\r\n")],
+            &[(S, b"220 ProFTPD Server\r\n"), (C, b"AUTH TLS\r\n")],
+            &[(S, b"220 ftp\r\n"), (C, b"USER anonymous\r\n")],
+            &[(C, b"<?xml version='1.0'?><stream:stream>\r\n")],
+        ] {
+            let (s, _) = session(script);
+            assert!(!s.is_smtp(), "{script:?}");
+        }
+    }
+
+    #[test]
+    fn message_content_is_never_read() {
+        let (_, n) = session(&[
+            (S, b"220 mx ESMTP\r\n"),
+            (C, b"EHLO a\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n"),
+            (S, b"250 mx\r\n250 ok\r\n250 ok\r\n354 go\r\n"),
+        ]);
+        assert_eq!(n[2], Next::Stop);
+    }
+
+    #[test]
+    fn long_lines_are_cut_and_flagged() {
+        let mut long = vec![b'A'; 100_000];
+        long.extend_from_slice(b"\r\n");
+        let (s, _) = session(&[(S, b"220 mx ESMTP\r\n"), (C, b"EHLO "), (C, &long)]);
+        assert!(s.facts.anomalies.contains(&"smtp_line_too_long".to_string()));
+        assert!(s.facts.helo.as_ref().is_some_and(|h| h.len() <= 255));
+    }
+
+    proptest! {
+        /// Any chunking of the same conversation gives the same facts and the same hand-off point.
+        #[test]
+        fn chunking_does_not_matter(cuts in proptest::collection::vec(1usize..40, 1..30)) {
+            let server = b"220 mx.example.net ESMTP\r\n250-mx\r\n250-SIZE 1000\r\n250 STARTTLS\r\n220 ready\r\n".to_vec();
+            let client = b"EHLO out.example.org\r\nSTARTTLS\r\n\x16\x03\x01\x00\x01x".to_vec();
+            // interleave: banner, EHLO, reply, STARTTLS, 220, TLS
+            let plan: [(Dir, std::ops::Range<usize>); 6] = [
+                (S, 0..26), (C, 0..22), (S, 26..63), (C, 22..32), (S, 63..74), (C, 32..38)];
+            let mut s = SmtpSession::new();
+            let mut tls_at = None;
+            let mut k = 0;
+            for (dir, range) in plan {
+                let bytes = if dir == S { &server[range.clone()] } else { &client[range.clone()] };
+                let mut off = 0;
+                while off < bytes.len() {
+                    let n = cuts[k % cuts.len()].min(bytes.len() - off);
+                    k += 1;
+                    if let Next::Tls { offset } = s.feed(dir, &bytes[off..off + n]) {
+                        tls_at = Some(range.start + off + offset);
+                        break;
+                    }
+                    off += n;
+                }
+            }
+            prop_assert_eq!(tls_at, Some(32));
+            prop_assert_eq!(s.facts.helo.as_deref(), Some("out.example.org"));
+            prop_assert_eq!(s.facts.starttls_offered, Some(true));
+            prop_assert_eq!(s.facts.starttls, StartTls::Accepted);
+        }
+    }
+}

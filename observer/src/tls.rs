@@ -1,0 +1,1346 @@
+//! TLS handshake analyzer (sans-IO): both directions' bytes in, handshake facts out.
+//!
+//! Record layer across segments, handshake messages across records, per direction. Plaintext records
+//! are buffered (one record at most, [`MAX_RECORD`]); encrypted records are *skipped by length*
+//! without buffering, and their lengths are kept (first [`MAX_ENC_RECORDS`] per direction) for the
+//! TLS 1.3 inference. Handshake messages larger than [`MAX_HANDSHAKE_MSG`] stop the analysis of that
+//! direction with a weird, never an allocation of the claimed size.
+//!
+//! ClientHello/ServerHello are parsed with `tls-parser`; CertificateRequest and Certificate are parsed
+//! here because their TLS 1.3 shapes (context, per-entry extensions, `certificate_authorities` and
+//! `oid_filters` extensions) are not covered by it.
+
+use crate::x509::{self, CertFacts};
+use crate::Dir;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+pub const MAX_RECORD: usize = 16384 + 2048;
+pub const MAX_HANDSHAKE_MSG: usize = 256 * 1024;
+pub const MAX_ENC_RECORDS: usize = 64;
+/// Certificates parsed per chain; the rest are counted (weird `tls_chain_too_long`).
+pub const MAX_CHAIN: usize = 16;
+/// CA names kept from a CertificateRequest; the rest are counted.
+pub const MAX_CA_NAMES: usize = 256;
+/// Records analysed per direction after the handshake before we call the session established.
+const TAIL_RECORDS: u32 = 16;
+
+const HRR_RANDOM: [u8; 32] = [
+    0xCF, 0x21, 0xAD, 0x74, 0xE5, 0x9A, 0x61, 0x11, 0xBE, 0x1D, 0x8C, 0x02, 0x1E, 0x65, 0xB8, 0x91, 0xC2, 0xA2, 0x11,
+    0x16, 0x7A, 0xBB, 0x8C, 0x5E, 0x07, 0x9E, 0x09, 0xE2, 0xC8, 0xA8, 0x33, 0x9C,
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Evidence {
+    Plaintext,
+    Decrypted,
+    Inferred,
+    Unknown,
+}
+
+impl Evidence {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Evidence::Plaintext => "plaintext",
+            Evidence::Decrypted => "decrypted",
+            Evidence::Inferred => "inferred",
+            Evidence::Unknown => "unknown",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum CertStatus {
+    /// No Certificate message from this side.
+    Absent,
+    /// A Certificate message with no certificates (client declined a CertificateRequest).
+    Empty,
+    Presented,
+    Unknown,
+}
+
+impl CertStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CertStatus::Absent => "absent",
+            CertStatus::Empty => "empty",
+            CertStatus::Presented => "presented",
+            CertStatus::Unknown => "unknown",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum OutcomeResult {
+    Established,
+    HandshakeFailed,
+    ClosedAfterHandshake,
+    Incomplete,
+}
+
+impl OutcomeResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutcomeResult::Established => "established",
+            OutcomeResult::HandshakeFailed => "handshake_failed",
+            OutcomeResult::ClosedAfterHandshake => "closed_after_handshake",
+            OutcomeResult::Incomplete => "incomplete",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CertificateRequestFacts {
+    /// null when not known (TLS 1.3 without keys and no inference possible).
+    pub present: Option<bool>,
+    pub evidence: Evidence,
+    pub ca_names: Vec<String>,
+    pub signature_algorithms: Vec<String>,
+    pub certificate_types: Vec<String>,
+    pub oid_filters: Vec<String>,
+    /// TLS 1.3 only: signature_algorithms_cert.
+    pub signature_algorithms_cert: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CertificateFacts {
+    pub status: CertStatus,
+    pub evidence: Evidence,
+    pub chain: Vec<CertFacts>,
+    /// Bytes of certificate data in the message (or the inferred approximate size).
+    pub size_bytes: Option<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Alert {
+    /// `warning` / `fatal` / a number; null when encrypted.
+    pub level: Option<String>,
+    /// Name (e.g. `unsupported_certificate`) or the number; null when encrypted.
+    pub description: Option<String>,
+    pub code: Option<u8>,
+    pub sender: &'static str,
+    pub encrypted: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Outcome {
+    pub result: OutcomeResult,
+    pub alert: Option<Alert>,
+    /// Which side closed the TCP connection first (FIN/RST), if seen.
+    pub closed_by: Option<&'static str>,
+}
+
+/// The event's `tls` object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TlsFacts {
+    pub version: Option<String>,
+    pub cipher: Option<String>,
+    pub sni: Option<String>,
+    pub alpn: Option<String>,
+    pub offered_versions: Vec<String>,
+    pub post_handshake_auth: bool,
+    pub hello_retry_request: bool,
+    pub resumed: Option<bool>,
+    pub ja4: Option<String>,
+    pub ja4s: Option<String>,
+    pub certificate_request: CertificateRequestFacts,
+    pub client_certificate: CertificateFacts,
+    pub server_certificate: CertificateFacts,
+    pub outcome: Outcome,
+    /// Reply code of the server's first SMTP reply after TLS (needs keys; null otherwise).
+    pub smtp_reply_after_tls: Option<u16>,
+}
+
+/// An encrypted record as seen on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EncRecord {
+    pub content_type: u8,
+    pub len: u16,
+}
+
+#[derive(Debug, Default)]
+struct Side {
+    hdr: [u8; 5],
+    hdr_len: usize,
+    body: Vec<u8>,
+    body_need: usize,
+    /// Encrypted body bytes still to skip.
+    skip: usize,
+    cur_type: u8,
+    hs: Vec<u8>,
+    lost: bool,
+    encrypted: bool,
+    enc_records: Vec<EncRecord>,
+    records: u32,
+    bytes: u64,
+    /// ≤1.2: an encrypted handshake record (Finished) after CCS.
+    finished: bool,
+    ccs: bool,
+    app_records: u32,
+    certificate_seen: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct TlsSession {
+    sides: [Side; 2],
+    client_hello: bool,
+    server_hello: bool,
+    /// Negotiated version code (0x0303, 0x0304, ...).
+    version: Option<u16>,
+    cipher: Option<u16>,
+    client_session_id: Vec<u8>,
+    server_kex_seen: bool,
+    cr_seen: bool,
+    cr: Option<CertificateRequestFacts>,
+    client_cert: Option<CertificateFacts>,
+    server_cert: Option<CertificateFacts>,
+    sni: Option<String>,
+    alpn: Option<String>,
+    offered_versions: Vec<u16>,
+    post_handshake_auth: bool,
+    hrr: bool,
+    resumed: Option<bool>,
+    ja4: Option<String>,
+    ja4s: Option<String>,
+    alerts: Vec<Alert>,
+    /// TLS 1.3: index in the client's encrypted records where its handshake flight ended (inclusive).
+    client_flight_end: Option<usize>,
+    /// Server records seen after the client finished its handshake flight.
+    server_after_client_flight: Vec<u16>,
+    closed_first: Option<Dir>,
+    /// The server ended (alert or close) after the handshake, before the client's 2nd application record.
+    server_ended_early: bool,
+    failed_before_complete: bool,
+    done: bool,
+    ts_secs: i64,
+    pub weirds: Vec<&'static str>,
+}
+
+fn idx(d: Dir) -> usize {
+    match d {
+        Dir::ToServer => 0,
+        Dir::ToClient => 1,
+    }
+}
+
+fn sender(d: Dir) -> &'static str {
+    match d {
+        Dir::ToServer => "client",
+        Dir::ToClient => "server",
+    }
+}
+
+impl TlsSession {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn weird(&mut self, w: &'static str) {
+        if !self.weirds.contains(&w) {
+            self.weirds.push(w);
+        }
+    }
+
+    /// True once nothing more is needed from this connection (handshake outcome known).
+    pub fn is_done(&self) -> bool {
+        self.done || (self.sides[0].lost && self.sides[1].lost)
+    }
+
+    pub fn saw_client_hello(&self) -> bool {
+        self.client_hello
+    }
+
+    /// Encrypted record lengths seen per direction (client→server, server→client).
+    pub fn encrypted_records(&self, dir: Dir) -> &[EncRecord] {
+        &self.sides[idx(dir)].enc_records
+    }
+
+    pub fn on_gap(&mut self, dir: Dir, len: u64) {
+        let s = &mut self.sides[idx(dir)];
+        if s.hdr_len == 5 && s.skip as u64 >= len && s.body_need == 0 {
+            // The hole lies inside an encrypted record body we were skipping anyway: still in sync.
+            s.skip -= len as usize;
+            return;
+        }
+        if !s.lost {
+            s.lost = true;
+            self.weird("tls_lost_sync_after_gap");
+        }
+    }
+
+    /// The TCP connection was closed (FIN or RST) by one side.
+    pub fn on_close(&mut self, dir: Dir) {
+        if self.closed_first.is_none() {
+            self.closed_first = Some(dir);
+        }
+        if dir == Dir::ToClient {
+            self.server_end();
+        } else if !self.handshake_complete() && self.server_hello {
+            self.failed_before_complete = true;
+        }
+    }
+
+    fn server_end(&mut self) {
+        if self.handshake_complete() {
+            if self.sides[0].app_records < 2 && !self.done {
+                self.server_ended_early = true;
+                self.done = true;
+            }
+        } else if self.client_hello {
+            self.failed_before_complete = true;
+            self.done = true;
+        }
+    }
+
+    pub fn feed(&mut self, dir: Dir, mut data: &[u8], ts_ns: i64) {
+        self.ts_secs = ts_ns.div_euclid(1_000_000_000);
+        let i = idx(dir);
+        while !data.is_empty() && !self.sides[i].lost && !self.done {
+            let s = &mut self.sides[i];
+            if s.skip > 0 {
+                let n = s.skip.min(data.len());
+                s.skip -= n;
+                data = &data[n..];
+                if s.skip == 0 {
+                    s.hdr_len = 0;
+                }
+                continue;
+            }
+            if s.hdr_len < 5 {
+                let n = (5 - s.hdr_len).min(data.len());
+                s.hdr[s.hdr_len..s.hdr_len + n].copy_from_slice(&data[..n]);
+                s.hdr_len += n;
+                data = &data[n..];
+                if s.hdr_len < 5 {
+                    continue;
+                }
+                let [ty, major, minor, l0, l1] = s.hdr;
+                let len = usize::from(u16::from_be_bytes([l0, l1]));
+                if !(20..=24).contains(&ty) || major != 3 || minor > 4 || len > MAX_RECORD {
+                    s.lost = true;
+                    self.weird("tls_bad_record_header");
+                    return;
+                }
+                self.record_start(dir, ty, len);
+                let s = &mut self.sides[i];
+                if s.body_need == 0 && s.skip == 0 {
+                    s.hdr_len = 0;
+                    if ty == 22 || ty == 21 {
+                        self.weird("tls_empty_record");
+                    }
+                }
+                continue;
+            }
+            // accumulating a plaintext record body
+            let n = (s.body_need - s.body.len()).min(data.len());
+            s.body.extend_from_slice(&data[..n]);
+            data = &data[n..];
+            if s.body.len() == s.body_need {
+                let body = std::mem::take(&mut s.body);
+                let ty = s.cur_type;
+                s.body_need = 0;
+                s.hdr_len = 0;
+                self.record_body(dir, ty, &body);
+            }
+        }
+    }
+
+    fn tls13(&self) -> bool {
+        self.version == Some(0x0304)
+    }
+
+    /// Decide from the header whether to buffer the body or skip it.
+    fn record_start(&mut self, dir: Dir, ty: u8, len: usize) {
+        let i = idx(dir);
+        let tls13 = self.tls13();
+        let s = &mut self.sides[i];
+        s.records += 1;
+        s.bytes += len as u64 + 5;
+        s.cur_type = ty;
+        let plaintext_alert = ty == 21 && len == 2;
+        let buffer = match ty {
+            20 => true,
+            21 => plaintext_alert || !s.encrypted,
+            22 => !s.encrypted,
+            _ => false,
+        };
+        if buffer {
+            s.body_need = len;
+            s.body.clear();
+            return;
+        }
+        s.skip = len;
+        // An encrypted record.
+        if s.enc_records.len() < MAX_ENC_RECORDS {
+            s.enc_records.push(EncRecord { content_type: ty, len: len as u16 });
+        }
+        match (ty, tls13) {
+            (21, _) => {
+                self.alerts.push(Alert {
+                    level: None,
+                    description: None,
+                    code: None,
+                    sender: sender(dir),
+                    encrypted: true,
+                });
+                self.on_alert(dir, true);
+            }
+            (22, false) => {
+                // ≤1.2: the first encrypted handshake record after CCS is Finished.
+                self.sides[i].finished = true;
+            }
+            (23, false) => {
+                if self.handshake_complete() {
+                    self.sides[i].app_records += 1;
+                }
+            }
+            (23, true) => self.tls13_encrypted_record(dir, len),
+            _ => {}
+        }
+        self.tail_check();
+    }
+
+    fn tail_check(&mut self) {
+        if self.handshake_complete() {
+            let c = self.sides[0].app_records;
+            if c >= 2 || self.sides[0].records + self.sides[1].records > 2 * TAIL_RECORDS + 16 {
+                self.done = true;
+            }
+        }
+    }
+
+    fn tls13_finished_len(&self) -> Option<u16> {
+        // Finished = hash-length verify_data + 4 (header) + 1 (inner type) + 16 (AEAD tag)
+        match self.cipher? {
+            0x1301 | 0x1303 | 0x1304 | 0x1305 => Some(32 + 21),
+            0x1302 => Some(48 + 21),
+            _ => None,
+        }
+    }
+
+    fn tls13_encrypted_record(&mut self, dir: Dir, len: usize) {
+        match dir {
+            Dir::ToServer => {
+                if self.client_flight_end.is_none() {
+                    let n = self.sides[0].enc_records.len();
+                    let fin = self.tls13_finished_len();
+                    let coalesced_empty = fin.map(|f| f + 8);
+                    if Some(len as u16) == fin || Some(len as u16) == coalesced_empty {
+                        self.client_flight_end = Some(n.saturating_sub(1));
+                    } else if fin.is_none() || n >= 4 {
+                        // Pattern not recognised: assume the flight is over, say so.
+                        self.weird("tls13_client_flight_unrecognised");
+                        self.client_flight_end = Some(n.saturating_sub(1));
+                    }
+                } else {
+                    self.sides[0].app_records += 1;
+                }
+            }
+            Dir::ToClient => {
+                if self.client_flight_end.is_some() {
+                    self.server_after_client_flight.push(len as u16);
+                    if len != 19 {
+                        self.tail_check();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether both sides finished the handshake (as far as the wire shows).
+    pub fn handshake_complete(&self) -> bool {
+        if self.tls13() {
+            self.client_flight_end.is_some() && self.server_after_client_flight.iter().any(|&l| l != 19)
+        } else {
+            self.sides[0].finished && self.sides[1].finished
+        }
+    }
+
+    fn on_alert(&mut self, dir: Dir, fatal_or_unknown: bool) {
+        if dir == Dir::ToClient {
+            if self.tls13() && self.client_flight_end.is_some() && !self.handshake_complete() {
+                // TLS 1.3: an alert right after the client's flight (e.g. certificate_required).
+                self.failed_before_complete = true;
+                self.done = true;
+                return;
+            }
+            if fatal_or_unknown {
+                self.server_end();
+            }
+        } else if fatal_or_unknown && !self.handshake_complete() {
+            self.failed_before_complete = true;
+        }
+    }
+
+    fn record_body(&mut self, dir: Dir, ty: u8, body: &[u8]) {
+        let i = idx(dir);
+        match ty {
+            20 => {
+                let tls13 = self.tls13();
+                let s = &mut self.sides[i];
+                s.ccs = true;
+                if !tls13 {
+                    s.encrypted = true;
+                    if dir == Dir::ToClient && self.server_hello && !self.sides[1].certificate_seen && !self.server_kex_seen {
+                        self.resumed = Some(true);
+                    }
+                }
+            }
+            21 => {
+                if body.len() == 2 {
+                    let (level, code) = (body[0], body[1]);
+                    let fatal = level == 2;
+                    self.alerts.push(Alert {
+                        level: Some(match level {
+                            1 => "warning".to_string(),
+                            2 => "fatal".to_string(),
+                            n => n.to_string(),
+                        }),
+                        description: Some(alert_name(code)),
+                        code: Some(code),
+                        sender: sender(dir),
+                        encrypted: false,
+                    });
+                    // close_notify (0) is a warning; user_canceled too.
+                    self.on_alert(dir, fatal || code == 0);
+                } else {
+                    self.weird("tls_bad_alert");
+                }
+            }
+            22 => {
+                let s = &mut self.sides[i];
+                if s.hs.len() + body.len() > MAX_HANDSHAKE_MSG + 4 {
+                    s.lost = true;
+                    self.weird("tls_handshake_too_large");
+                    return;
+                }
+                s.hs.extend_from_slice(body);
+                self.drain_handshake(dir);
+            }
+            _ => {}
+        }
+    }
+
+    fn drain_handshake(&mut self, dir: Dir) {
+        let i = idx(dir);
+        let mut off = 0;
+        let hs = std::mem::take(&mut self.sides[i].hs);
+        while hs.len() - off >= 4 {
+            let len = (usize::from(hs[off + 1]) << 16) | (usize::from(hs[off + 2]) << 8) | usize::from(hs[off + 3]);
+            if len > MAX_HANDSHAKE_MSG {
+                self.sides[i].lost = true;
+                self.weird("tls_handshake_too_large");
+                return;
+            }
+            if hs.len() - off < 4 + len {
+                break;
+            }
+            let msg = &hs[off..off + 4 + len];
+            self.handshake_message(dir, msg);
+            off += 4 + len;
+            if self.sides[i].encrypted || self.sides[i].lost {
+                // TLS 1.3: anything after ServerHello in this buffer would be encrypted; never happens
+                // with a conforming peer.
+                off = hs.len();
+            }
+        }
+        self.sides[i].hs = hs[off..].to_vec();
+    }
+
+    fn handshake_message(&mut self, dir: Dir, msg: &[u8]) {
+        let ty = msg[0];
+        let body = &msg[4..];
+        match (dir, ty) {
+            (Dir::ToServer, 1) => self.client_hello(msg),
+            (Dir::ToClient, 2) => self.server_hello(msg),
+            (_, 11) => self.certificate(dir, body, Evidence::Plaintext),
+            (Dir::ToClient, 13) => self.certificate_request(body, Evidence::Plaintext),
+            (Dir::ToClient, 12 | 14) => self.server_kex_seen = true,
+            _ => {}
+        }
+    }
+
+    fn client_hello(&mut self, msg: &[u8]) {
+        if self.client_hello {
+            return; // second ClientHello after HelloRetryRequest: keep the first for JA4
+        }
+        self.client_hello = true;
+        let parsed = tls_parser::parse_tls_message_handshake(msg);
+        let Ok((_, tls_parser::TlsMessage::Handshake(tls_parser::TlsMessageHandshake::ClientHello(ch)))) = parsed
+        else {
+            self.weird("tls_bad_client_hello");
+            return;
+        };
+        self.client_session_id = ch.session_id.map(<[u8]>::to_vec).unwrap_or_default();
+        let ciphers: Vec<u16> = ch.ciphers.iter().map(|c| c.0).collect();
+        let exts = raw_extensions(ch.ext.unwrap_or(&[]));
+        let mut sig_algs: Vec<u16> = Vec::new();
+        let mut first_alpn: Option<Vec<u8>> = None;
+        for (ty, data) in &exts {
+            match *ty {
+                0 => self.sni = parse_sni(data),
+                13 => sig_algs = u16_list(data.get(2..).unwrap_or(&[])),
+                16 => first_alpn = parse_alpn(data).into_iter().next(),
+                43 => self.offered_versions = data.get(1..).map(u16_list).unwrap_or_default(),
+                49 => self.post_handshake_auth = true,
+                _ => {}
+            }
+        }
+        if exts.is_empty() && ch.ext.is_some_and(|e| !e.is_empty()) {
+            self.weird("tls_bad_extensions");
+        }
+        let max_version = self
+            .offered_versions
+            .iter()
+            .copied()
+            .filter(|v| !is_grease(*v))
+            .max()
+            .unwrap_or(ch.version.0);
+        self.ja4 = Some(ja4(max_version, self.sni.is_some(), &ciphers, &exts, &sig_algs, first_alpn.as_deref()));
+    }
+
+    fn server_hello(&mut self, msg: &[u8]) {
+        let parsed = tls_parser::parse_tls_message_handshake(msg);
+        let Ok((_, tls_parser::TlsMessage::Handshake(tls_parser::TlsMessageHandshake::ServerHello(sh)))) = parsed
+        else {
+            self.weird("tls_bad_server_hello");
+            return;
+        };
+        let exts = raw_extensions(sh.ext.unwrap_or(&[]));
+        if sh.random == HRR_RANDOM {
+            self.hrr = true;
+            return;
+        }
+        self.server_hello = true;
+        let mut version = sh.version.0;
+        let mut psk = false;
+        for (ty, data) in &exts {
+            match *ty {
+                43 if data.len() == 2 => version = u16::from_be_bytes([data[0], data[1]]),
+                41 => psk = true,
+                16 => self.alpn = parse_alpn(data).into_iter().next().map(|a| String::from_utf8_lossy(&a).into_owned()),
+                _ => {}
+            }
+        }
+        self.version = Some(version);
+        self.cipher = Some(sh.cipher.0);
+        self.ja4s = Some(ja4s(version, sh.cipher.0, &exts, self.alpn.as_deref().map(str::as_bytes)));
+        if version == 0x0304 {
+            self.resumed = Some(psk);
+            self.sides[0].encrypted = true;
+            self.sides[1].encrypted = true;
+        } else {
+            let sid = sh.session_id.unwrap_or(&[]);
+            if !sid.is_empty() && sid == self.client_session_id.as_slice() {
+                self.resumed = Some(true);
+            }
+        }
+    }
+
+    fn certificate(&mut self, dir: Dir, body: &[u8], evidence: Evidence) {
+        let tls13 = self.tls13();
+        self.sides[idx(dir)].certificate_seen = true;
+        let (certs, total, size) = match parse_certificate_list(body, tls13) {
+            Some(x) => x,
+            None => {
+                self.weird("tls_bad_certificate_message");
+                let f = CertificateFacts { status: CertStatus::Unknown, evidence, chain: vec![], size_bytes: None };
+                self.set_cert(dir, f);
+                return;
+            }
+        };
+        if total > certs.len() {
+            self.weird("tls_chain_too_long");
+        }
+        let chain: Vec<CertFacts> = certs.iter().map(|der| x509::cert_facts(der, self.ts_secs)).collect();
+        if chain.iter().any(|c| c.parse_error.is_some()) {
+            self.weird("x509_parse_error");
+        }
+        let status = if total == 0 { CertStatus::Empty } else { CertStatus::Presented };
+        self.set_cert(dir, CertificateFacts { status, evidence, chain, size_bytes: Some(size) });
+    }
+
+    fn set_cert(&mut self, dir: Dir, f: CertificateFacts) {
+        match dir {
+            Dir::ToServer => self.client_cert = Some(f),
+            Dir::ToClient => self.server_cert = Some(f),
+        }
+    }
+
+    fn certificate_request(&mut self, body: &[u8], evidence: Evidence) {
+        self.cr_seen = true;
+        let parsed = match self.version {
+            Some(0x0304) => parse_cr13(body),
+            Some(0x0303) => parse_cr12(body, true),
+            Some(_) => parse_cr12(body, false),
+            None => parse_cr12(body, true).or_else(|| parse_cr12(body, false)),
+        };
+        match parsed {
+            Some((mut f, dropped)) => {
+                f.evidence = evidence;
+                if dropped {
+                    self.weird("tls_too_many_ca_names");
+                }
+                self.cr = Some(f);
+            }
+            None => {
+                self.weird("tls_bad_certificate_request");
+                self.cr = Some(CertificateRequestFacts {
+                    present: Some(true),
+                    evidence,
+                    ca_names: vec![],
+                    signature_algorithms: vec![],
+                    certificate_types: vec![],
+                    oid_filters: vec![],
+                    signature_algorithms_cert: vec![],
+                });
+            }
+        }
+    }
+
+    /// TLS 1.3 without keys: what the client's encrypted flight says about CR and the client cert.
+    fn tls13_inference(&self) -> (Option<bool>, CertStatus, Option<usize>, Evidence) {
+        if self.resumed == Some(true) {
+            // RFC 8446 §4.3.2: no CertificateRequest in PSK handshakes.
+            return (Some(false), CertStatus::Absent, None, Evidence::Inferred);
+        }
+        let (Some(end), Some(fin)) = (self.client_flight_end, self.tls13_finished_len()) else {
+            return (None, CertStatus::Unknown, None, Evidence::Unknown);
+        };
+        let flight = &self.sides[0].enc_records[..=end.min(self.sides[0].enc_records.len().saturating_sub(1))];
+        let lens: Vec<u16> = flight.iter().map(|r| r.len).collect();
+        match lens.as_slice() {
+            [f] if *f == fin => (Some(false), CertStatus::Absent, None, Evidence::Inferred),
+            [25, f] if *f == fin => (Some(true), CertStatus::Empty, Some(0), Evidence::Inferred),
+            [f] if *f == fin + 8 => (Some(true), CertStatus::Empty, Some(0), Evidence::Inferred),
+            [cert, _cv, f] if *f == fin && *cert > 25 => {
+                // Certificate message: 4 header + 1 context + 3 list + per cert (3 + len + 2 ext).
+                (Some(true), CertStatus::Presented, Some(usize::from(*cert).saturating_sub(25)), Evidence::Inferred)
+            }
+            _ => (None, CertStatus::Unknown, None, Evidence::Unknown),
+        }
+    }
+
+    /// The facts, as complete as the wire allowed.
+    pub fn facts(&self) -> TlsFacts {
+        let tls13 = self.tls13();
+        let mut cr = self.cr.clone().unwrap_or(CertificateRequestFacts {
+            present: None,
+            evidence: Evidence::Unknown,
+            ca_names: vec![],
+            signature_algorithms: vec![],
+            certificate_types: vec![],
+            oid_filters: vec![],
+            signature_algorithms_cert: vec![],
+        });
+        let unknown_cert = CertificateFacts { status: CertStatus::Unknown, evidence: Evidence::Unknown, chain: vec![], size_bytes: None };
+        let mut client = self.client_cert.clone();
+        let server = self.server_cert.clone();
+        if tls13 {
+            let (present, status, size, ev) = self.tls13_inference();
+            if self.cr.is_none() {
+                cr.present = present;
+                cr.evidence = ev;
+            }
+            if client.is_none() {
+                client = Some(CertificateFacts { status, evidence: ev, chain: vec![], size_bytes: size });
+            }
+        } else if self.server_hello {
+            // ≤1.2: everything is in plaintext. We can say "absent" once the server finished its
+            // part of the handshake (ServerHelloDone or CCS) without a CR.
+            let server_flight_over = self.server_kex_seen || self.sides[1].ccs;
+            if self.cr.is_none() && server_flight_over && !self.sides[1].lost {
+                cr.present = Some(false);
+                cr.evidence = Evidence::Plaintext;
+            }
+            if client.is_none() && (self.sides[0].ccs || self.sides[0].finished) && !self.sides[0].lost {
+                client = Some(CertificateFacts { status: CertStatus::Absent, evidence: Evidence::Plaintext, chain: vec![], size_bytes: None });
+            }
+        }
+        let server = server.or_else(|| {
+            if !tls13 && self.resumed == Some(true) {
+                Some(CertificateFacts { status: CertStatus::Absent, evidence: Evidence::Plaintext, chain: vec![], size_bytes: None })
+            } else {
+                None
+            }
+        });
+        let server = server.unwrap_or_else(|| unknown_cert.clone());
+        let result = if self.handshake_complete() {
+            if self.server_ended_early {
+                OutcomeResult::ClosedAfterHandshake
+            } else {
+                OutcomeResult::Established
+            }
+        } else if self.failed_before_complete
+            || self.alerts.iter().any(|a| a.level.as_deref() == Some("fatal"))
+            || (self.closed_first.is_some() && self.client_hello)
+        {
+            OutcomeResult::HandshakeFailed
+        } else {
+            OutcomeResult::Incomplete
+        };
+        let alert = self
+            .alerts
+            .iter()
+            .find(|a| a.level.as_deref() == Some("fatal") || a.encrypted)
+            .or_else(|| self.alerts.first())
+            .cloned()
+            .filter(|_| result != OutcomeResult::Established);
+        TlsFacts {
+            version: self.version.map(version_name),
+            cipher: self.cipher.map(cipher_name),
+            sni: self.sni.clone(),
+            alpn: self.alpn.clone(),
+            offered_versions: self.offered_versions.iter().filter(|v| !is_grease(**v)).map(|v| version_name(*v)).collect(),
+            post_handshake_auth: self.post_handshake_auth,
+            hello_retry_request: self.hrr,
+            resumed: self.resumed.or(if self.server_hello { Some(false) } else { None }),
+            ja4: self.ja4.clone(),
+            ja4s: self.ja4s.clone(),
+            certificate_request: cr,
+            client_certificate: client.unwrap_or(unknown_cert),
+            server_certificate: server,
+            outcome: Outcome { result, alert, closed_by: self.closed_first.map(sender) },
+            smtp_reply_after_tls: None,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small codecs. All bounds-checked; `None` means malformed.
+
+struct Cur<'a>(&'a [u8]);
+
+impl<'a> Cur<'a> {
+    fn u8(&mut self) -> Option<u8> {
+        let (&b, rest) = self.0.split_first()?;
+        self.0 = rest;
+        Some(b)
+    }
+    fn u16(&mut self) -> Option<u16> {
+        let b = self.take(2)?;
+        Some(u16::from_be_bytes([b[0], b[1]]))
+    }
+    fn u24(&mut self) -> Option<usize> {
+        let b = self.take(3)?;
+        Some((usize::from(b[0]) << 16) | (usize::from(b[1]) << 8) | usize::from(b[2]))
+    }
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Some(a)
+    }
+    fn vec8(&mut self) -> Option<&'a [u8]> {
+        let n = usize::from(self.u8()?);
+        self.take(n)
+    }
+    fn vec16(&mut self) -> Option<&'a [u8]> {
+        let n = usize::from(self.u16()?);
+        self.take(n)
+    }
+    fn vec24(&mut self) -> Option<&'a [u8]> {
+        let n = self.u24()?;
+        self.take(n)
+    }
+}
+
+fn u16_list(b: &[u8]) -> Vec<u16> {
+    b.chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]])).collect()
+}
+
+/// Extensions as (type, data), in wire order. Stops at the first malformed one.
+pub fn raw_extensions(b: &[u8]) -> Vec<(u16, &[u8])> {
+    let mut c = Cur(b);
+    let mut out = Vec::new();
+    while !c.0.is_empty() {
+        let (Some(t), Some(d)) = (c.u16(), c.vec16()) else { break };
+        out.push((t, d));
+    }
+    out
+}
+
+fn parse_sni(d: &[u8]) -> Option<String> {
+    let mut c = Cur(Cur(d).vec16()?);
+    while !c.0.is_empty() {
+        let ty = c.u8()?;
+        let name = c.vec16()?;
+        if ty == 0 {
+            return Some(String::from_utf8_lossy(name).chars().take(255).collect());
+        }
+    }
+    None
+}
+
+fn parse_alpn(d: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let Some(list) = Cur(d).vec16() else { return out };
+    let mut c = Cur(list);
+    while let Some(p) = c.vec8() {
+        out.push(p.to_vec());
+    }
+    out
+}
+
+/// Certificate message body → (DER certificates (at most MAX_CHAIN), total count, bytes of cert data).
+pub fn parse_certificate_list(body: &[u8], tls13: bool) -> Option<(Vec<&[u8]>, usize, usize)> {
+    let mut c = Cur(body);
+    if tls13 {
+        c.vec8()?; // certificate_request_context
+    }
+    let mut list = Cur(c.vec24()?);
+    let mut certs = Vec::new();
+    let mut total = 0;
+    let mut size = 0;
+    while !list.0.is_empty() {
+        let der = list.vec24()?;
+        if tls13 {
+            list.vec16()?; // per-entry extensions
+        }
+        total += 1;
+        size += der.len();
+        if certs.len() < MAX_CHAIN {
+            certs.push(der);
+        }
+    }
+    Some((certs, total, size))
+}
+
+fn ca_names(b: &[u8]) -> Option<(Vec<String>, bool)> {
+    let mut c = Cur(b);
+    let mut out = Vec::new();
+    let mut dropped = false;
+    while !c.0.is_empty() {
+        let dn = c.vec16()?;
+        if out.len() >= MAX_CA_NAMES {
+            dropped = true;
+            continue;
+        }
+        out.push(x509::dn_from_der(dn).unwrap_or_else(|| format!("#{}", hex::encode(dn))));
+    }
+    Some((out, dropped))
+}
+
+/// TLS ≤ 1.2 CertificateRequest (RFC 5246 §7.4.4; without signature algorithms before 1.2).
+pub fn parse_cr12(body: &[u8], with_sig_algs: bool) -> Option<(CertificateRequestFacts, bool)> {
+    let mut c = Cur(body);
+    let types = c.vec8()?;
+    let sig = if with_sig_algs { u16_list(c.vec16()?) } else { vec![] };
+    let (names, dropped) = ca_names(c.vec16()?)?;
+    if !c.0.is_empty() {
+        return None;
+    }
+    Some((
+        CertificateRequestFacts {
+            present: Some(true),
+            evidence: Evidence::Plaintext,
+            ca_names: names,
+            signature_algorithms: sig.into_iter().map(sig_alg_name).collect(),
+            certificate_types: types.iter().map(|&t| cert_type_name(t)).collect(),
+            oid_filters: vec![],
+            signature_algorithms_cert: vec![],
+        },
+        dropped,
+    ))
+}
+
+/// TLS 1.3 CertificateRequest (RFC 8446 §4.3.2): context + extensions.
+pub fn parse_cr13(body: &[u8]) -> Option<(CertificateRequestFacts, bool)> {
+    let mut c = Cur(body);
+    c.vec8()?;
+    let exts = c.vec16()?;
+    if !c.0.is_empty() {
+        return None;
+    }
+    let mut f = CertificateRequestFacts {
+        present: Some(true),
+        evidence: Evidence::Plaintext,
+        ca_names: vec![],
+        signature_algorithms: vec![],
+        certificate_types: vec![],
+        oid_filters: vec![],
+        signature_algorithms_cert: vec![],
+    };
+    let mut dropped = false;
+    for (ty, data) in raw_extensions(exts) {
+        match ty {
+            13 => f.signature_algorithms = u16_list(Cur(data).vec16()?).into_iter().map(sig_alg_name).collect(),
+            50 => f.signature_algorithms_cert = u16_list(Cur(data).vec16()?).into_iter().map(sig_alg_name).collect(),
+            47 => {
+                let (n, d) = ca_names(Cur(data).vec16()?)?;
+                f.ca_names = n;
+                dropped |= d;
+            }
+            48 => {
+                let mut l = Cur(Cur(data).vec16()?);
+                while !l.0.is_empty() {
+                    let oid = l.vec8()?;
+                    let values = l.vec16()?;
+                    f.oid_filters.push(oid_filter_desc(oid, values));
+                }
+            }
+            _ => {}
+        }
+    }
+    Some((f, dropped))
+}
+
+/// `oid=values`, EKU OIDs named (e.g. `extendedKeyUsage=clientAuth`).
+fn oid_filter_desc(oid: &[u8], values: &[u8]) -> String {
+    let name = der_oid_string(oid).unwrap_or_else(|| format!("#{}", hex::encode(oid)));
+    if name == "2.5.29.37" {
+        // values: DER SEQUENCE OF KeyPurposeId
+        let mut purposes = Vec::new();
+        if let Some(inner) = der_tlv(values, 0x30) {
+            let mut rest = inner;
+            while let Some((tag, v, r)) = der_next(rest) {
+                if tag == 0x06 {
+                    if let Some(s) = der_oid_string(v) {
+                        purposes.push(eku_name(&s));
+                    }
+                }
+                rest = r;
+            }
+        }
+        return format!("extendedKeyUsage={}", purposes.join("+"));
+    }
+    format!("{name}=#{}", hex::encode(values))
+}
+
+fn eku_name(oid: &str) -> String {
+    match oid {
+        "1.3.6.1.5.5.7.3.1" => "serverAuth",
+        "1.3.6.1.5.5.7.3.2" => "clientAuth",
+        "1.3.6.1.5.5.7.3.4" => "emailProtection",
+        "2.5.29.37.0" => "anyExtendedKeyUsage",
+        o => return o.to_string(),
+    }
+    .to_string()
+}
+
+fn der_next(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let tag = *b.first()?;
+    let l0 = *b.get(1)?;
+    let (len, hdr) = if l0 < 0x80 {
+        (usize::from(l0), 2)
+    } else {
+        let n = usize::from(l0 & 0x7f);
+        if n == 0 || n > 3 {
+            return None;
+        }
+        let mut len = 0usize;
+        for k in 0..n {
+            len = (len << 8) | usize::from(*b.get(2 + k)?);
+        }
+        (len, 2 + n)
+    };
+    let v = b.get(hdr..hdr.checked_add(len)?)?;
+    Some((tag, v, &b[hdr + len..]))
+}
+
+fn der_tlv(b: &[u8], tag: u8) -> Option<&[u8]> {
+    let (t, v, _) = der_next(b)?;
+    (t == tag).then_some(v)
+}
+
+/// Dotted form of DER OID content bytes.
+pub fn der_oid_string(b: &[u8]) -> Option<String> {
+    let first = *b.first()?;
+    let mut parts = vec![u64::from(first / 40).min(2), 0];
+    parts[1] = u64::from(first) - parts[0] * 40;
+    let mut acc: u64 = 0;
+    for &x in &b[1..] {
+        acc = acc.checked_mul(128)? | u64::from(x & 0x7f);
+        if x & 0x80 == 0 {
+            parts.push(acc);
+            acc = 0;
+        }
+    }
+    Some(parts.iter().map(u64::to_string).collect::<Vec<_>>().join("."))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Names. Unknown values stay numbers.
+
+pub fn is_grease(v: u16) -> bool {
+    v & 0x0f0f == 0x0a0a && (v >> 8) == (v & 0xff)
+}
+
+pub fn version_name(v: u16) -> String {
+    match v {
+        0x0304 => "1.3".into(),
+        0x0303 => "1.2".into(),
+        0x0302 => "1.1".into(),
+        0x0301 => "1.0".into(),
+        0x0300 => "ssl3".into(),
+        o => format!("0x{o:04x}"),
+    }
+}
+
+pub fn cipher_name(id: u16) -> String {
+    tls_parser::TlsCipherSuite::from_id(id).map_or_else(|| format!("0x{id:04x}"), |c| c.name.to_string())
+}
+
+pub fn sig_alg_name(v: u16) -> String {
+    match v {
+        0x0401 => "rsa_pkcs1_sha256",
+        0x0501 => "rsa_pkcs1_sha384",
+        0x0601 => "rsa_pkcs1_sha512",
+        0x0201 => "rsa_pkcs1_sha1",
+        0x0403 => "ecdsa_secp256r1_sha256",
+        0x0503 => "ecdsa_secp384r1_sha384",
+        0x0603 => "ecdsa_secp521r1_sha512",
+        0x0203 => "ecdsa_sha1",
+        0x0804 => "rsa_pss_rsae_sha256",
+        0x0805 => "rsa_pss_rsae_sha384",
+        0x0806 => "rsa_pss_rsae_sha512",
+        0x0807 => "ed25519",
+        0x0808 => "ed448",
+        0x0809 => "rsa_pss_pss_sha256",
+        0x080a => "rsa_pss_pss_sha384",
+        0x080b => "rsa_pss_pss_sha512",
+        0x0402 => "dsa_sha256",
+        0x0502 => "dsa_sha384",
+        0x0602 => "dsa_sha512",
+        0x0202 => "dsa_sha1",
+        0x0301 => "rsa_sha224",
+        0x0303 => "ecdsa_sha224",
+        0x0302 => "dsa_sha224",
+        _ => return format!("0x{v:04x}"),
+    }
+    .to_string()
+}
+
+pub fn cert_type_name(t: u8) -> String {
+    match t {
+        1 => "rsa_sign",
+        2 => "dss_sign",
+        3 => "rsa_fixed_dh",
+        4 => "dss_fixed_dh",
+        5 => "rsa_ephemeral_dh",
+        6 => "dss_ephemeral_dh",
+        20 => "fortezza_dms",
+        64 => "ecdsa_sign",
+        65 => "rsa_fixed_ecdh",
+        66 => "ecdsa_fixed_ecdh",
+        _ => return t.to_string(),
+    }
+    .to_string()
+}
+
+pub fn alert_name(code: u8) -> String {
+    match code {
+        0 => "close_notify",
+        10 => "unexpected_message",
+        20 => "bad_record_mac",
+        21 => "decryption_failed",
+        22 => "record_overflow",
+        30 => "decompression_failure",
+        40 => "handshake_failure",
+        41 => "no_certificate",
+        42 => "bad_certificate",
+        43 => "unsupported_certificate",
+        44 => "certificate_revoked",
+        45 => "certificate_expired",
+        46 => "certificate_unknown",
+        47 => "illegal_parameter",
+        48 => "unknown_ca",
+        49 => "access_denied",
+        50 => "decode_error",
+        51 => "decrypt_error",
+        60 => "export_restriction",
+        70 => "protocol_version",
+        71 => "insufficient_security",
+        80 => "internal_error",
+        86 => "inappropriate_fallback",
+        90 => "user_canceled",
+        100 => "no_renegotiation",
+        109 => "missing_extension",
+        110 => "unsupported_extension",
+        112 => "unrecognized_name",
+        113 => "bad_certificate_status_response",
+        115 => "unknown_psk_identity",
+        116 => "certificate_required",
+        120 => "no_application_protocol",
+        _ => return code.to_string(),
+    }
+    .to_string()
+}
+
+// ---------------------------------------------------------------------------------------------
+// JA4 / JA4S (FoxIO JA4 specification, TCP).
+
+fn ja4_version(v: u16) -> &'static str {
+    match v {
+        0x0304 => "13",
+        0x0303 => "12",
+        0x0302 => "11",
+        0x0301 => "10",
+        0x0300 => "s3",
+        0x0002 => "s2",
+        _ => "00",
+    }
+}
+
+fn alpn_chars(a: Option<&[u8]>) -> String {
+    match a {
+        Some(a) if !a.is_empty() => {
+            let (f, l) = (a[0], a[a.len() - 1]);
+            if f.is_ascii_alphanumeric() && l.is_ascii_alphanumeric() {
+                format!("{}{}", f as char, l as char)
+            } else {
+                let h = hex::encode(a);
+                format!("{}{}", &h[..1], &h[h.len() - 1..])
+            }
+        }
+        _ => "00".into(),
+    }
+}
+
+fn hash12(s: &str) -> String {
+    if s.is_empty() {
+        return "000000000000".into();
+    }
+    hex::encode(Sha256::digest(s.as_bytes()))[..12].to_string()
+}
+
+fn hex_list(v: &[u16]) -> String {
+    v.iter().map(|x| format!("{x:04x}")).collect::<Vec<_>>().join(",")
+}
+
+pub fn ja4(version: u16, sni: bool, ciphers: &[u16], exts: &[(u16, &[u8])], sig_algs: &[u16], alpn: Option<&[u8]>) -> String {
+    let mut cs: Vec<u16> = ciphers.iter().copied().filter(|c| !is_grease(*c)).collect();
+    let ext_codes: Vec<u16> = exts.iter().map(|e| e.0).filter(|e| !is_grease(*e)).collect();
+    let a = format!(
+        "t{}{}{:02}{:02}{}",
+        ja4_version(version),
+        if sni { 'd' } else { 'i' },
+        cs.len().min(99),
+        ext_codes.len().min(99),
+        alpn_chars(alpn)
+    );
+    cs.sort_unstable();
+    let b = hash12(&hex_list(&cs));
+    let mut es: Vec<u16> = ext_codes.into_iter().filter(|e| *e != 0x0000 && *e != 0x0010).collect();
+    es.sort_unstable();
+    let sigs: Vec<u16> = sig_algs.iter().copied().filter(|s| !is_grease(*s)).collect();
+    let c_in = if es.is_empty() {
+        String::new()
+    } else if sigs.is_empty() {
+        hex_list(&es)
+    } else {
+        format!("{}_{}", hex_list(&es), hex_list(&sigs))
+    };
+    format!("{a}_{b}_{}", hash12(&c_in))
+}
+
+pub fn ja4s(version: u16, cipher: u16, exts: &[(u16, &[u8])], alpn: Option<&[u8]>) -> String {
+    let codes: Vec<u16> = exts.iter().map(|e| e.0).collect();
+    format!(
+        "t{}{:02}{}_{:04x}_{}",
+        ja4_version(version),
+        codes.len().min(99),
+        alpn_chars(alpn),
+        cipher,
+        hash12(&hex_list(&codes))
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grease() {
+        assert!(is_grease(0x0a0a));
+        assert!(is_grease(0xfafa));
+        assert!(!is_grease(0x0a1a));
+        assert!(!is_grease(0x1301));
+    }
+
+    #[test]
+    fn oid_strings() {
+        assert_eq!(der_oid_string(&[0x55, 0x1d, 0x25]).as_deref(), Some("2.5.29.37"));
+        assert_eq!(der_oid_string(&[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x02]).as_deref(), Some("1.3.6.1.5.5.7.3.2"));
+    }
+
+    #[test]
+    fn cr13_with_oid_filters_and_ca_names() {
+        // extensions: signature_algorithms [0x0403], certificate_authorities [one DN],
+        // oid_filters [EKU = clientAuth]
+        let dn = hex::decode("3013311130 0f0603550403 0c084c616220524f4f54".replace(' ', "")).unwrap();
+        let mut ca = Vec::new();
+        ca.extend_from_slice(&(dn.len() as u16).to_be_bytes());
+        ca.extend_from_slice(&dn);
+        let mut ca_ext = (ca.len() as u16).to_be_bytes().to_vec();
+        ca_ext.extend_from_slice(&ca);
+        let eku_val = hex::decode("300a06082b06010505070302").unwrap();
+        let mut filter = vec![3, 0x55, 0x1d, 0x25];
+        filter.extend_from_slice(&(eku_val.len() as u16).to_be_bytes());
+        filter.extend_from_slice(&eku_val);
+        let mut of_ext = (filter.len() as u16).to_be_bytes().to_vec();
+        of_ext.extend_from_slice(&filter);
+        let mut exts = Vec::new();
+        for (t, d) in [(13u16, vec![0, 2, 4, 3]), (47, ca_ext), (48, of_ext)] {
+            exts.extend_from_slice(&t.to_be_bytes());
+            exts.extend_from_slice(&(d.len() as u16).to_be_bytes());
+            exts.extend_from_slice(&d);
+        }
+        let mut body = vec![0];
+        body.extend_from_slice(&(exts.len() as u16).to_be_bytes());
+        body.extend_from_slice(&exts);
+        let (f, dropped) = parse_cr13(&body).unwrap();
+        assert!(!dropped);
+        assert_eq!(f.signature_algorithms, vec!["ecdsa_secp256r1_sha256"]);
+        assert_eq!(f.ca_names, vec!["CN=Lab ROOT"]);
+        assert_eq!(f.oid_filters, vec!["extendedKeyUsage=clientAuth"]);
+        for n in 0..body.len() {
+            let _ = parse_cr13(&body[..n]);
+        }
+    }
+
+    #[test]
+    fn cr12_shapes() {
+        // types [rsa_sign, ecdsa_sign], sig algs [0x0401], no CA names
+        let body = [2, 1, 64, 0, 2, 4, 1, 0, 0];
+        let (f, _) = parse_cr12(&body, true).unwrap();
+        assert_eq!(f.certificate_types, vec!["rsa_sign", "ecdsa_sign"]);
+        assert_eq!(f.signature_algorithms, vec!["rsa_pkcs1_sha256"]);
+        assert!(f.ca_names.is_empty());
+        assert!(parse_cr12(&body, false).is_none());
+        for n in 0..body.len() {
+            assert!(parse_cr12(&body[..n], true).is_none());
+        }
+    }
+
+    #[test]
+    fn certificate_lists() {
+        assert_eq!(parse_certificate_list(&[0, 0, 0], false), Some((vec![], 0, 0)));
+        assert_eq!(parse_certificate_list(&[0, 0, 0, 0], true), Some((vec![], 0, 0)));
+        let body = [0, 0, 8, 0, 0, 2, 0xaa, 0xbb, 0, 0, 0];
+        let (c, n, s) = parse_certificate_list(&body, false).unwrap();
+        assert_eq!((c, n, s), (vec![&[0xaa, 0xbb][..], &[][..]], 2, 2));
+        assert!(parse_certificate_list(&[0, 0, 9, 0], false).is_none());
+    }
+
+    #[test]
+    fn bad_record_header_loses_sync_without_panic() {
+        let mut t = TlsSession::new();
+        t.feed(Dir::ToServer, b"GET / HTTP/1.1\r\n", 0);
+        assert!(t.weirds.contains(&"tls_bad_record_header"));
+        t.feed(Dir::ToServer, b"more", 0);
+    }
+
+    #[test]
+    fn huge_declared_handshake_is_refused() {
+        let mut t = TlsSession::new();
+        // record of 4 bytes with a handshake header claiming 16 MB
+        t.feed(Dir::ToClient, &[22, 3, 3, 0, 4, 11, 0xff, 0xff, 0xff], 0);
+        assert!(t.weirds.contains(&"tls_handshake_too_large"));
+    }
+}
