@@ -67,10 +67,21 @@ enum Proto {
     Detect,
     Smtp,
     Tls,
+    /// A text protocol that is not SMTP (POP3, IMAP, XMPP, FTP...): watch the client for a TLS
+    /// ClientHello at a segment boundary (its STARTTLS), for at most [`OTHER_SCAN_LIMIT`] bytes.
+    OtherText,
     /// Outcome known or nothing more of interest: bytes are ignored.
     Done,
     /// Not SMTP and not TLS: no event.
     Ignore,
+}
+
+/// Plaintext bytes of a non-SMTP protocol watched for a STARTTLS-style switch to TLS.
+const OTHER_SCAN_LIMIT: u64 = 64 * 1024;
+
+/// Does this chunk begin with a TLS record carrying a ClientHello?
+fn starts_with_client_hello(d: &[u8]) -> bool {
+    matches!(d, [0x16, 0x03, 0..=0x04, _, _, 0x01, ..])
 }
 
 /// Per-connection analyzers. Kept apart from the reassemblers so both can be borrowed at once.
@@ -80,6 +91,7 @@ struct Conversation {
     smtp: Option<SmtpSession>,
     tls: Option<TlsSession>,
     weirds: Vec<&'static str>,
+    other_scanned: u64,
 }
 
 impl Conversation {
@@ -100,7 +112,12 @@ impl Conversation {
                             t.on_gap(dir, n);
                         }
                     }
-                    Proto::Smtp => self.weird("smtp_gap"),
+                    Proto::Smtp => {
+                        self.weird("smtp_gap");
+                        if let Some(s) = &mut self.smtp {
+                            s.on_gap(dir);
+                        }
+                    }
                     _ => {}
                 }
             }
@@ -117,8 +134,20 @@ impl Conversation {
                 self.smtp = Some(SmtpSession::new());
                 Proto::Smtp
             } else {
-                Proto::Ignore
+                Proto::OtherText
             };
+        }
+        if self.proto == Proto::OtherText {
+            if dir == Dir::ToServer && starts_with_client_hello(d) {
+                self.proto = Proto::Tls;
+                self.tls = Some(TlsSession::new());
+            } else {
+                self.other_scanned += d.len() as u64;
+                if self.other_scanned > OTHER_SCAN_LIMIT {
+                    self.proto = Proto::Ignore;
+                }
+                return;
+            }
         }
         match self.proto {
             Proto::Smtp => {
@@ -126,7 +155,7 @@ impl Conversation {
                 match s.feed(dir, d) {
                     Next::Continue => {
                         if s.is_not_smtp() {
-                            self.proto = Proto::Ignore;
+                            self.proto = Proto::OtherText;
                         }
                     }
                     Next::Tls { offset } => {
@@ -137,7 +166,7 @@ impl Conversation {
                         self.check_done();
                     }
                     Next::Stop => {
-                        self.proto = if s.is_not_smtp() { Proto::Ignore } else { Proto::Done };
+                        self.proto = if s.is_not_smtp() { Proto::OtherText } else { Proto::Done };
                     }
                 }
             }
@@ -311,7 +340,7 @@ impl FlowTable {
                     first_ts: ts,
                     last_ts: ts,
                     reasm: [Reassembler::new(cap), Reassembler::new(cap)],
-                    conv: Conversation { proto: Proto::Detect, smtp: None, tls: None, weirds: Vec::new() },
+                    conv: Conversation { proto: Proto::Detect, smtp: None, tls: None, weirds: Vec::new(), other_scanned: 0 },
                     fin: [false; 2],
                     packets: [0; 2],
                     bytes: [0; 2],
@@ -387,11 +416,6 @@ impl FlowTable {
         for (d, dir) in [(0, Dir::ToServer), (1, Dir::ToClient)] {
             reasm[d].flush(&mut |c| conv.deliver(dir, c, last_ts));
         }
-        if let Some(s) = &mut flow.conv.smtp {
-            if flow.conv.tls.is_none() {
-                s.finish();
-            }
-        }
         if flow.conv.reportable() {
             let ev = make_event(&flow, &self.cfg);
             count_event(&mut self.stats, &ev);
@@ -437,7 +461,7 @@ fn count_event(stats: &mut FlowStats, ev: &SessionEvent) {
 
 fn make_event(flow: &Flow, cfg: &FlowConfig) -> SessionEvent {
     let conv = &flow.conv;
-    let mut smtp = conv.smtp.as_ref().filter(|s| s.is_smtp()).map(|s| s.facts.clone());
+    let mut smtp = conv.smtp.as_ref().filter(|s| s.is_smtp()).map(SmtpSession::facts);
     let tls = conv.tls.as_ref().filter(|t| t.saw_client_hello()).map(TlsSession::facts);
     if smtp.is_none() && tls.is_some() && conv.smtp.is_none() {
         // TLS from the first byte: implicit TLS. Only call it SMTP on a configured SMTP port.

@@ -229,6 +229,9 @@ impl SmtpSession {
             "STARTTLS" => {
                 self.state = State::AwaitStarttlsReply;
             }
+            "AUTH" if !self.confirmed && matches!(line.get(5..).unwrap_or("").trim().to_ascii_uppercase().as_str(), "TLS" | "SSL" | "TLS-C") => {
+                self.not_smtp = true; // FTP (RFC 4217)
+            }
             "MAIL" | "RCPT" | "DATA" | "RSET" | "NOOP" | "QUIT" | "VRFY" | "EXPN" | "HELP" | "AUTH" | "BDAT"
             | "ETRN" | "XCLIENT" | "XFORWARD" => {}
             // Other text protocols that share the "220" greeting or use STARTTLS-like commands.
@@ -321,19 +324,31 @@ impl SmtpSession {
         Next::Continue
     }
 
-    /// Final STARTTLS classification when the connection ends in SMTP.
-    pub fn finish(&mut self) {
-        if self.facts.starttls == StartTls::Unknown {
-            self.facts.starttls = match (self.state, self.facts.starttls_offered) {
+    /// A hole in one direction: drop the partial line (the next line resynchronises).
+    pub fn on_gap(&mut self, dir: Dir) {
+        let buf = match dir {
+            Dir::ToServer => &mut self.client,
+            Dir::ToClient => &mut self.server,
+        };
+        buf.buf.clear();
+        buf.overlong = false;
+    }
+
+    /// The facts with the final STARTTLS classification (what the connection showed so far).
+    pub fn facts(&self) -> SmtpFacts {
+        let mut f = self.facts.clone();
+        if f.starttls == StartTls::Unknown {
+            f.starttls = match (self.state, f.starttls_offered) {
                 (State::AwaitStarttlsReply | State::TlsExpected, _) => StartTls::Unknown,
                 (_, Some(false)) => StartTls::NotOffered,
-                (_, Some(true)) if self.facts.starttls_reply.is_none() => StartTls::NotAttempted,
+                (_, Some(true)) if f.starttls_reply.is_none() => StartTls::NotAttempted,
                 _ => StartTls::Unknown,
             };
-            if self.facts.anomalies.iter().any(|a| a == "starttls_continued_plaintext") {
-                self.facts.starttls = StartTls::Unknown;
+            if f.anomalies.iter().any(|a| a == "starttls_continued_plaintext") {
+                f.starttls = StartTls::Unknown;
             }
         }
+        f
     }
 }
 
@@ -371,7 +386,7 @@ mod tests {
 
     #[test]
     fn refusal_454_stays_in_smtp() {
-        let (mut s, n) = session(&[
+        let (s, n) = session(&[
             (S, b"220 mx ESMTP\r\n"),
             (C, b"EHLO a\r\n"),
             (S, b"250-mx\r\n250 STARTTLS\r\n"),
@@ -380,8 +395,7 @@ mod tests {
             (C, b"\x16\x03\x01\x00\x05hello\r\n"),
         ]);
         assert_eq!(n[5], Next::Continue);
-        s.finish();
-        assert_eq!(s.facts.starttls, StartTls::Refused);
+        assert_eq!(s.facts().starttls, StartTls::Refused);
         assert_eq!(s.facts.starttls_reply, Some(454));
     }
 
@@ -401,7 +415,7 @@ mod tests {
 
     #[test]
     fn plaintext_after_220_is_not_tls() {
-        let (mut s, n) = session(&[
+        let (s, n) = session(&[
             (S, b"220 mx ESMTP\r\n"),
             (C, b"EHLO a\r\n"),
             (S, b"250 STARTTLS\r\n"),
@@ -410,8 +424,7 @@ mod tests {
             (C, b"EHLO a\r\n"),
         ]);
         assert_eq!(n[5], Next::Continue);
-        s.finish();
-        assert_ne!(s.facts.starttls, StartTls::Accepted);
+        assert_ne!(s.facts().starttls, StartTls::Accepted);
     }
 
     #[test]
