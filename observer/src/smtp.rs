@@ -180,6 +180,14 @@ impl SmtpSession {
                     self.facts.starttls = StartTls::Unknown;
                     self.state = State::Commands;
                 }
+                State::Commands
+                    if dir == Dir::ToServer && self.client.buf.is_empty() && data[off] == 0x16 && looks_like_tls(&data[off..]) =>
+                {
+                    // A TLS ClientHello without STARTTLS (implicit TLS sent to a plaintext SMTP port).
+                    self.anomaly("tls_without_starttls");
+                    self.state = State::Done;
+                    return Next::Tls { offset: off };
+                }
                 State::AwaitStarttlsReply if dir == Dir::ToServer => {
                     // RFC 3207: nothing may follow STARTTLS before the reply. Never parse it as TLS.
                     self.anomaly("starttls_pipelined_data");
@@ -425,6 +433,13 @@ mod tests {
         ]);
         assert_eq!(n[5], Next::Continue);
         assert_ne!(s.facts().starttls, StartTls::Accepted);
+    }
+
+    #[test]
+    fn client_hello_without_starttls_is_tls_and_an_anomaly() {
+        let (s, n) = session(&[(S, b"220 mx ESMTP\r\n"), (C, b"\x16\x03\x01\x02\x00\x01")]);
+        assert_eq!(n[1], Next::Tls { offset: 0 });
+        assert!(s.facts.anomalies.contains(&"tls_without_starttls".to_string()));
     }
 
     #[test]

@@ -138,6 +138,8 @@ pub struct Outcome {
 pub struct TlsFacts {
     pub version: Option<String>,
     pub cipher: Option<String>,
+    /// The cipher suite code, `0x` + 4 lower-case hex digits (names are not unique across tools).
+    pub cipher_id: Option<String>,
     pub sni: Option<String>,
     pub alpn: Option<String>,
     pub offered_versions: Vec<String>,
@@ -792,6 +794,7 @@ impl TlsSession {
         TlsFacts {
             version: self.version.map(version_name),
             cipher: self.cipher.map(cipher_name),
+            cipher_id: self.cipher.map(|c| format!("0x{c:04x}")),
             sni: self.sni.clone(),
             alpn: self.alpn.clone(),
             offered_versions: self.offered_versions.iter().filter(|v| !is_grease(**v)).map(|v| version_name(*v)).collect(),

@@ -1,0 +1,201 @@
+//! Helpers shared by the integration tests: run the pipeline on a file, find the captures and the
+//! public corpus, and compare our events with the tshark oracle's facts (tests/oracle/tshark_facts.py).
+#![allow(dead_code)]
+
+use ekuwatch::flow::FlowConfig;
+use ekuwatch::pipeline::Pipeline;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+pub fn captures() -> PathBuf {
+    repo().join("captures")
+}
+
+/// `../shared/corpus/public` beside the checkout, if present.
+pub fn public_corpus() -> Option<PathBuf> {
+    let p = repo().parent()?.join("shared/corpus/public");
+    p.is_dir().then_some(p)
+}
+
+/// CI sets EKUWATCH_REQUIRE_ALL=1: then nothing may be skipped for a missing folder or tool.
+pub fn skip_or_fail(why: &str) {
+    if std::env::var("EKUWATCH_REQUIRE_ALL").is_ok_and(|v| v == "1") {
+        panic!("required test input missing (EKUWATCH_REQUIRE_ALL=1): {why}");
+    }
+    eprintln!("SKIPPED: {why}");
+}
+
+pub fn pcaps_in(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| matches!(p.extension().and_then(|x| x.to_str()), Some("pcap" | "pcapng")))
+        .collect();
+    v.sort();
+    v
+}
+
+pub fn analyze_with(path: &Path, cfg: FlowConfig) -> Vec<Value> {
+    let mut p = Pipeline::new(cfg);
+    let _ = p.read_file(path, |_| {});
+    p.finish();
+    p.take_events().iter().map(|e| serde_json::to_value(e).unwrap()).collect()
+}
+
+pub fn analyze(path: &Path) -> Vec<Value> {
+    analyze_with(path, FlowConfig::default())
+}
+
+pub fn endpoint(v: &Value) -> String {
+    let ip = v["ip"].as_str().unwrap();
+    if ip.contains(':') {
+        format!("[{ip}]:{}", v["port"])
+    } else {
+        format!("{ip}:{}", v["port"])
+    }
+}
+
+/// RFC 4514 string → attributes in DER order (our names are most-specific-first).
+pub fn rfc4514_to_der_order(s: &str) -> Vec<String> {
+    let mut parts = Vec::new();
+    let mut cur = String::new();
+    let mut esc = false;
+    for c in s.chars() {
+        if esc {
+            cur.push(c);
+            esc = false;
+        } else if c == '\\' {
+            esc = true;
+        } else if c == ',' || c == '+' {
+            parts.push(std::mem::take(&mut cur));
+        } else {
+            cur.push(c);
+        }
+    }
+    parts.push(cur);
+    parts.reverse();
+    parts
+}
+
+fn eku_oids(cert: &Value) -> Vec<String> {
+    let mut v: Vec<String> = match cert["eku"].as_array() {
+        Some(a) => a.iter().map(|n| ekuwatch::x509::eku_oid(n.as_str().unwrap())).collect(),
+        None => vec![],
+    };
+    v.sort();
+    v
+}
+
+fn sorted(v: &Value) -> Value {
+    match v.as_array() {
+        Some(a) => {
+            let mut s: Vec<String> = a.iter().map(|x| x.as_str().unwrap_or_default().to_string()).collect();
+            s.sort();
+            Value::from(s)
+        }
+        None => Value::Null,
+    }
+}
+
+/// Compares our events with the oracle's lines for one capture. Returns the disagreements
+/// (empty = agreement) and how many handshake facts were compared.
+pub fn compare_with_oracle(ours: &[Value], oracle: &[Value]) -> (Vec<String>, usize) {
+    let mut bad = Vec::new();
+    let mut compared = 0;
+    for o in oracle {
+        let client = o["client"].as_str().unwrap();
+        let Some(ev) = ours.iter().find(|e| endpoint(&e["client"]) == client && !e["tls"].is_null()) else {
+            bad.push(format!("{client}: oracle has a TLS handshake, we have no TLS event"));
+            continue;
+        };
+        let t = &ev["tls"];
+        let mut check = |what: &str, ours: Value, theirs: &Value| {
+            compared += 1;
+            if &ours != theirs {
+                bad.push(format!("{client}: {what}: ours {ours} vs tshark {theirs}"));
+            }
+        };
+        check("version", t["version"].clone(), &o["version"]);
+        check("cipher", t["cipher_id"].clone(), &o["cipher"]);
+        check("sni", t["sni"].clone(), &o["sni"]);
+        // CertificateRequest presence: the oracle says null when it cannot see (TLS 1.3 without
+        // keys); then ours must not claim plaintext knowledge.
+        let cr = &t["certificate_request"];
+        if o["cr_present"].is_null() {
+            check("cr_evidence_not_plaintext", Value::Bool(cr["evidence"] != "plaintext"), &Value::Bool(true));
+        } else if cr["evidence"] != "unknown" {
+            check("cr_present", cr["present"].clone(), &o["cr_present"]);
+        }
+        if cr["present"] == Value::Bool(true) && cr["evidence"] != "inferred" {
+            let names: Vec<Value> = cr["ca_names"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|n| Value::from(rfc4514_to_der_order(n.as_str().unwrap())))
+                .collect();
+            check("ca_names", Value::from(names), &o["ca_names"]);
+        }
+        for (side, key) in [("client", "client_certificate"), ("server", "server_certificate")] {
+            let c = &t[key];
+            let ostatus = if side == "client" { o["client_cert"].clone() } else { Value::Null };
+            if side == "client" && !ostatus.is_null() && c["status"] != "unknown" {
+                check("client_cert", c["status"].clone(), &ostatus);
+            }
+            if c["evidence"] == "inferred" || c["status"] == "unknown" {
+                continue;
+            }
+            let olen = &o[format!("{side}_chain_len").as_str()];
+            if !olen.is_null() {
+                check(&format!("{side}_chain_len"), Value::from(c["chain"].as_array().unwrap().len()), olen);
+            }
+            let oeku = &o[format!("{side}_leaf_eku").as_str()];
+            if !oeku.is_null() {
+                let ours = c["chain"].as_array().unwrap().first().map(eku_oids).map(Value::from).unwrap_or(Value::Null);
+                check(&format!("{side}_leaf_eku"), ours, &sorted(oeku));
+            }
+        }
+    }
+    (bad, compared)
+}
+
+pub fn read_jsonl(p: &Path) -> Vec<Value> {
+    std::fs::read_to_string(p)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Runs the tshark oracle on a capture (with its key log when given). None when tshark/python3 are missing.
+pub fn tshark_oracle(pcap: &Path, keylog: Option<&Path>) -> Option<Vec<Value>> {
+    let script = repo().join("tests/oracle/tshark_facts.py");
+    let mut cmd = std::process::Command::new("python3");
+    cmd.arg(&script).arg(pcap);
+    if let Some(k) = keylog {
+        cmd.arg("--keylog").arg(k);
+    }
+    let out = cmd.output().ok()?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        if err.contains("tshark") && err.contains("not found") {
+            return None;
+        }
+        panic!("oracle failed on {}: {err}", pcap.display());
+    }
+    Some(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect(),
+    )
+}
+
+pub fn have_tshark() -> bool {
+    std::process::Command::new("tshark").arg("--version").output().is_ok_and(|o| o.status.success())
+}

@@ -1,0 +1,53 @@
+//! Differential test against tshark (the external oracle): for every capture in `captures/` and
+//! every public corpus file, CertificateRequest presence, CA names, client certificate status, chain
+//! lengths, leaf EKU OIDs, TLS version, cipher and SNI must agree with what tshark dissects.
+//! TLS 1.3 captures are dissected with their key logs, so our *inferred* CR/client-cert facts are
+//! checked against tshark's decrypted truth.
+
+mod common;
+use common::*;
+
+fn run(files: &[std::path::PathBuf]) -> usize {
+    let mut failures = Vec::new();
+    let mut total = 0;
+    for f in files {
+        let keylog = f.with_extension("keylog");
+        let keylog = keylog.exists().then_some(keylog);
+        let oracle = tshark_oracle(f, keylog.as_deref()).expect("tshark oracle");
+        let ours = analyze(f);
+        let (bad, n) = compare_with_oracle(&ours, &oracle);
+        total += n;
+        for b in bad {
+            failures.push(format!("{}: {b}", f.file_name().unwrap().to_string_lossy()));
+        }
+    }
+    assert!(failures.is_empty(), "disagreements with tshark:\n{}", failures.join("\n"));
+    total
+}
+
+#[test]
+fn captures_agree_with_tshark() {
+    if !have_tshark() {
+        return skip_or_fail("tshark not installed (scripts/setup.sh installs it)");
+    }
+    let files = pcaps_in(&captures());
+    assert!(files.len() >= 10, "captures/ holds {} pcaps", files.len());
+    let n = run(&files);
+    assert!(n > 100, "only {n} facts compared");
+}
+
+#[test]
+fn public_corpus_agrees_with_tshark() {
+    if !have_tshark() {
+        return skip_or_fail("tshark not installed (scripts/setup.sh installs it)");
+    }
+    let Some(dir) = public_corpus() else {
+        return skip_or_fail("../shared/corpus/public not present beside the checkout");
+    };
+    let mut files = Vec::new();
+    for sub in ["zeek", "ndpi", "arkime", "sv"] {
+        files.extend(pcaps_in(&dir.join(sub)));
+    }
+    let n = run(&files);
+    assert!(n > 50, "only {n} facts compared");
+}
