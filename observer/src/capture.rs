@@ -43,26 +43,51 @@ pub struct Packet {
 pub enum Item {
     Packet(Packet),
     /// A pcapng Decryption Secrets Block: `secrets_type` 0x544c534b ("TLSK") is an NSS key log.
-    Secrets { secrets_type: u32, data: Vec<u8> },
+    Secrets {
+        secrets_type: u32,
+        data: Vec<u8>,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
     #[error("{path}: cannot open: {source}")]
-    Open { path: PathBuf, source: std::io::Error },
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: not a pcap or pcapng file (magic {magic:08x})")]
     BadMagic { path: PathBuf, magic: u32 },
     #[error("{path}: truncated at byte {offset}: {what}")]
-    Truncated { path: PathBuf, offset: u64, what: &'static str },
+    Truncated {
+        path: PathBuf,
+        offset: u64,
+        what: &'static str,
+    },
     #[error("{path}: malformed at byte {offset}: {what}")]
-    Malformed { path: PathBuf, offset: u64, what: String },
+    Malformed {
+        path: PathBuf,
+        offset: u64,
+        what: String,
+    },
     #[error("{path}: read error at byte {offset}: {source}")]
-    Io { path: PathBuf, offset: u64, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        offset: u64,
+        source: std::io::Error,
+    },
 }
 
 enum Format {
-    Pcap { big_endian: bool, nanos: bool, linktype: u32 },
-    PcapNg { big_endian: bool, interfaces: Vec<Interface> },
+    Pcap {
+        big_endian: bool,
+        nanos: bool,
+        linktype: u32,
+    },
+    PcapNg {
+        big_endian: bool,
+        interfaces: Vec<Interface>,
+    },
 }
 
 #[derive(Clone, Copy)]
@@ -85,7 +110,10 @@ pub type FileReader = CaptureReader<BufReader<File>>;
 
 impl FileReader {
     pub fn open(path: &Path) -> Result<Self, CaptureError> {
-        let file = File::open(path).map_err(|source| CaptureError::Open { path: path.to_owned(), source })?;
+        let file = File::open(path).map_err(|source| CaptureError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
         CaptureReader::new(path, BufReader::with_capacity(1 << 16, file))
     }
 }
@@ -123,7 +151,11 @@ impl<R: Read> CaptureReader<R> {
             path,
             input,
             offset: 4,
-            format: Format::Pcap { big_endian: false, nanos: false, linktype: 0 },
+            format: Format::Pcap {
+                big_endian: false,
+                nanos: false,
+                linktype: 0,
+            },
             done: false,
         };
         match u32::from_le_bytes(magic) {
@@ -134,13 +166,25 @@ impl<R: Read> CaptureReader<R> {
                 let mut rest = [0u8; 20];
                 me.read_exact(&mut rest, "pcap file header")?;
                 let linktype = u32_of(&rest[16..20], big_endian) & 0x0fff_ffff;
-                me.format = Format::Pcap { big_endian, nanos, linktype };
+                me.format = Format::Pcap {
+                    big_endian,
+                    nanos,
+                    linktype,
+                };
             }
             PCAPNG_SHB => {
-                me.format = Format::PcapNg { big_endian: false, interfaces: Vec::new() };
+                me.format = Format::PcapNg {
+                    big_endian: false,
+                    interfaces: Vec::new(),
+                };
                 me.read_shb_rest()?;
             }
-            other => return Err(CaptureError::BadMagic { path: me.path, magic: other }),
+            other => {
+                return Err(CaptureError::BadMagic {
+                    path: me.path,
+                    magic: other,
+                })
+            }
         }
         Ok(me)
     }
@@ -152,7 +196,11 @@ impl<R: Read> CaptureReader<R> {
     }
 
     fn malformed(&self, what: impl Into<String>) -> CaptureError {
-        CaptureError::Malformed { path: self.path.clone(), offset: self.offset, what: what.into() }
+        CaptureError::Malformed {
+            path: self.path.clone(),
+            offset: self.offset,
+            what: what.into(),
+        }
     }
 
     /// Section header block after its 4-byte type: length, byte-order magic, version, options.
@@ -170,7 +218,10 @@ impl<R: Read> CaptureReader<R> {
         }
         let mut rest = vec![0u8; len - 12];
         self.read_exact(&mut rest, "pcapng section header")?;
-        self.format = Format::PcapNg { big_endian, interfaces: Vec::new() };
+        self.format = Format::PcapNg {
+            big_endian,
+            interfaces: Vec::new(),
+        };
         Ok(())
     }
 
@@ -203,11 +254,21 @@ impl<R: Read> CaptureReader<R> {
             match self.input.read(&mut buf[got..]) {
                 Ok(0) if got == 0 => return Ok(false),
                 Ok(0) => {
-                    return Err(CaptureError::Truncated { path: self.path.clone(), offset: self.offset, what })
+                    return Err(CaptureError::Truncated {
+                        path: self.path.clone(),
+                        offset: self.offset,
+                        what,
+                    })
                 }
                 Ok(n) => got += n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(source) => return Err(CaptureError::Io { path: self.path.clone(), offset: self.offset, source }),
+                Err(source) => {
+                    return Err(CaptureError::Io {
+                        path: self.path.clone(),
+                        offset: self.offset,
+                        source,
+                    })
+                }
             }
         }
         self.offset += buf.len() as u64;
@@ -215,7 +276,14 @@ impl<R: Read> CaptureReader<R> {
     }
 
     fn next_pcap(&mut self) -> Result<Option<Item>, CaptureError> {
-        let Format::Pcap { big_endian, nanos, linktype } = self.format else { return Ok(None) };
+        let Format::Pcap {
+            big_endian,
+            nanos,
+            linktype,
+        } = self.format
+        else {
+            return Ok(None);
+        };
         let mut hdr = [0u8; 16];
         if !self.read_header(&mut hdr, "pcap record header")? {
             return Ok(None);
@@ -230,12 +298,19 @@ impl<R: Read> CaptureReader<R> {
         let mut data = vec![0u8; caplen];
         self.read_exact(&mut data, "pcap record data")?;
         let ts_ns = secs * 1_000_000_000 + if nanos { frac } else { frac * 1000 };
-        Ok(Some(Item::Packet(Packet { ts_ns, linktype, data, orig_len })))
+        Ok(Some(Item::Packet(Packet {
+            ts_ns,
+            linktype,
+            data,
+            orig_len,
+        })))
     }
 
     fn next_pcapng(&mut self) -> Result<Option<Item>, CaptureError> {
         loop {
-            let Format::PcapNg { big_endian, .. } = self.format else { return Ok(None) };
+            let Format::PcapNg { big_endian, .. } = self.format else {
+                return Ok(None);
+            };
             let mut hdr = [0u8; 8];
             if !self.read_header(&mut hdr, "pcapng block header")? {
                 return Ok(None);
@@ -258,7 +333,10 @@ impl<R: Read> CaptureReader<R> {
                 }
                 let mut rest = vec![0u8; len - 12];
                 self.read_exact(&mut rest, "pcapng section header")?;
-                self.format = Format::PcapNg { big_endian: be, interfaces: Vec::new() };
+                self.format = Format::PcapNg {
+                    big_endian: be,
+                    interfaces: Vec::new(),
+                };
                 continue;
             }
             let len = u32_of(&hdr[4..8], big_endian) as usize;
@@ -268,7 +346,9 @@ impl<R: Read> CaptureReader<R> {
             let mut body = vec![0u8; len - 8];
             self.read_exact(&mut body, "pcapng block body")?;
             let body = &body[..body.len() - 4]; // trailing length copy
-            let Format::PcapNg { interfaces, .. } = &mut self.format else { return Ok(None) };
+            let Format::PcapNg { interfaces, .. } = &mut self.format else {
+                return Ok(None);
+            };
             match block_type {
                 PCAPNG_IDB => {
                     if body.len() < 8 {
@@ -276,7 +356,10 @@ impl<R: Read> CaptureReader<R> {
                     }
                     let linktype = u16_of(&body[0..2], big_endian) as u32;
                     let units_per_sec = idb_tsresol(&body[8..], big_endian);
-                    interfaces.push(Interface { linktype, units_per_sec });
+                    interfaces.push(Interface {
+                        linktype,
+                        units_per_sec,
+                    });
                 }
                 PCAPNG_EPB => {
                     if body.len() < 20 {
@@ -284,14 +367,17 @@ impl<R: Read> CaptureReader<R> {
                     }
                     let iface = u32_of(&body[0..4], big_endian) as usize;
                     let Some(&ifc) = interfaces.get(iface) else {
-                        return Err(self.malformed(format!("packet for undeclared interface {iface}")));
+                        return Err(
+                            self.malformed(format!("packet for undeclared interface {iface}"))
+                        );
                     };
                     let ts = (u64::from(u32_of(&body[4..8], big_endian)) << 32)
                         | u64::from(u32_of(&body[8..12], big_endian));
                     let caplen = u32_of(&body[12..16], big_endian) as usize;
                     let orig_len = u32_of(&body[16..20], big_endian);
                     let Some(data) = body.get(20..20usize.saturating_add(caplen)) else {
-                        return Err(self.malformed("enhanced packet block shorter than its captured length"));
+                        return Err(self
+                            .malformed("enhanced packet block shorter than its captured length"));
                     };
                     return Ok(Some(Item::Packet(Packet {
                         ts_ns: ts_to_ns(ts, ifc.units_per_sec),
@@ -323,9 +409,14 @@ impl<R: Read> CaptureReader<R> {
                     let secrets_type = u32_of(&body[0..4], big_endian);
                     let slen = u32_of(&body[4..8], big_endian) as usize;
                     let Some(data) = body.get(8..8usize.saturating_add(slen)) else {
-                        return Err(self.malformed("decryption secrets block shorter than its length"));
+                        return Err(
+                            self.malformed("decryption secrets block shorter than its length")
+                        );
                     };
-                    return Ok(Some(Item::Secrets { secrets_type, data: data.to_vec() }));
+                    return Ok(Some(Item::Secrets {
+                        secrets_type,
+                        data: data.to_vec(),
+                    }));
                 }
                 _ => {} // statistics, name resolution, custom blocks: not needed
             }
@@ -342,9 +433,17 @@ fn read_exact_or<R: Read>(
 ) -> Result<(), CaptureError> {
     input.read_exact(buf).map_err(|e| {
         if e.kind() == std::io::ErrorKind::UnexpectedEof {
-            CaptureError::Truncated { path: path.to_owned(), offset, what }
+            CaptureError::Truncated {
+                path: path.to_owned(),
+                offset,
+                what,
+            }
         } else {
-            CaptureError::Io { path: path.to_owned(), offset, source: e }
+            CaptureError::Io {
+                path: path.to_owned(),
+                offset,
+                source: e,
+            }
         }
     })
 }
@@ -355,7 +454,9 @@ fn idb_tsresol(mut opts: &[u8], be: bool) -> u64 {
         let code = u16_of(&opts[0..2], be);
         let len = u16_of(&opts[2..4], be) as usize;
         let padded = (len + 3) & !3;
-        let Some(val) = opts.get(4..4 + len) else { break };
+        let Some(val) = opts.get(4..4 + len) else {
+            break;
+        };
         if code == 0 {
             break;
         }
@@ -363,7 +464,10 @@ fn idb_tsresol(mut opts: &[u8], be: bool) -> u64 {
             let v = val[0];
             let exp = u32::from(v & 0x7f);
             let base: u64 = if v & 0x80 != 0 { 2 } else { 10 };
-            return base.checked_pow(exp).filter(|&u| u > 0).unwrap_or(1_000_000);
+            return base
+                .checked_pow(exp)
+                .filter(|&u| u > 0)
+                .unwrap_or(1_000_000);
         }
         opts = opts.get(4 + padded..).unwrap_or(&[]);
     }
@@ -382,7 +486,10 @@ fn ts_to_ns(ts: u64, units_per_sec: u64) -> i64 {
 pub fn expand_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>, CaptureError> {
     let mut out = Vec::new();
     for p in paths {
-        let meta = std::fs::metadata(p).map_err(|source| CaptureError::Open { path: p.clone(), source })?;
+        let meta = std::fs::metadata(p).map_err(|source| CaptureError::Open {
+            path: p.clone(),
+            source,
+        })?;
         if meta.is_dir() {
             walk(p, &mut out)?;
         } else {
@@ -393,13 +500,19 @@ pub fn expand_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>, CaptureError> {
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), CaptureError> {
-    let rd = std::fs::read_dir(dir).map_err(|source| CaptureError::Open { path: dir.to_owned(), source })?;
+    let rd = std::fs::read_dir(dir).map_err(|source| CaptureError::Open {
+        path: dir.to_owned(),
+        source,
+    })?;
     let mut entries: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
     entries.sort();
     for e in entries {
         if e.is_dir() {
             walk(&e, out)?;
-        } else if matches!(e.extension().and_then(|x| x.to_str()), Some("pcap" | "pcapng" | "cap")) {
+        } else if matches!(
+            e.extension().and_then(|x| x.to_str()),
+            Some("pcap" | "pcapng" | "cap")
+        ) {
             out.push(e);
         }
     }
@@ -471,8 +584,14 @@ mod tests {
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
-        assert!(matches!(all(b"hello world, not a pcap").1, Some(CaptureError::BadMagic { .. })));
-        assert!(matches!(all(b"\xd4\xc3").1, Some(CaptureError::Truncated { .. })));
+        assert!(matches!(
+            all(b"hello world, not a pcap").1,
+            Some(CaptureError::BadMagic { .. })
+        ));
+        assert!(matches!(
+            all(b"\xd4\xc3").1,
+            Some(CaptureError::Truncated { .. })
+        ));
         let mut huge = pcap_bytes(false, &[]);
         huge.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0x7f, 0, 0, 0, 0]);
         assert!(matches!(all(&huge).1, Some(CaptureError::Malformed { .. })));
@@ -480,7 +599,10 @@ mod tests {
 
     #[test]
     fn tsresol() {
-        assert_eq!(idb_tsresol(&[9, 0, 1, 0, 9, 0, 0, 0, 0, 0, 0, 0], false), 1_000_000_000);
+        assert_eq!(
+            idb_tsresol(&[9, 0, 1, 0, 9, 0, 0, 0, 0, 0, 0, 0], false),
+            1_000_000_000
+        );
         assert_eq!(idb_tsresol(&[9, 0, 1, 0, 0x8a, 0, 0, 0], false), 1024);
         assert_eq!(idb_tsresol(&[], false), 1_000_000);
         assert_eq!(ts_to_ns(1_500_000, 1_000_000), 1_500_000_000);

@@ -13,7 +13,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser, Debug)]
-#[command(name = "ekuwatch", version, about = "Who asks our MTAs for TLS client certificates, and which certificates (by EKU) each side presents")]
+#[command(
+    name = "ekuwatch",
+    version,
+    about = "Who asks our MTAs for TLS client certificates, and which certificates (by EKU) each side presents"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -63,7 +67,8 @@ pub fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("EKUWATCH_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            tracing_subscriber::EnvFilter::try_from_env("EKUWATCH_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .init();
     let r = match cli.command {
@@ -81,26 +86,52 @@ pub fn main() -> ExitCode {
 fn analyze(a: AnalyzeArgs) -> Result<()> {
     let files = expand_paths(&a.paths)?;
     if files.is_empty() {
-        anyhow::bail!("no pcap/pcapng files under {}", a.paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
+        anyhow::bail!(
+            "no pcap/pcapng files under {}",
+            a.paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
-    let mut cfg = FlowConfig { local_nets: a.local_net.clone(), ..FlowConfig::default() };
+    let mut cfg = FlowConfig {
+        local_nets: a.local_net.clone(),
+        ..FlowConfig::default()
+    };
     cfg.smtp_ports.extend(&a.ports);
-    let events_to_stdout = a.events.as_deref().is_some_and(|p| p == std::path::Path::new("-"));
-    let report = a.report.unwrap_or(if events_to_stdout { ReportFormat::None } else { ReportFormat::Text });
+    let events_to_stdout = a
+        .events
+        .as_deref()
+        .is_some_and(|p| p == std::path::Path::new("-"));
+    let report = a.report.unwrap_or(if events_to_stdout {
+        ReportFormat::None
+    } else {
+        ReportFormat::Text
+    });
     let mut sink: Option<JsonlSink<Box<dyn Write>>> = match &a.events {
         None => None,
-        Some(p) if p.as_os_str() == "-" => Some(JsonlSink::new(Box::new(std::io::BufWriter::new(std::io::stdout())))),
+        Some(p) if p.as_os_str() == "-" => Some(JsonlSink::new(Box::new(std::io::BufWriter::new(
+            std::io::stdout(),
+        )))),
         Some(p) => {
-            let f = std::fs::File::create(p).with_context(|| format!("cannot write events to {}", p.display()))?;
+            let f = std::fs::File::create(p)
+                .with_context(|| format!("cannot write events to {}", p.display()))?;
             Some(JsonlSink::new(Box::new(std::io::BufWriter::new(f))))
         }
     };
-    let total: u64 = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
+    let total: u64 = files
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum();
     let bar = if std::io::stderr().is_terminal() && total > 64 * 1024 * 1024 {
         let b = indicatif::ProgressBar::new(total);
         b.set_style(
-            indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         Some(b)
     } else {
@@ -108,7 +139,10 @@ fn analyze(a: AnalyzeArgs) -> Result<()> {
     };
     let mut pipe = Pipeline::new(cfg);
     let mut book = PeerBook::default();
-    let emit = |pipe: &mut Pipeline, book: &mut PeerBook, sink: &mut Option<JsonlSink<Box<dyn Write>>>| -> Result<()> {
+    let emit = |pipe: &mut Pipeline,
+                book: &mut PeerBook,
+                sink: &mut Option<JsonlSink<Box<dyn Write>>>|
+     -> Result<()> {
         for ev in pipe.take_events() {
             book.add(&ev);
             if let Some(s) = sink.as_mut() {
@@ -141,8 +175,16 @@ fn analyze(a: AnalyzeArgs) -> Result<()> {
     }
     let mut out = std::io::stdout().lock();
     match report {
-        ReportFormat::Text => write!(out, "{}", text_report(&book, &pipe.stats, &pipe.flows.stats))?,
-        ReportFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&json_report(&book, &pipe.stats, &pipe.flows.stats))?)?,
+        ReportFormat::Text => write!(
+            out,
+            "{}",
+            text_report(&book, &pipe.stats, &pipe.flows.stats)
+        )?,
+        ReportFormat::Json => writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&json_report(&book, &pipe.stats, &pipe.flows.stats))?
+        )?,
         ReportFormat::None => {}
     }
     Ok(())

@@ -103,9 +103,9 @@ pub fn decode(linktype: u32, frame: &[u8]) -> Result<Segment<'_>, Skip> {
 
 fn from_ether_type(proto: u16, rest: &[u8]) -> Result<LaxSlicedPacket<'_>, Skip> {
     match proto {
-        ETHERTYPE_IPV4 | ETHERTYPE_IPV6 | 0x8100 | 0x88a8 | 0x9100 => {
-            Ok(LaxSlicedPacket::from_ether_type(etherparse::EtherType(proto), rest))
-        }
+        ETHERTYPE_IPV4 | ETHERTYPE_IPV6 | 0x8100 | 0x88a8 | 0x9100 => Ok(
+            LaxSlicedPacket::from_ether_type(etherparse::EtherType(proto), rest),
+        ),
         _ => Err(Skip::NotIp),
     }
 }
@@ -114,14 +114,26 @@ fn to_segment<'a>(p: &LaxSlicedPacket<'a>) -> Result<Segment<'a>, Skip> {
     let (src, dst, ip_payload) = match &p.net {
         Some(LaxNetSlice::Ipv4(v4)) => {
             let h = v4.header();
-            (IpAddr::V4(h.source_addr()), IpAddr::V4(h.destination_addr()), v4.payload())
+            (
+                IpAddr::V4(h.source_addr()),
+                IpAddr::V4(h.destination_addr()),
+                v4.payload(),
+            )
         }
         Some(LaxNetSlice::Ipv6(v6)) => {
             let h = v6.header();
-            (IpAddr::V6(h.source_addr()), IpAddr::V6(h.destination_addr()), v6.payload())
+            (
+                IpAddr::V6(h.source_addr()),
+                IpAddr::V6(h.destination_addr()),
+                v6.payload(),
+            )
         }
         None => {
-            return Err(if p.stop_err.is_some() { Skip::Malformed } else { Skip::NotIp });
+            return Err(if p.stop_err.is_some() {
+                Skip::Malformed
+            } else {
+                Skip::NotIp
+            });
         }
     };
     if ip_payload.fragmented {
@@ -138,7 +150,12 @@ fn to_segment<'a>(p: &LaxSlicedPacket<'a>) -> Result<Segment<'a>, Skip> {
             dport: tcp.destination_port(),
             seq: tcp.sequence_number(),
             ack: tcp.acknowledgment_number(),
-            flags: TcpFlags { syn: tcp.syn(), ack: tcp.ack(), fin: tcp.fin(), rst: tcp.rst() },
+            flags: TcpFlags {
+                syn: tcp.syn(),
+                ack: tcp.ack(),
+                fin: tcp.fin(),
+                rst: tcp.rst(),
+            },
             payload: tcp.payload(),
             truncated: ip_payload.incomplete,
         }),
@@ -152,7 +169,10 @@ mod tests {
     use etherparse::PacketBuilder;
 
     fn tcp_ipv4(payload: &[u8]) -> Vec<u8> {
-        let b = PacketBuilder::ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64).tcp(41000, 25, 1000, 4096).ack(77).psh();
+        let b = PacketBuilder::ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .tcp(41000, 25, 1000, 4096)
+            .ack(77)
+            .psh();
         let mut out = Vec::new();
         b.write(&mut out, payload).unwrap();
         out
@@ -203,7 +223,14 @@ mod tests {
     #[test]
     fn every_prefix_of_a_frame_is_safe() {
         let ip = tcp_ipv4(b"220 hi\r\n");
-        for lt in [linktype::RAW, linktype::ETHERNET, linktype::LINUX_SLL, linktype::LINUX_SLL2, linktype::NULL, 9999] {
+        for lt in [
+            linktype::RAW,
+            linktype::ETHERNET,
+            linktype::LINUX_SLL,
+            linktype::LINUX_SLL2,
+            linktype::NULL,
+            9999,
+        ] {
             for n in 0..ip.len() {
                 let _ = decode(lt, &ip[..n]);
             }
@@ -216,7 +243,10 @@ mod tests {
         let mut v = Vec::new();
         b.write(&mut v, b"x").unwrap();
         let s = decode(linktype::RAW, &v).unwrap();
-        assert_eq!(s.dst, "202:202:202:202:202:202:202:202".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            s.dst,
+            "202:202:202:202:202:202:202:202".parse::<IpAddr>().unwrap()
+        );
         let b = PacketBuilder::ipv4([1, 1, 1, 1], [2, 2, 2, 2], 9).udp(53, 53);
         let mut v = Vec::new();
         b.write(&mut v, b"x").unwrap();

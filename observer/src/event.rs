@@ -81,7 +81,11 @@ pub fn community_id(a: IpAddr, ap: u16, b: IpAddr, bp: u16) -> String {
         }
     }
     let (ab, bb) = (bytes(a), bytes(b));
-    let ((sa, sp), (da, dp)) = if (ab.as_slice(), ap) <= (bb.as_slice(), bp) { ((ab, ap), (bb, bp)) } else { ((bb, bp), (ab, ap)) };
+    let ((sa, sp), (da, dp)) = if (ab.as_slice(), ap) <= (bb.as_slice(), bp) {
+        ((ab, ap), (bb, bp))
+    } else {
+        ((bb, bp), (ab, ap))
+    };
     let mut h = Sha1::new();
     h.update(0u16.to_be_bytes());
     h.update(&sa);
@@ -90,7 +94,10 @@ pub fn community_id(a: IpAddr, ap: u16, b: IpAddr, bp: u16) -> String {
     h.update(sp.to_be_bytes());
     h.update(dp.to_be_bytes());
     use base64::Engine;
-    format!("1:{}", base64::engine::general_purpose::STANDARD.encode(h.finalize()))
+    format!(
+        "1:{}",
+        base64::engine::general_purpose::STANDARD.encode(h.finalize())
+    )
 }
 
 #[cfg(test)]
@@ -103,8 +110,14 @@ mod tests {
         // 128.232.110.120:34855 -> 66.35.250.204:80  =>  1:LQU9qZlK+B5F3KDmev6m5PMibrg=
         let a: IpAddr = "128.232.110.120".parse().unwrap();
         let b: IpAddr = "66.35.250.204".parse().unwrap();
-        assert_eq!(community_id(a, 34855, b, 80), "1:LQU9qZlK+B5F3KDmev6m5PMibrg=");
-        assert_eq!(community_id(b, 80, a, 34855), "1:LQU9qZlK+B5F3KDmev6m5PMibrg=");
+        assert_eq!(
+            community_id(a, 34855, b, 80),
+            "1:LQU9qZlK+B5F3KDmev6m5PMibrg="
+        );
+        assert_eq!(
+            community_id(b, 80, a, 34855),
+            "1:LQU9qZlK+B5F3KDmev6m5PMibrg="
+        );
     }
 
     #[test]
@@ -120,6 +133,9 @@ mod tests {
 
     #[test]
     fn timestamps() {
-        assert_eq!(rfc3339_micros(1_400_000_000_123_456_789), "2014-05-13T16:53:20.123456Z");
+        assert_eq!(
+            rfc3339_micros(1_400_000_000_123_456_789),
+            "2014-05-13T16:53:20.123456Z"
+        );
     }
 }

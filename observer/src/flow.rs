@@ -92,6 +92,7 @@ struct Conversation {
     tls: Option<TlsSession>,
     weirds: Vec<&'static str>,
     other_scanned: u64,
+    other_prefix: Vec<u8>,
 }
 
 impl Conversation {
@@ -138,16 +139,8 @@ impl Conversation {
             };
         }
         if self.proto == Proto::OtherText {
-            if dir == Dir::ToServer && starts_with_client_hello(d) {
-                self.proto = Proto::Tls;
-                self.tls = Some(TlsSession::new());
-            } else {
-                self.other_scanned += d.len() as u64;
-                if self.other_scanned > OTHER_SCAN_LIMIT {
-                    self.proto = Proto::Ignore;
-                }
-                return;
-            }
+            self.other_text(dir, d, ts);
+            return;
         }
         match self.proto {
             Proto::Smtp => {
@@ -166,7 +159,11 @@ impl Conversation {
                         self.check_done();
                     }
                     Next::Stop => {
-                        self.proto = if s.is_not_smtp() { Proto::OtherText } else { Proto::Done };
+                        self.proto = if s.is_not_smtp() {
+                            Proto::OtherText
+                        } else {
+                            Proto::Done
+                        };
                     }
                 }
             }
@@ -177,6 +174,32 @@ impl Conversation {
                 self.check_done();
             }
             _ => {}
+        }
+    }
+
+    /// A non-SMTP text protocol: look for the client's ClientHello at the start of a chunk (its
+    /// STARTTLS switch). The first 6 bytes may arrive in several chunks.
+    fn other_text(&mut self, dir: Dir, d: &[u8], ts: i64) {
+        if dir == Dir::ToServer && (!self.other_prefix.is_empty() || d.first() == Some(&0x16)) {
+            let take = (6 - self.other_prefix.len()).min(d.len());
+            self.other_prefix.extend_from_slice(&d[..take]);
+            if self.other_prefix.len() < 6 {
+                return;
+            }
+            let prefix = std::mem::take(&mut self.other_prefix);
+            if starts_with_client_hello(&prefix) {
+                self.proto = Proto::Tls;
+                let mut t = TlsSession::new();
+                t.feed(dir, &prefix, ts);
+                t.feed(dir, &d[take..], ts);
+                self.tls = Some(t);
+                self.check_done();
+                return;
+            }
+        }
+        self.other_scanned += d.len() as u64;
+        if self.other_scanned > OTHER_SCAN_LIMIT {
+            self.proto = Proto::Ignore;
         }
     }
 
@@ -197,14 +220,16 @@ impl Conversation {
         if self.proto == Proto::Ignore {
             return false;
         }
-        self.tls.as_ref().is_some_and(TlsSession::saw_client_hello) || self.smtp.as_ref().is_some_and(SmtpSession::is_smtp)
+        self.tls.as_ref().is_some_and(TlsSession::saw_client_hello)
+            || self.smtp.as_ref().is_some_and(SmtpSession::is_smtp)
     }
 }
 
-/// First bytes of an SMTP conversation: a reply code from the server, a command from the client.
+/// First byte of an SMTP conversation: a reply code digit from the server, a command letter from
+/// the client. (One byte, because a chunk may be that short; the SMTP analyzer rejects FTP, POP3...)
 fn looks_like_smtp_start(dir: Dir, d: &[u8]) -> bool {
     match dir {
-        Dir::ToClient => d.len() >= 3 && d[..3].iter().all(u8::is_ascii_digit),
+        Dir::ToClient => d.first().is_some_and(u8::is_ascii_digit),
         Dir::ToServer => d.first().is_some_and(u8::is_ascii_alphabetic),
     }
 }
@@ -276,7 +301,14 @@ pub struct FlowTable {
 
 impl FlowTable {
     pub fn new(cfg: FlowConfig) -> Self {
-        FlowTable { cfg, flows: HashMap::new(), stats: FlowStats::default(), out: Vec::new(), now: i64::MIN, last_sweep: i64::MIN }
+        FlowTable {
+            cfg,
+            flows: HashMap::new(),
+            stats: FlowStats::default(),
+            out: Vec::new(),
+            now: i64::MIN,
+            last_sweep: i64::MIN,
+        }
     }
 
     pub fn active_flows(&self) -> usize {
@@ -285,7 +317,10 @@ impl FlowTable {
 
     /// Bytes queued in reassembly across all flows.
     pub fn buffered_bytes(&self) -> usize {
-        self.flows.values().map(|f| f.reasm[0].buffered() + f.reasm[1].buffered()).sum()
+        self.flows
+            .values()
+            .map(|f| f.reasm[0].buffered() + f.reasm[1].buffered())
+            .sum()
     }
 
     /// Events completed so far (drained).
@@ -324,7 +359,9 @@ impl FlowTable {
                 } else {
                     (src, dst, true)
                 }
-            } else if self.cfg.smtp_ports.contains(&seg.sport) && !self.cfg.smtp_ports.contains(&seg.dport) {
+            } else if self.cfg.smtp_ports.contains(&seg.sport)
+                && !self.cfg.smtp_ports.contains(&seg.dport)
+            {
                 (dst, src, false)
             } else {
                 (src, dst, false)
@@ -340,7 +377,14 @@ impl FlowTable {
                     first_ts: ts,
                     last_ts: ts,
                     reasm: [Reassembler::new(cap), Reassembler::new(cap)],
-                    conv: Conversation { proto: Proto::Detect, smtp: None, tls: None, weirds: Vec::new(), other_scanned: 0 },
+                    conv: Conversation {
+                        proto: Proto::Detect,
+                        smtp: None,
+                        tls: None,
+                        weirds: Vec::new(),
+                        other_scanned: 0,
+                        other_prefix: Vec::new(),
+                    },
                     fin: [false; 2],
                     packets: [0; 2],
                     bytes: [0; 2],
@@ -349,7 +393,9 @@ impl FlowTable {
                 },
             );
         }
-        let Some(flow) = self.flows.get_mut(&k) else { return };
+        let Some(flow) = self.flows.get_mut(&k) else {
+            return;
+        };
         flow.last_ts = ts;
         if !flow.roles_certain && !flow.any_payload && !seg.payload.is_empty() {
             if let Some(is_server) = sender_is_server(seg.payload) {
@@ -387,7 +433,11 @@ impl FlowTable {
                 flow.fin[d] = true;
             }
             if seg.flags.rst {
-                flow.conv.weird(if dir == Dir::ToServer { "rst_by_client" } else { "rst_by_server" });
+                flow.conv.weird(if dir == Dir::ToServer {
+                    "rst_by_client"
+                } else {
+                    "rst_by_server"
+                });
             }
             flow.conv.on_close(dir);
         }
@@ -407,7 +457,9 @@ impl FlowTable {
     }
 
     fn finish(&mut self, k: Key) {
-        let Some(mut flow) = self.flows.remove(&k) else { return };
+        let Some(mut flow) = self.flows.remove(&k) else {
+            return;
+        };
         if flow.emitted {
             return;
         }
@@ -424,7 +476,12 @@ impl FlowTable {
     }
 
     fn sweep(&mut self, older_than: i64) {
-        let old: Vec<Key> = self.flows.iter().filter(|(_, f)| f.last_ts < older_than).map(|(k, _)| *k).collect();
+        let old: Vec<Key> = self
+            .flows
+            .iter()
+            .filter(|(_, f)| f.last_ts < older_than)
+            .map(|(k, _)| *k)
+            .collect();
         self.stats.flows_timed_out += old.len() as u64;
         for k in old {
             self.finish(k);
@@ -461,8 +518,16 @@ fn count_event(stats: &mut FlowStats, ev: &SessionEvent) {
 
 fn make_event(flow: &Flow, cfg: &FlowConfig) -> SessionEvent {
     let conv = &flow.conv;
-    let mut smtp = conv.smtp.as_ref().filter(|s| s.is_smtp()).map(SmtpSession::facts);
-    let tls = conv.tls.as_ref().filter(|t| t.saw_client_hello()).map(TlsSession::facts);
+    let mut smtp = conv
+        .smtp
+        .as_ref()
+        .filter(|s| s.is_smtp())
+        .map(SmtpSession::facts);
+    let tls = conv
+        .tls
+        .as_ref()
+        .filter(|t| t.saw_client_hello())
+        .map(TlsSession::facts);
     if smtp.is_none() && tls.is_some() && conv.smtp.is_none() {
         // TLS from the first byte: implicit TLS. Only call it SMTP on a configured SMTP port.
         if cfg.smtp_ports.contains(&flow.server.1) {
@@ -494,8 +559,14 @@ fn make_event(flow: &Flow, cfg: &FlowConfig) -> SessionEvent {
         kind: "session",
         ts: rfc3339_micros(flow.first_ts),
         community_id: community_id(flow.client.0, flow.client.1, flow.server.0, flow.server.1),
-        client: Endpoint { ip: flow.client.0, port: flow.client.1 },
-        server: Endpoint { ip: flow.server.0, port: flow.server.1 },
+        client: Endpoint {
+            ip: flow.client.0,
+            port: flow.client.1,
+        },
+        server: Endpoint {
+            ip: flow.server.0,
+            port: flow.server.1,
+        },
         direction: Direction::classify(&cfg.local_nets, flow.client.0, flow.server.0),
         smtp,
         tls,

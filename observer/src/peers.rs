@@ -56,7 +56,10 @@ pub fn registered_domain(name: &str) -> String {
 }
 
 fn plausible_host(s: &str) -> bool {
-    s.contains('.') && s.len() <= 253 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+    s.contains('.')
+        && s.len() <= 253
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
 }
 
 /// The name of the peer of this session, best evidence first.
@@ -65,14 +68,21 @@ pub fn peer_name(ev: &SessionEvent) -> String {
     let smtp = ev.smtp.as_ref();
     let candidates: Vec<Option<String>> = if ev.direction == Direction::Inbound {
         vec![
-            tls.and_then(|t| t.client_certificate.chain.first()).and_then(|c| c.san_dns.first().cloned()),
+            tls.and_then(|t| t.client_certificate.chain.first())
+                .and_then(|c| c.san_dns.first().cloned()),
             smtp.and_then(|s| s.helo.clone()),
         ]
     } else {
         vec![
             tls.and_then(|t| t.sni.clone()),
-            tls.and_then(|t| t.server_certificate.chain.first()).and_then(|c| c.san_dns.first().cloned()),
-            smtp.and_then(|s| s.banner.as_deref().and_then(|b| b.split_whitespace().next()).map(str::to_string)),
+            tls.and_then(|t| t.server_certificate.chain.first())
+                .and_then(|c| c.san_dns.first().cloned()),
+            smtp.and_then(|s| {
+                s.banner
+                    .as_deref()
+                    .and_then(|b| b.split_whitespace().next())
+                    .map(str::to_string)
+            }),
         ]
     };
     for c in candidates.into_iter().flatten() {
@@ -81,7 +91,11 @@ pub fn peer_name(ev: &SessionEvent) -> String {
             return c.to_ascii_lowercase();
         }
     }
-    let ip = if ev.direction == Direction::Inbound { ev.client.ip } else { ev.server.ip };
+    let ip = if ev.direction == Direction::Inbound {
+        ev.client.ip
+    } else {
+        ev.server.ip
+    };
     ip.to_string()
 }
 
@@ -89,27 +103,41 @@ impl PeerBook {
     pub fn add(&mut self, ev: &SessionEvent) {
         let host = peer_name(ev);
         let domain = registered_domain(&host);
-        let p = self.peers.entry((ev.direction, domain.clone())).or_insert_with(|| PeerStats {
-            peer: domain,
-            direction: ev.direction.as_str(),
-            ..Default::default()
-        });
+        let p = self
+            .peers
+            .entry((ev.direction, domain.clone()))
+            .or_insert_with(|| PeerStats {
+                peer: domain,
+                direction: ev.direction.as_str(),
+                ..Default::default()
+            });
         if p.hosts.len() < MAX_HOSTS {
             p.hosts.insert(host);
         }
-        let ip = if ev.direction == Direction::Inbound { ev.client.ip } else { ev.server.ip };
+        let ip = if ev.direction == Direction::Inbound {
+            ev.client.ip
+        } else {
+            ev.server.ip
+        };
         if p.ips.len() < MAX_HOSTS {
             p.ips.insert(ip.to_string());
         }
         p.sessions += 1;
         let st = ev.smtp.as_ref().map_or("none".to_string(), |s| {
-            serde_json::to_value(s.starttls).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+            serde_json::to_value(s.starttls)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default()
         });
         *p.starttls.entry(st).or_default() += 1;
         let Some(t) = &ev.tls else { return };
         p.tls_handshakes += 1;
-        *p.tls_versions.entry(t.version.clone().unwrap_or_else(|| "unknown".into())).or_default() += 1;
-        *p.outcomes.entry(t.outcome.result.as_str().to_string()).or_default() += 1;
+        *p.tls_versions
+            .entry(t.version.clone().unwrap_or_else(|| "unknown".into()))
+            .or_default() += 1;
+        *p.outcomes
+            .entry(t.outcome.result.as_str().to_string())
+            .or_default() += 1;
         if t.resumed == Some(true) {
             p.resumed += 1;
         } else {
@@ -140,7 +168,12 @@ impl PeerBook {
     /// Peers, busiest first.
     pub fn peers(&self) -> Vec<&PeerStats> {
         let mut v: Vec<&PeerStats> = self.peers.values().collect();
-        v.sort_by(|a, b| b.sessions.cmp(&a.sessions).then(a.peer.cmp(&b.peer)).then(a.direction.cmp(b.direction)));
+        v.sort_by(|a, b| {
+            b.sessions
+                .cmp(&a.sessions)
+                .then(a.peer.cmp(&b.peer))
+                .then(a.direction.cmp(b.direction))
+        });
         v
     }
 }
@@ -152,7 +185,10 @@ mod tests {
     #[test]
     fn registered_domains() {
         assert_eq!(registered_domain("mx1.mail.example.co.uk"), "example.co.uk");
-        assert_eq!(registered_domain("gmail-smtp-in.l.google.com."), "google.com");
+        assert_eq!(
+            registered_domain("gmail-smtp-in.l.google.com."),
+            "google.com"
+        );
         assert_eq!(registered_domain("192.0.2.1"), "192.0.2.1");
         assert_eq!(registered_domain("MX.Lab.Test"), "lab.test");
     }

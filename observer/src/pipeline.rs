@@ -1,11 +1,12 @@
 //! Glue between the layers for offline analysis: capture items in, session events out.
 //! Counts what every layer skipped so nothing is lost silently.
 
-use crate::capture::{CaptureError, FileReader, Item, Packet};
+use crate::capture::{CaptureError, CaptureReader, FileReader, Item, Packet};
 use crate::decode;
 use crate::event::SessionEvent;
 use crate::flow::{FlowConfig, FlowTable};
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::path::Path;
 
 #[derive(Debug, Default, Clone)]
@@ -32,7 +33,10 @@ pub struct Pipeline {
 
 impl Pipeline {
     pub fn new(cfg: FlowConfig) -> Self {
-        Pipeline { flows: FlowTable::new(cfg), stats: CaptureStats::default() }
+        Pipeline {
+            flows: FlowTable::new(cfg),
+            stats: CaptureStats::default(),
+        }
     }
 
     pub fn packet(&mut self, p: &Packet) {
@@ -53,9 +57,22 @@ impl Pipeline {
 
     /// Reads one file to its end or to its damage. Packets before the damage are processed; the
     /// damage is recorded in `stats.file_errors` and returned.
-    pub fn read_file(&mut self, path: &Path, mut progress: impl FnMut(u64)) -> Result<(), CaptureError> {
+    pub fn read_file(
+        &mut self,
+        path: &Path,
+        progress: impl FnMut(u64),
+    ) -> Result<(), CaptureError> {
+        self.read(FileReader::open(path), progress)
+    }
+
+    /// Reads from any capture reader (a file, or bytes in memory for fuzzing).
+    pub fn read<R: Read>(
+        &mut self,
+        reader: Result<CaptureReader<R>, CaptureError>,
+        mut progress: impl FnMut(u64),
+    ) -> Result<(), CaptureError> {
         self.stats.files += 1;
-        let mut r = match FileReader::open(path) {
+        let mut r = match reader {
             Ok(r) => r,
             Err(e) => {
                 self.stats.file_errors.push(e.to_string());

@@ -32,7 +32,10 @@ fn counts(m: &BTreeMap<String, u64>) -> String {
     if m.is_empty() {
         return "-".into();
     }
-    m.iter().map(|(k, v)| format!("{k}:{v}")).collect::<Vec<_>>().join(" ")
+    m.iter()
+        .map(|(k, v)| format!("{k}:{v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn cut(s: &str, n: usize) -> String {
@@ -46,7 +49,11 @@ fn cut(s: &str, n: usize) -> String {
 }
 
 /// The default human report: one block per peer, busiest first, then capture health.
-pub fn text_report(book: &PeerBook, stats: &CaptureStats, flows: &crate::flow::FlowStats) -> String {
+pub fn text_report(
+    book: &PeerBook,
+    stats: &CaptureStats,
+    flows: &crate::flow::FlowStats,
+) -> String {
     let mut o = String::new();
     let peers = book.peers();
     let _ = writeln!(
@@ -85,7 +92,16 @@ pub fn text_report(book: &PeerBook, stats: &CaptureStats, flows: &crate::flow::F
         flows.events
     );
     if !stats.skipped.is_empty() {
-        let _ = writeln!(o, "skipped frames: {}", stats.skipped.iter().map(|(k, v)| format!("{k}:{v}")).collect::<Vec<_>>().join(" "));
+        let _ = writeln!(
+            o,
+            "skipped frames: {}",
+            stats
+                .skipped
+                .iter()
+                .map(|(k, v)| format!("{k}:{v}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
     }
     if !flows.weirds.is_empty() {
         let _ = writeln!(o, "weirds: {}", counts(&flows.weirds));
@@ -97,20 +113,50 @@ pub fn text_report(book: &PeerBook, stats: &CaptureStats, flows: &crate::flow::F
 }
 
 fn detail(o: &mut String, p: &PeerStats) {
-    let hosts: Vec<&str> = p.hosts.iter().map(String::as_str).filter(|h| *h != p.peer).collect();
+    let hosts: Vec<&str> = p
+        .hosts
+        .iter()
+        .map(String::as_str)
+        .filter(|h| *h != p.peer)
+        .collect();
     if !hosts.is_empty() || p.ips.len() > 0 {
-        let _ = writeln!(o, "    hosts: {}  ips: {}", if hosts.is_empty() { "-".into() } else { hosts.join(", ") }, p.ips.iter().cloned().collect::<Vec<_>>().join(", "));
+        let _ = writeln!(
+            o,
+            "    hosts: {}  ips: {}",
+            if hosts.is_empty() {
+                "-".into()
+            } else {
+                hosts.join(", ")
+            },
+            p.ips.iter().cloned().collect::<Vec<_>>().join(", ")
+        );
     }
     if !p.ca_names.is_empty() {
-        let _ = writeln!(o, "    CA names requested: {}", p.ca_names.iter().map(|c| format!("\"{c}\"")).collect::<Vec<_>>().join("; "));
+        let _ = writeln!(
+            o,
+            "    CA names requested: {}",
+            p.ca_names
+                .iter()
+                .map(|c| format!("\"{c}\""))
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
     }
     if p.cr_unknown > 0 {
-        let _ = writeln!(o, "    CR not visible (TLS 1.3, no keys, no inference): {}", p.cr_unknown);
+        let _ = writeln!(
+            o,
+            "    CR not visible (TLS 1.3, no keys, no inference): {}",
+            p.cr_unknown
+        );
     }
 }
 
 /// JSON report: `{"peers":[...],"capture":{...}}`.
-pub fn json_report(book: &PeerBook, stats: &CaptureStats, flows: &crate::flow::FlowStats) -> serde_json::Value {
+pub fn json_report(
+    book: &PeerBook,
+    stats: &CaptureStats,
+    flows: &crate::flow::FlowStats,
+) -> serde_json::Value {
     serde_json::json!({
         "peers": book.peers().iter().map(|p| {
             let mut v = serde_json::to_value(p).unwrap_or_default();

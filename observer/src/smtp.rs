@@ -122,7 +122,10 @@ impl Default for SmtpSession {
 
 /// Does this look like the start of a TLS record carrying a handshake or alert?
 pub fn looks_like_tls(b: &[u8]) -> bool {
-    matches!(b, [0x16 | 0x15, 0x03, 0..=0x04, ..] | [0x16 | 0x15] | [0x16 | 0x15, 0x03])
+    matches!(
+        b,
+        [0x16 | 0x15, 0x03, 0..=0x04, ..] | [0x16 | 0x15] | [0x16 | 0x15, 0x03]
+    )
 }
 
 impl SmtpSession {
@@ -181,9 +184,17 @@ impl SmtpSession {
                     self.state = State::Commands;
                 }
                 State::Commands
-                    if dir == Dir::ToServer && self.client.buf.is_empty() && data[off] == 0x16 && looks_like_tls(&data[off..]) =>
+                    if dir == Dir::ToServer
+                        && self.pending.is_empty()
+                        && self.facts.helo.is_none()
+                        && self.facts.starttls_reply.is_none()
+                        && self.client.buf.is_empty()
+                        && data[off] == 0x16
+                        && looks_like_tls(&data[off..]) =>
                 {
-                    // A TLS ClientHello without STARTTLS (implicit TLS sent to a plaintext SMTP port).
+                    // The client's first bytes are a TLS ClientHello, without STARTTLS (implicit TLS
+                    // sent to a plaintext SMTP port). After any command (e.g. a refused STARTTLS)
+                    // such bytes stay SMTP.
                     self.anomaly("tls_without_starttls");
                     self.state = State::Done;
                     return Next::Tls { offset: off };
@@ -237,24 +248,41 @@ impl SmtpSession {
             "STARTTLS" => {
                 self.state = State::AwaitStarttlsReply;
             }
-            "AUTH" if !self.confirmed && matches!(line.get(5..).unwrap_or("").trim().to_ascii_uppercase().as_str(), "TLS" | "SSL" | "TLS-C") => {
+            "AUTH"
+                if !self.confirmed
+                    && matches!(
+                        line.get(5..)
+                            .unwrap_or("")
+                            .trim()
+                            .to_ascii_uppercase()
+                            .as_str(),
+                        "TLS" | "SSL" | "TLS-C"
+                    ) =>
+            {
                 self.not_smtp = true; // FTP (RFC 4217)
             }
-            "MAIL" | "RCPT" | "DATA" | "RSET" | "NOOP" | "QUIT" | "VRFY" | "EXPN" | "HELP" | "AUTH" | "BDAT"
-            | "ETRN" | "XCLIENT" | "XFORWARD" => {}
+            "MAIL" | "RCPT" | "DATA" | "RSET" | "NOOP" | "QUIT" | "VRFY" | "EXPN" | "HELP"
+            | "AUTH" | "BDAT" | "ETRN" | "XCLIENT" | "XFORWARD" => {}
             // Other text protocols that share the "220" greeting or use STARTTLS-like commands.
-            "USER" | "PASS" | "FEAT" | "SYST" | "PBSZ" | "PROT" | "CAPA" | "STLS" | "LOGIN" | "CAPABILITY" => {
+            "USER" | "PASS" | "FEAT" | "SYST" | "PBSZ" | "PROT" | "CAPA" | "STLS" | "LOGIN"
+            | "CAPABILITY" => {
                 if !self.confirmed {
                     self.not_smtp = true;
                 }
             }
             _ => {
-                if !self.confirmed && (line.starts_with('<') || verb.chars().any(|c| !c.is_ascii_alphabetic())) {
+                if !self.confirmed
+                    && (line.starts_with('<') || verb.chars().any(|c| !c.is_ascii_alphabetic()))
+                {
                     self.not_smtp = true;
                 }
                 if verb.len() > 1 && verb.len() < 16 && line.len() > 3 && !self.confirmed {
                     // "A1 STARTTLS" (IMAP tags) and other non-SMTP shapes.
-                    if line.split(' ').nth(1).is_some_and(|w| w.eq_ignore_ascii_case("STARTTLS")) {
+                    if line
+                        .split(' ')
+                        .nth(1)
+                        .is_some_and(|w| w.eq_ignore_ascii_case("STARTTLS"))
+                    {
                         self.not_smtp = true;
                     }
                 }
@@ -303,7 +331,12 @@ impl SmtpSession {
             return Next::Continue;
         }
         let cmd = self.pending.front().cloned().unwrap_or_default();
-        if cmd == "EHLO" && text.split([' ', '=']).next().is_some_and(|w| w.eq_ignore_ascii_case("STARTTLS")) {
+        if cmd == "EHLO"
+            && text
+                .split([' ', '='])
+                .next()
+                .is_some_and(|w| w.eq_ignore_ascii_case("STARTTLS"))
+        {
             self.reply_starttls = true;
         }
         if !last {
@@ -352,7 +385,10 @@ impl SmtpSession {
                 (_, Some(true)) if f.starttls_reply.is_none() => StartTls::NotAttempted,
                 _ => StartTls::Unknown,
             };
-            if f.anomalies.iter().any(|a| a == "starttls_continued_plaintext") {
+            if f.anomalies
+                .iter()
+                .any(|a| a == "starttls_continued_plaintext")
+            {
                 f.starttls = StartTls::Unknown;
             }
         }
@@ -379,13 +415,19 @@ mod tests {
         let (s, n) = session(&[
             (S, b"220 mx.example.net ESMTP Postfix\r\n"),
             (C, b"EHLO out.example.org\r\n"),
-            (S, b"250-mx.example.net\r\n250-PIPELINING\r\n250-STARTTLS\r\n250 8BITMIME\r\n"),
+            (
+                S,
+                b"250-mx.example.net\r\n250-PIPELINING\r\n250-STARTTLS\r\n250 8BITMIME\r\n",
+            ),
             (C, b"STARTTLS\r\n"),
             (S, b"220 2.0.0 Ready to start TLS\r\n"),
             (C, b"\x16\x03\x01\x00\x05hello"),
         ]);
         assert_eq!(n[5], Next::Tls { offset: 0 });
-        assert_eq!(s.facts.banner.as_deref(), Some("mx.example.net ESMTP Postfix"));
+        assert_eq!(
+            s.facts.banner.as_deref(),
+            Some("mx.example.net ESMTP Postfix")
+        );
         assert_eq!(s.facts.helo.as_deref(), Some("out.example.org"));
         assert_eq!(s.facts.starttls_offered, Some(true));
         assert_eq!(s.facts.starttls, StartTls::Accepted);
@@ -418,7 +460,10 @@ mod tests {
             (S, b"220 go ahead\r\n"),
         ]);
         assert_eq!(n[4], Next::Continue);
-        assert!(s.facts.anomalies.contains(&"starttls_pipelined_data".to_string()));
+        assert!(s
+            .facts
+            .anomalies
+            .contains(&"starttls_pipelined_data".to_string()));
     }
 
     #[test]
@@ -439,7 +484,10 @@ mod tests {
     fn client_hello_without_starttls_is_tls_and_an_anomaly() {
         let (s, n) = session(&[(S, b"220 mx ESMTP\r\n"), (C, b"\x16\x03\x01\x02\x00\x01")]);
         assert_eq!(n[1], Next::Tls { offset: 0 });
-        assert!(s.facts.anomalies.contains(&"tls_without_starttls".to_string()));
+        assert!(s
+            .facts
+            .anomalies
+            .contains(&"tls_without_starttls".to_string()));
     }
 
     #[test]
@@ -471,7 +519,10 @@ mod tests {
         let mut long = vec![b'A'; 100_000];
         long.extend_from_slice(b"\r\n");
         let (s, _) = session(&[(S, b"220 mx ESMTP\r\n"), (C, b"EHLO "), (C, &long)]);
-        assert!(s.facts.anomalies.contains(&"smtp_line_too_long".to_string()));
+        assert!(s
+            .facts
+            .anomalies
+            .contains(&"smtp_line_too_long".to_string()));
         assert!(s.facts.helo.as_ref().is_some_and(|h| h.len() <= 255));
     }
 

@@ -149,7 +149,9 @@ impl Reassembler {
     }
 
     fn skip_to_first_pending(&mut self, out: &mut dyn FnMut(Chunk<'_>)) {
-        let Some((&first, _)) = self.pending.iter().next() else { return };
+        let Some((&first, _)) = self.pending.iter().next() else {
+            return;
+        };
         if first > self.next {
             let n = first - self.next;
             self.gaps += 1;
@@ -231,7 +233,10 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn run(r: &mut Reassembler, f: impl FnOnce(&mut Reassembler, &mut dyn FnMut(Chunk<'_>))) -> Vec<u8> {
+    fn run(
+        r: &mut Reassembler,
+        f: impl FnOnce(&mut Reassembler, &mut dyn FnMut(Chunk<'_>)),
+    ) -> Vec<u8> {
         let mut got = Vec::new();
         f(r, &mut |c| match c {
             Chunk::Data(d) => got.extend_from_slice(d),

@@ -26,8 +26,8 @@ pub const MAX_CA_NAMES: usize = 256;
 const TAIL_RECORDS: u32 = 16;
 
 const HRR_RANDOM: [u8; 32] = [
-    0xCF, 0x21, 0xAD, 0x74, 0xE5, 0x9A, 0x61, 0x11, 0xBE, 0x1D, 0x8C, 0x02, 0x1E, 0x65, 0xB8, 0x91, 0xC2, 0xA2, 0x11,
-    0x16, 0x7A, 0xBB, 0x8C, 0x5E, 0x07, 0x9E, 0x09, 0xE2, 0xC8, 0xA8, 0x33, 0x9C,
+    0xCF, 0x21, 0xAD, 0x74, 0xE5, 0x9A, 0x61, 0x11, 0xBE, 0x1D, 0x8C, 0x02, 0x1E, 0x65, 0xB8, 0x91,
+    0xC2, 0xA2, 0x11, 0x16, 0x7A, 0xBB, 0x8C, 0x5E, 0x07, 0x9E, 0x09, 0xE2, 0xC8, 0xA8, 0x33, 0x9C,
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Hash, PartialOrd, Ord)]
@@ -377,19 +377,13 @@ impl TlsSession {
         s.skip = len;
         // An encrypted record.
         if s.enc_records.len() < MAX_ENC_RECORDS {
-            s.enc_records.push(EncRecord { content_type: ty, len: len as u16 });
+            s.enc_records.push(EncRecord {
+                content_type: ty,
+                len: len as u16,
+            });
         }
         match (ty, tls13) {
-            (21, _) => {
-                self.alerts.push(Alert {
-                    level: None,
-                    description: None,
-                    code: None,
-                    sender: sender(dir),
-                    encrypted: true,
-                });
-                self.on_alert(dir, true);
-            }
+            (21, _) => self.push_encrypted_alert(dir),
             (22, false) => {
                 // ≤1.2: the first encrypted handshake record after CCS is Finished.
                 self.sides[i].finished = true;
@@ -423,7 +417,16 @@ impl TlsSession {
         }
     }
 
+    /// Length of an encrypted alert record in TLS 1.3: 2 bytes + inner type + AEAD tag.
+    fn tls13_alert_len(&self) -> usize {
+        match self.cipher {
+            Some(0x1305) => 2 + 1 + 8, // TLS_AES_128_CCM_8_SHA256
+            _ => 2 + 1 + 16,
+        }
+    }
+
     fn tls13_encrypted_record(&mut self, dir: Dir, len: usize) {
+        let alert_len = self.tls13_alert_len();
         match dir {
             Dir::ToServer => {
                 if self.client_flight_end.is_none() {
@@ -437,6 +440,10 @@ impl TlsSession {
                         self.weird("tls13_client_flight_unrecognised");
                         self.client_flight_end = Some(n.saturating_sub(1));
                     }
+                } else if len == alert_len {
+                    // An encrypted alert (close_notify or fatal); 1-2 byte application records do
+                    // not occur in SMTP, whose shortest line is 3 bytes.
+                    self.push_encrypted_alert(dir);
                 } else {
                     self.sides[0].app_records += 1;
                 }
@@ -444,7 +451,9 @@ impl TlsSession {
             Dir::ToClient => {
                 if self.client_flight_end.is_some() {
                     self.server_after_client_flight.push(len as u16);
-                    if len != 19 {
+                    if len == alert_len {
+                        self.push_encrypted_alert(dir);
+                    } else {
                         self.tail_check();
                     }
                 }
@@ -452,10 +461,22 @@ impl TlsSession {
         }
     }
 
+    fn push_encrypted_alert(&mut self, dir: Dir) {
+        self.alerts.push(Alert {
+            level: None,
+            description: None,
+            code: None,
+            sender: sender(dir),
+            encrypted: true,
+        });
+        self.on_alert(dir, true);
+    }
+
     /// Whether both sides finished the handshake (as far as the wire shows).
     pub fn handshake_complete(&self) -> bool {
         if self.tls13() {
-            self.client_flight_end.is_some() && self.server_after_client_flight.iter().any(|&l| l != 19)
+            self.client_flight_end.is_some()
+                && self.server_after_client_flight.iter().any(|&l| l != 19)
         } else {
             self.sides[0].finished && self.sides[1].finished
         }
@@ -486,7 +507,11 @@ impl TlsSession {
                 s.ccs = true;
                 if !tls13 {
                     s.encrypted = true;
-                    if dir == Dir::ToClient && self.server_hello && !self.sides[1].certificate_seen && !self.server_kex_seen {
+                    if dir == Dir::ToClient
+                        && self.server_hello
+                        && !self.sides[1].certificate_seen
+                        && !self.server_kex_seen
+                    {
                         self.resumed = Some(true);
                     }
                 }
@@ -531,7 +556,9 @@ impl TlsSession {
         let mut off = 0;
         let hs = std::mem::take(&mut self.sides[i].hs);
         while hs.len() - off >= 4 {
-            let len = (usize::from(hs[off + 1]) << 16) | (usize::from(hs[off + 2]) << 8) | usize::from(hs[off + 3]);
+            let len = (usize::from(hs[off + 1]) << 16)
+                | (usize::from(hs[off + 2]) << 8)
+                | usize::from(hs[off + 3]);
             if len > MAX_HANDSHAKE_MSG {
                 self.sides[i].lost = true;
                 self.weird("tls_handshake_too_large");
@@ -571,7 +598,10 @@ impl TlsSession {
         }
         self.client_hello = true;
         let parsed = tls_parser::parse_tls_message_handshake(msg);
-        let Ok((_, tls_parser::TlsMessage::Handshake(tls_parser::TlsMessageHandshake::ClientHello(ch)))) = parsed
+        let Ok((
+            _,
+            tls_parser::TlsMessage::Handshake(tls_parser::TlsMessageHandshake::ClientHello(ch)),
+        )) = parsed
         else {
             self.weird("tls_bad_client_hello");
             return;
@@ -601,12 +631,22 @@ impl TlsSession {
             .filter(|v| !is_grease(*v))
             .max()
             .unwrap_or(ch.version.0);
-        self.ja4 = Some(ja4(max_version, self.sni.is_some(), &ciphers, &exts, &sig_algs, first_alpn.as_deref()));
+        self.ja4 = Some(ja4(
+            max_version,
+            self.sni.is_some(),
+            &ciphers,
+            &exts,
+            &sig_algs,
+            first_alpn.as_deref(),
+        ));
     }
 
     fn server_hello(&mut self, msg: &[u8]) {
         let parsed = tls_parser::parse_tls_message_handshake(msg);
-        let Ok((_, tls_parser::TlsMessage::Handshake(tls_parser::TlsMessageHandshake::ServerHello(sh)))) = parsed
+        let Ok((
+            _,
+            tls_parser::TlsMessage::Handshake(tls_parser::TlsMessageHandshake::ServerHello(sh)),
+        )) = parsed
         else {
             self.weird("tls_bad_server_hello");
             return;
@@ -623,13 +663,23 @@ impl TlsSession {
             match *ty {
                 43 if data.len() == 2 => version = u16::from_be_bytes([data[0], data[1]]),
                 41 => psk = true,
-                16 => self.alpn = parse_alpn(data).into_iter().next().map(|a| String::from_utf8_lossy(&a).into_owned()),
+                16 => {
+                    self.alpn = parse_alpn(data)
+                        .into_iter()
+                        .next()
+                        .map(|a| String::from_utf8_lossy(&a).into_owned())
+                }
                 _ => {}
             }
         }
         self.version = Some(version);
         self.cipher = Some(sh.cipher.0);
-        self.ja4s = Some(ja4s(version, sh.cipher.0, &exts, self.alpn.as_deref().map(str::as_bytes)));
+        self.ja4s = Some(ja4s(
+            version,
+            sh.cipher.0,
+            &exts,
+            self.alpn.as_deref().map(str::as_bytes),
+        ));
         if version == 0x0304 {
             self.resumed = Some(psk);
             self.sides[0].encrypted = true;
@@ -649,7 +699,12 @@ impl TlsSession {
             Some(x) => x,
             None => {
                 self.weird("tls_bad_certificate_message");
-                let f = CertificateFacts { status: CertStatus::Unknown, evidence, chain: vec![], size_bytes: None };
+                let f = CertificateFacts {
+                    status: CertStatus::Unknown,
+                    evidence,
+                    chain: vec![],
+                    size_bytes: None,
+                };
                 self.set_cert(dir, f);
                 return;
             }
@@ -657,12 +712,27 @@ impl TlsSession {
         if total > certs.len() {
             self.weird("tls_chain_too_long");
         }
-        let chain: Vec<CertFacts> = certs.iter().map(|der| x509::cert_facts(der, self.ts_secs)).collect();
+        let chain: Vec<CertFacts> = certs
+            .iter()
+            .map(|der| x509::cert_facts(der, self.ts_secs))
+            .collect();
         if chain.iter().any(|c| c.parse_error.is_some()) {
             self.weird("x509_parse_error");
         }
-        let status = if total == 0 { CertStatus::Empty } else { CertStatus::Presented };
-        self.set_cert(dir, CertificateFacts { status, evidence, chain, size_bytes: Some(size) });
+        let status = if total == 0 {
+            CertStatus::Empty
+        } else {
+            CertStatus::Presented
+        };
+        self.set_cert(
+            dir,
+            CertificateFacts {
+                status,
+                evidence,
+                chain,
+                size_bytes: Some(size),
+            },
+        );
     }
 
     fn set_cert(&mut self, dir: Dir, f: CertificateFacts) {
@@ -712,7 +782,8 @@ impl TlsSession {
         let (Some(end), Some(fin)) = (self.client_flight_end, self.tls13_finished_len()) else {
             return (None, CertStatus::Unknown, None, Evidence::Unknown);
         };
-        let flight = &self.sides[0].enc_records[..=end.min(self.sides[0].enc_records.len().saturating_sub(1))];
+        let flight = &self.sides[0].enc_records
+            [..=end.min(self.sides[0].enc_records.len().saturating_sub(1))];
         let lens: Vec<u16> = flight.iter().map(|r| r.len).collect();
         match lens.as_slice() {
             [f] if *f == fin => (Some(false), CertStatus::Absent, None, Evidence::Inferred),
@@ -720,7 +791,12 @@ impl TlsSession {
             [f] if *f == fin + 8 => (Some(true), CertStatus::Empty, Some(0), Evidence::Inferred),
             [cert, _cv, f] if *f == fin && *cert > 25 => {
                 // Certificate message: 4 header + 1 context + 3 list + per cert (3 + len + 2 ext).
-                (Some(true), CertStatus::Presented, Some(usize::from(*cert).saturating_sub(25)), Evidence::Inferred)
+                (
+                    Some(true),
+                    CertStatus::Presented,
+                    Some(usize::from(*cert).saturating_sub(25)),
+                    Evidence::Inferred,
+                )
             }
             _ => (None, CertStatus::Unknown, None, Evidence::Unknown),
         }
@@ -738,7 +814,12 @@ impl TlsSession {
             oid_filters: vec![],
             signature_algorithms_cert: vec![],
         });
-        let unknown_cert = CertificateFacts { status: CertStatus::Unknown, evidence: Evidence::Unknown, chain: vec![], size_bytes: None };
+        let unknown_cert = CertificateFacts {
+            status: CertStatus::Unknown,
+            evidence: Evidence::Unknown,
+            chain: vec![],
+            size_bytes: None,
+        };
         let mut client = self.client_cert.clone();
         let server = self.server_cert.clone();
         if tls13 {
@@ -748,7 +829,12 @@ impl TlsSession {
                 cr.evidence = ev;
             }
             if client.is_none() {
-                client = Some(CertificateFacts { status, evidence: ev, chain: vec![], size_bytes: size });
+                client = Some(CertificateFacts {
+                    status,
+                    evidence: ev,
+                    chain: vec![],
+                    size_bytes: size,
+                });
             }
         } else if self.server_hello {
             // ≤1.2: everything is in plaintext. We can say "absent" once the server finished its
@@ -758,13 +844,26 @@ impl TlsSession {
                 cr.present = Some(false);
                 cr.evidence = Evidence::Plaintext;
             }
-            if client.is_none() && (self.sides[0].ccs || self.sides[0].finished) && !self.sides[0].lost {
-                client = Some(CertificateFacts { status: CertStatus::Absent, evidence: Evidence::Plaintext, chain: vec![], size_bytes: None });
+            if client.is_none()
+                && (self.sides[0].ccs || self.sides[0].finished)
+                && !self.sides[0].lost
+            {
+                client = Some(CertificateFacts {
+                    status: CertStatus::Absent,
+                    evidence: Evidence::Plaintext,
+                    chain: vec![],
+                    size_bytes: None,
+                });
             }
         }
         let server = server.or_else(|| {
             if !tls13 && self.resumed == Some(true) {
-                Some(CertificateFacts { status: CertStatus::Absent, evidence: Evidence::Plaintext, chain: vec![], size_bytes: None })
+                Some(CertificateFacts {
+                    status: CertStatus::Absent,
+                    evidence: Evidence::Plaintext,
+                    chain: vec![],
+                    size_bytes: None,
+                })
             } else {
                 None
             }
@@ -777,7 +876,10 @@ impl TlsSession {
                 OutcomeResult::Established
             }
         } else if self.failed_before_complete
-            || self.alerts.iter().any(|a| a.level.as_deref() == Some("fatal"))
+            || self
+                .alerts
+                .iter()
+                .any(|a| a.level.as_deref() == Some("fatal"))
             || (self.closed_first.is_some() && self.client_hello)
         {
             OutcomeResult::HandshakeFailed
@@ -797,16 +899,27 @@ impl TlsSession {
             cipher_id: self.cipher.map(|c| format!("0x{c:04x}")),
             sni: self.sni.clone(),
             alpn: self.alpn.clone(),
-            offered_versions: self.offered_versions.iter().filter(|v| !is_grease(**v)).map(|v| version_name(*v)).collect(),
+            offered_versions: self
+                .offered_versions
+                .iter()
+                .filter(|v| !is_grease(**v))
+                .map(|v| version_name(*v))
+                .collect(),
             post_handshake_auth: self.post_handshake_auth,
             hello_retry_request: self.hrr,
-            resumed: self.resumed.or(if self.server_hello { Some(false) } else { None }),
+            resumed: self
+                .resumed
+                .or(if self.server_hello { Some(false) } else { None }),
             ja4: self.ja4.clone(),
             ja4s: self.ja4s.clone(),
             certificate_request: cr,
             client_certificate: client.unwrap_or(unknown_cert),
             server_certificate: server,
-            outcome: Outcome { result, alert, closed_by: self.closed_first.map(sender) },
+            outcome: Outcome {
+                result,
+                alert,
+                closed_by: self.closed_first.map(sender),
+            },
             smtp_reply_after_tls: None,
         }
     }
@@ -854,7 +967,9 @@ impl<'a> Cur<'a> {
 }
 
 fn u16_list(b: &[u8]) -> Vec<u16> {
-    b.chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]])).collect()
+    b.chunks_exact(2)
+        .map(|c| u16::from_be_bytes([c[0], c[1]]))
+        .collect()
 }
 
 /// Extensions as (type, data), in wire order. Stops at the first malformed one.
@@ -862,7 +977,9 @@ pub fn raw_extensions(b: &[u8]) -> Vec<(u16, &[u8])> {
     let mut c = Cur(b);
     let mut out = Vec::new();
     while !c.0.is_empty() {
-        let (Some(t), Some(d)) = (c.u16(), c.vec16()) else { break };
+        let (Some(t), Some(d)) = (c.u16(), c.vec16()) else {
+            break;
+        };
         out.push((t, d));
     }
     out
@@ -882,7 +999,9 @@ fn parse_sni(d: &[u8]) -> Option<String> {
 
 fn parse_alpn(d: &[u8]) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
-    let Some(list) = Cur(d).vec16() else { return out };
+    let Some(list) = Cur(d).vec16() else {
+        return out;
+    };
     let mut c = Cur(list);
     while let Some(p) = c.vec8() {
         out.push(p.to_vec());
@@ -933,7 +1052,11 @@ fn ca_names(b: &[u8]) -> Option<(Vec<String>, bool)> {
 pub fn parse_cr12(body: &[u8], with_sig_algs: bool) -> Option<(CertificateRequestFacts, bool)> {
     let mut c = Cur(body);
     let types = c.vec8()?;
-    let sig = if with_sig_algs { u16_list(c.vec16()?) } else { vec![] };
+    let sig = if with_sig_algs {
+        u16_list(c.vec16()?)
+    } else {
+        vec![]
+    };
     let (names, dropped) = ca_names(c.vec16()?)?;
     if !c.0.is_empty() {
         return None;
@@ -972,8 +1095,18 @@ pub fn parse_cr13(body: &[u8]) -> Option<(CertificateRequestFacts, bool)> {
     let mut dropped = false;
     for (ty, data) in raw_extensions(exts) {
         match ty {
-            13 => f.signature_algorithms = u16_list(Cur(data).vec16()?).into_iter().map(sig_alg_name).collect(),
-            50 => f.signature_algorithms_cert = u16_list(Cur(data).vec16()?).into_iter().map(sig_alg_name).collect(),
+            13 => {
+                f.signature_algorithms = u16_list(Cur(data).vec16()?)
+                    .into_iter()
+                    .map(sig_alg_name)
+                    .collect()
+            }
+            50 => {
+                f.signature_algorithms_cert = u16_list(Cur(data).vec16()?)
+                    .into_iter()
+                    .map(sig_alg_name)
+                    .collect()
+            }
             47 => {
                 let (n, d) = ca_names(Cur(data).vec16()?)?;
                 f.ca_names = n;
@@ -1064,7 +1197,13 @@ pub fn der_oid_string(b: &[u8]) -> Option<String> {
             acc = 0;
         }
     }
-    Some(parts.iter().map(u64::to_string).collect::<Vec<_>>().join("."))
+    Some(
+        parts
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join("."),
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1086,7 +1225,8 @@ pub fn version_name(v: u16) -> String {
 }
 
 pub fn cipher_name(id: u16) -> String {
-    tls_parser::TlsCipherSuite::from_id(id).map_or_else(|| format!("0x{id:04x}"), |c| c.name.to_string())
+    tls_parser::TlsCipherSuite::from_id(id)
+        .map_or_else(|| format!("0x{id:04x}"), |c| c.name.to_string())
 }
 
 pub fn sig_alg_name(v: u16) -> String {
@@ -1213,12 +1353,26 @@ fn hash12(s: &str) -> String {
 }
 
 fn hex_list(v: &[u16]) -> String {
-    v.iter().map(|x| format!("{x:04x}")).collect::<Vec<_>>().join(",")
+    v.iter()
+        .map(|x| format!("{x:04x}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
-pub fn ja4(version: u16, sni: bool, ciphers: &[u16], exts: &[(u16, &[u8])], sig_algs: &[u16], alpn: Option<&[u8]>) -> String {
+pub fn ja4(
+    version: u16,
+    sni: bool,
+    ciphers: &[u16],
+    exts: &[(u16, &[u8])],
+    sig_algs: &[u16],
+    alpn: Option<&[u8]>,
+) -> String {
     let mut cs: Vec<u16> = ciphers.iter().copied().filter(|c| !is_grease(*c)).collect();
-    let ext_codes: Vec<u16> = exts.iter().map(|e| e.0).filter(|e| !is_grease(*e)).collect();
+    let ext_codes: Vec<u16> = exts
+        .iter()
+        .map(|e| e.0)
+        .filter(|e| !is_grease(*e))
+        .collect();
     let a = format!(
         "t{}{}{:02}{:02}{}",
         ja4_version(version),
@@ -1229,9 +1383,16 @@ pub fn ja4(version: u16, sni: bool, ciphers: &[u16], exts: &[(u16, &[u8])], sig_
     );
     cs.sort_unstable();
     let b = hash12(&hex_list(&cs));
-    let mut es: Vec<u16> = ext_codes.into_iter().filter(|e| *e != 0x0000 && *e != 0x0010).collect();
+    let mut es: Vec<u16> = ext_codes
+        .into_iter()
+        .filter(|e| *e != 0x0000 && *e != 0x0010)
+        .collect();
     es.sort_unstable();
-    let sigs: Vec<u16> = sig_algs.iter().copied().filter(|s| !is_grease(*s)).collect();
+    let sigs: Vec<u16> = sig_algs
+        .iter()
+        .copied()
+        .filter(|s| !is_grease(*s))
+        .collect();
     let c_in = if es.is_empty() {
         String::new()
     } else if sigs.is_empty() {
@@ -1268,15 +1429,22 @@ mod tests {
 
     #[test]
     fn oid_strings() {
-        assert_eq!(der_oid_string(&[0x55, 0x1d, 0x25]).as_deref(), Some("2.5.29.37"));
-        assert_eq!(der_oid_string(&[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x02]).as_deref(), Some("1.3.6.1.5.5.7.3.2"));
+        assert_eq!(
+            der_oid_string(&[0x55, 0x1d, 0x25]).as_deref(),
+            Some("2.5.29.37")
+        );
+        assert_eq!(
+            der_oid_string(&[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x02]).as_deref(),
+            Some("1.3.6.1.5.5.7.3.2")
+        );
     }
 
     #[test]
     fn cr13_with_oid_filters_and_ca_names() {
         // extensions: signature_algorithms [0x0403], certificate_authorities [one DN],
         // oid_filters [EKU = clientAuth]
-        let dn = hex::decode("3013311130 0f0603550403 0c084c616220524f4f54".replace(' ', "")).unwrap();
+        let dn =
+            hex::decode("3013311130 0f0603550403 0c084c616220524f4f54".replace(' ', "")).unwrap();
         let mut ca = Vec::new();
         ca.extend_from_slice(&(dn.len() as u16).to_be_bytes());
         ca.extend_from_slice(&dn);
@@ -1323,8 +1491,14 @@ mod tests {
 
     #[test]
     fn certificate_lists() {
-        assert_eq!(parse_certificate_list(&[0, 0, 0], false), Some((vec![], 0, 0)));
-        assert_eq!(parse_certificate_list(&[0, 0, 0, 0], true), Some((vec![], 0, 0)));
+        assert_eq!(
+            parse_certificate_list(&[0, 0, 0], false),
+            Some((vec![], 0, 0))
+        );
+        assert_eq!(
+            parse_certificate_list(&[0, 0, 0, 0], true),
+            Some((vec![], 0, 0))
+        );
         let body = [0, 0, 8, 0, 0, 2, 0xaa, 0xbb, 0, 0, 0];
         let (c, n, s) = parse_certificate_list(&body, false).unwrap();
         assert_eq!((c, n, s), (vec![&[0xaa, 0xbb][..], &[][..]], 2, 2));

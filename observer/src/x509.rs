@@ -178,7 +178,8 @@ fn key_desc(spki: &SubjectPublicKeyInfo<'_>) -> String {
                 Ok(x509_parser::public_key::PublicKey::RSA(rsa)) => {
                     let m = rsa.modulus;
                     let m = &m[m.iter().position(|&b| b != 0).unwrap_or(m.len())..];
-                    m.first().map_or(0, |&b| (m.len() - 1) * 8 + (8 - b.leading_zeros() as usize))
+                    m.first()
+                        .map_or(0, |&b| (m.len() - 1) * 8 + (8 - b.leading_zeros() as usize))
                 }
                 _ => 0,
             };
@@ -210,7 +211,10 @@ fn key_desc(spki: &SubjectPublicKeyInfo<'_>) -> String {
 fn rfc3339(unix: i64) -> String {
     ::time::OffsetDateTime::from_unix_timestamp(unix)
         .ok()
-        .and_then(|t| t.format(&::time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&::time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_else(|| unix.to_string())
 }
 
@@ -231,7 +235,10 @@ pub fn rfc4514(name: &X509Name<'_>) -> String {
                         // BMPString / UniversalString / TeletexString: best effort text
                         x509_parser::der_parser::asn1_rs::Tag::BmpString => {
                             let d = a.attr_value().data;
-                            let u: Vec<u16> = d.chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]])).collect();
+                            let u: Vec<u16> = d
+                                .chunks_exact(2)
+                                .map(|c| u16::from_be_bytes([c[0], c[1]]))
+                                .collect();
                             escape_4514(&String::from_utf16_lossy(&u))
                         }
                         x509_parser::der_parser::asn1_rs::Tag::T61String => {
@@ -327,9 +334,15 @@ mod tests {
     fn dn_order_is_reversed() {
         // SEQUENCE { SET { C=US } SET { O=Lab } SET { CN=Lab Root CA } }
         let der = hex::decode(concat!(
-            "3033", "310b3009", "0603550406", "13025553",
-            "310c300a", "060355040a", "0c034c6162",
-            "3116301406035504030c0d", "4c616220526f6f742043412031"
+            "3033",
+            "310b3009",
+            "0603550406",
+            "13025553",
+            "310c300a",
+            "060355040a",
+            "0c034c6162",
+            "3116301406035504030c0d",
+            "4c616220526f6f742043412031"
         ))
         .unwrap();
         let s = dn_from_der(&der);

@@ -21,7 +21,11 @@ fn run(files: &[std::path::PathBuf]) -> usize {
             failures.push(format!("{}: {b}", f.file_name().unwrap().to_string_lossy()));
         }
     }
-    assert!(failures.is_empty(), "disagreements with tshark:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "disagreements with tshark:\n{}",
+        failures.join("\n")
+    );
     total
 }
 

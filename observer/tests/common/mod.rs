@@ -8,7 +8,10 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 pub fn captures() -> PathBuf {
@@ -33,7 +36,12 @@ pub fn pcaps_in(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| matches!(p.extension().and_then(|x| x.to_str()), Some("pcap" | "pcapng")))
+        .filter(|p| {
+            matches!(
+                p.extension().and_then(|x| x.to_str()),
+                Some("pcap" | "pcapng")
+            )
+        })
         .collect();
     v.sort();
     v
@@ -43,7 +51,10 @@ pub fn analyze_with(path: &Path, cfg: FlowConfig) -> Vec<Value> {
     let mut p = Pipeline::new(cfg);
     let _ = p.read_file(path, |_| {});
     p.finish();
-    p.take_events().iter().map(|e| serde_json::to_value(e).unwrap()).collect()
+    p.take_events()
+        .iter()
+        .map(|e| serde_json::to_value(e).unwrap())
+        .collect()
 }
 
 pub fn analyze(path: &Path) -> Vec<Value> {
@@ -83,7 +94,10 @@ pub fn rfc4514_to_der_order(s: &str) -> Vec<String> {
 
 fn eku_oids(cert: &Value) -> Vec<String> {
     let mut v: Vec<String> = match cert["eku"].as_array() {
-        Some(a) => a.iter().map(|n| ekuwatch::x509::eku_oid(n.as_str().unwrap())).collect(),
+        Some(a) => a
+            .iter()
+            .map(|n| ekuwatch::x509::eku_oid(n.as_str().unwrap()))
+            .collect(),
         None => vec![],
     };
     v.sort();
@@ -93,7 +107,10 @@ fn eku_oids(cert: &Value) -> Vec<String> {
 fn sorted(v: &Value) -> Value {
     match v.as_array() {
         Some(a) => {
-            let mut s: Vec<String> = a.iter().map(|x| x.as_str().unwrap_or_default().to_string()).collect();
+            let mut s: Vec<String> = a
+                .iter()
+                .map(|x| x.as_str().unwrap_or_default().to_string())
+                .collect();
             s.sort();
             Value::from(s)
         }
@@ -108,8 +125,13 @@ pub fn compare_with_oracle(ours: &[Value], oracle: &[Value]) -> (Vec<String>, us
     let mut compared = 0;
     for o in oracle {
         let client = o["client"].as_str().unwrap();
-        let Some(ev) = ours.iter().find(|e| endpoint(&e["client"]) == client && !e["tls"].is_null()) else {
-            bad.push(format!("{client}: oracle has a TLS handshake, we have no TLS event"));
+        let Some(ev) = ours
+            .iter()
+            .find(|e| endpoint(&e["client"]) == client && !e["tls"].is_null())
+        else {
+            bad.push(format!(
+                "{client}: oracle has a TLS handshake, we have no TLS event"
+            ));
             continue;
         };
         let t = &ev["tls"];
@@ -126,7 +148,11 @@ pub fn compare_with_oracle(ours: &[Value], oracle: &[Value]) -> (Vec<String>, us
         // keys); then ours must not claim plaintext knowledge.
         let cr = &t["certificate_request"];
         if o["cr_present"].is_null() {
-            check("cr_evidence_not_plaintext", Value::Bool(cr["evidence"] != "plaintext"), &Value::Bool(true));
+            check(
+                "cr_evidence_not_plaintext",
+                Value::Bool(cr["evidence"] != "plaintext"),
+                &Value::Bool(true),
+            );
         } else if cr["evidence"] != "unknown" {
             check("cr_present", cr["present"].clone(), &o["cr_present"]);
         }
@@ -139,9 +165,16 @@ pub fn compare_with_oracle(ours: &[Value], oracle: &[Value]) -> (Vec<String>, us
                 .collect();
             check("ca_names", Value::from(names), &o["ca_names"]);
         }
-        for (side, key) in [("client", "client_certificate"), ("server", "server_certificate")] {
+        for (side, key) in [
+            ("client", "client_certificate"),
+            ("server", "server_certificate"),
+        ] {
             let c = &t[key];
-            let ostatus = if side == "client" { o["client_cert"].clone() } else { Value::Null };
+            let ostatus = if side == "client" {
+                o["client_cert"].clone()
+            } else {
+                Value::Null
+            };
             if side == "client" && !ostatus.is_null() && c["status"] != "unknown" {
                 check("client_cert", c["status"].clone(), &ostatus);
             }
@@ -150,11 +183,21 @@ pub fn compare_with_oracle(ours: &[Value], oracle: &[Value]) -> (Vec<String>, us
             }
             let olen = &o[format!("{side}_chain_len").as_str()];
             if !olen.is_null() {
-                check(&format!("{side}_chain_len"), Value::from(c["chain"].as_array().unwrap().len()), olen);
+                check(
+                    &format!("{side}_chain_len"),
+                    Value::from(c["chain"].as_array().unwrap().len()),
+                    olen,
+                );
             }
             let oeku = &o[format!("{side}_leaf_eku").as_str()];
             if !oeku.is_null() {
-                let ours = c["chain"].as_array().unwrap().first().map(eku_oids).map(Value::from).unwrap_or(Value::Null);
+                let ours = c["chain"]
+                    .as_array()
+                    .unwrap()
+                    .first()
+                    .map(eku_oids)
+                    .map(Value::from)
+                    .unwrap_or(Value::Null);
                 check(&format!("{side}_leaf_eku"), ours, &sorted(oeku));
             }
         }
@@ -197,5 +240,8 @@ pub fn tshark_oracle(pcap: &Path, keylog: Option<&Path>) -> Option<Vec<Value>> {
 }
 
 pub fn have_tshark() -> bool {
-    std::process::Command::new("tshark").arg("--version").output().is_ok_and(|o| o.status.success())
+    std::process::Command::new("tshark")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
 }

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs on Debian 12 with only stable Rust. Idempotent: every step checks
+# first. Needs root (or sudo) for apt. Set EKUWATCH_SKIP_FUZZ_SETUP=1 to skip the nightly/cargo-fuzz part.
+set -euo pipefail
+
+NIGHTLY=nightly-2026-05-19        # pinned: the nightly these machines ship (rustc 1.97, LLVM 22)
+CARGO_FUZZ_VERSION=0.13.1
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+need_apt=()
+command -v tshark >/dev/null || need_apt+=(tshark)
+command -v python3 >/dev/null || need_apt+=(python3)
+command -v tcpdump >/dev/null || need_apt+=(tcpdump)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "setup: installing ${need_apt[*]} (apt)"
+  export DEBIAN_FRONTEND=noninteractive
+  echo "wireshark-common wireshark-common/install-setuid boolean false" | $SUDO debconf-set-selections
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+if [ "${EKUWATCH_SKIP_FUZZ_SETUP:-0}" != "1" ]; then
+  if ! rustup toolchain list | grep -q "^${NIGHTLY}"; then
+    echo "setup: installing Rust ${NIGHTLY} (for cargo-fuzz)"
+    rustup toolchain install "${NIGHTLY}" --profile minimal
+  fi
+  if ! cargo fuzz --version 2>/dev/null | grep -q "${CARGO_FUZZ_VERSION}"; then
+    echo "setup: installing cargo-fuzz ${CARGO_FUZZ_VERSION}"
+    cargo install cargo-fuzz --version "${CARGO_FUZZ_VERSION}" --locked
+  fi
+fi
+echo "setup: ok (tshark $(tshark --version 2>/dev/null | head -1 | awk '{print $3}'))"

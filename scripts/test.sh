@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The test command (README): installs what it needs (scripts/setup.sh), then runs the whole suite:
+# unit + integration tests (golden, tshark differential, public corpus, property tests) and a
+# bounded fuzz run of the whole packet pipeline.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup.sh
+cargo fmt --all -- --check
+cargo test --workspace --locked
+./scripts/fuzz.sh "${EKUWATCH_FUZZ_SECONDS:-60}" pipeline
+echo "all tests passed"
