@@ -158,10 +158,10 @@ fn analyze(a: AnalyzeArgs) -> Result<()> {
                 b.inc(n);
             }
         }) {
-            tracing::warn!("{e}");
             if pipe.stats.packets == 0 && files.len() == 1 {
                 return Err(e.into());
             }
+            tracing::warn!("{e}");
         }
         emit(&mut pipe, &mut book, &mut sink)?;
     }

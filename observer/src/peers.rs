@@ -158,6 +158,8 @@ impl PeerBook {
         let cc = &t.client_certificate;
         let key = match (cc.status, cc.chain.first().and_then(|c| c.eku_class)) {
             (CertStatus::Presented, Some(class)) => format!("presented/{}", class.as_str()),
+            // TLS 1.3 without keys: a chain was inferred from record lengths, its EKU is not visible.
+            (CertStatus::Presented, None) => "presented/unknown_eku".to_string(),
             (s, _) => s.as_str().to_string(),
         };
         if cc.status != CertStatus::Absent || t.certificate_request.present == Some(true) {

@@ -58,26 +58,24 @@ pub fn text_report(
     let peers = book.peers();
     let _ = writeln!(
         o,
-        "{:<28} {:<9} {:>5} {:<22} {:<14} {:>9} {:<26} {}",
-        "PEER", "DIRECTION", "SESS", "STARTTLS", "TLS", "CR", "CLIENT CERTS", "OUTCOMES"
+        "{:<32} {:<9} {:>6} {:>10} {:>14}  {}",
+        "PEER", "DIRECTION", "SESS", "TLS", "CERT REQUEST", "TLS VERSIONS"
     );
     for p in &peers {
         let cr = match p.cr_rate() {
-            Some(r) => format!("{}/{} {:>3.0}%", p.cr_present, p.cr_known, r * 100.0),
+            Some(r) => format!("{}/{} {:.0}%", p.cr_present, p.cr_known, r * 100.0),
             None if p.tls_handshakes > 0 => "unknown".into(),
             None => "-".into(),
         };
         let _ = writeln!(
             o,
-            "{:<28} {:<9} {:>5} {:<22} {:<14} {:>9} {:<26} {}",
-            cut(&p.peer, 28),
+            "{:<32} {:<9} {:>6} {:>10} {:>14}  {}",
+            cut(&p.peer, 32),
             p.direction,
             p.sessions,
-            cut(&counts(&p.starttls), 22),
-            cut(&counts(&p.tls_versions), 14),
+            p.tls_handshakes,
             cr,
-            cut(&counts(&p.client_certs), 26),
-            counts(&p.outcomes)
+            counts(&p.tls_versions)
         );
         detail(&mut o, p);
     }
@@ -119,18 +117,18 @@ fn detail(o: &mut String, p: &PeerStats) {
         .map(String::as_str)
         .filter(|h| *h != p.peer)
         .collect();
-    if !hosts.is_empty() || p.ips.len() > 0 {
-        let _ = writeln!(
-            o,
-            "    hosts: {}  ips: {}",
-            if hosts.is_empty() {
-                "-".into()
-            } else {
-                hosts.join(", ")
-            },
-            p.ips.iter().cloned().collect::<Vec<_>>().join(", ")
-        );
-    }
+    let ips: Vec<&str> = p.ips.iter().map(String::as_str).collect();
+    let _ = writeln!(
+        o,
+        "    hosts: {}  ips: {}",
+        if hosts.is_empty() {
+            "-".into()
+        } else {
+            hosts.join(", ")
+        },
+        ips.join(", ")
+    );
+    let _ = writeln!(o, "    starttls: {}", counts(&p.starttls));
     if !p.ca_names.is_empty() {
         let _ = writeln!(
             o,
@@ -141,6 +139,12 @@ fn detail(o: &mut String, p: &PeerStats) {
                 .collect::<Vec<_>>()
                 .join("; ")
         );
+    }
+    if !p.client_certs.is_empty() {
+        let _ = writeln!(o, "    client certificates: {}", counts(&p.client_certs));
+    }
+    if !p.outcomes.is_empty() {
+        let _ = writeln!(o, "    outcomes: {}", counts(&p.outcomes));
     }
     if p.cr_unknown > 0 {
         let _ = writeln!(

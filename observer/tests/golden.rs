@@ -146,10 +146,22 @@ fn scenarios_show_what_their_configuration_implies() {
     // client certificate is missing or not usable (serverAuth-only: "not designated for use as a
     // client certificate" in captures/logs); a trusted dual-EKU certificate is accepted.
     for (name, result) in [
-        ("pf-reqccert-tls12-openssl-nocert.pcap", "closed_after_handshake"),
-        ("pf-reqccert-tls12-openssl-serveronly.pcap", "closed_after_handshake"),
-        ("pf-reqccert-tls13-openssl-nocert.pcap", "closed_after_handshake"),
-        ("pf-reqccert-tls13-openssl-serveronly.pcap", "closed_after_handshake"),
+        (
+            "pf-reqccert-tls12-openssl-nocert.pcap",
+            "closed_after_handshake",
+        ),
+        (
+            "pf-reqccert-tls12-openssl-serveronly.pcap",
+            "closed_after_handshake",
+        ),
+        (
+            "pf-reqccert-tls13-openssl-nocert.pcap",
+            "closed_after_handshake",
+        ),
+        (
+            "pf-reqccert-tls13-openssl-serveronly.pcap",
+            "closed_after_handshake",
+        ),
         ("pf-reqccert-tls12-openssl-both.pcap", "established"),
     ] {
         let t = &ev(name)[0]["tls"];
@@ -161,8 +173,14 @@ fn scenarios_show_what_their_configuration_implies() {
         }
     }
     // Implicit TLS (smtpd_tls_wrappermode): TLS from the first byte.
-    let cfg = ekuwatch::flow::FlowConfig { smtp_ports: vec![25, 465, 587, 2465], ..Default::default() };
-    for name in ["pf-wrapper-tls12-swaks-nocert.pcap", "pf-wrapper-tls13-openssl-nocert.pcap"] {
+    let cfg = ekuwatch::flow::FlowConfig {
+        smtp_ports: vec![25, 465, 587, 2465],
+        ..Default::default()
+    };
+    for name in [
+        "pf-wrapper-tls12-swaks-nocert.pcap",
+        "pf-wrapper-tls13-openssl-nocert.pcap",
+    ] {
         let e = &analyze_with(&captures().join(name), cfg.clone())[0];
         assert_eq!(e["smtp"]["starttls"], "implicit", "{name}");
         assert_eq!(e["tls"]["outcome"]["result"], "established", "{name}");

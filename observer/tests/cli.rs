@@ -1,0 +1,79 @@
+//! The `ekuwatch` binary as a user runs it: exit codes, one-line errors, reports.
+
+mod common;
+use common::*;
+use std::process::Command;
+
+fn ekuwatch(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ekuwatch"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+#[test]
+fn per_peer_table_on_the_bundled_captures() {
+    let dir = captures();
+    let (code, out, _) = ekuwatch(&["analyze", dir.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("PEER"), "{out}");
+    assert!(out.contains("lab.test"), "{out}");
+    assert!(
+        out.contains("CA names requested: \"CN=Lab Root CA,O=Lab\""),
+        "{out}"
+    );
+    assert!(out.contains("presented/server_only"), "{out}");
+}
+
+#[test]
+fn json_report_and_events() {
+    let dir = captures();
+    let tmp = std::env::temp_dir().join(format!("ekuwatch-cli-{}.jsonl", std::process::id()));
+    let (code, out, _) = ekuwatch(&[
+        "analyze",
+        "--report",
+        "json",
+        "--events",
+        tmp.to_str().unwrap(),
+        "--local-net",
+        "127.0.0.2/32",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0);
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let peers = report["peers"].as_array().unwrap();
+    let outbound = peers
+        .iter()
+        .find(|p| p["direction"] == "outbound")
+        .expect("outbound peer (client 127.0.0.2 is local)");
+    assert_eq!(outbound["peer"], "lab.test");
+    assert!(outbound["cr_present"].as_u64().unwrap() > 0);
+    let events = read_jsonl(&tmp);
+    assert_eq!(
+        events.len() as u64,
+        report["capture"]["events"].as_u64().unwrap()
+    );
+    assert!(events.iter().any(|e| e["direction"] == "outbound"));
+    let _ = std::fs::remove_file(tmp);
+}
+
+#[test]
+fn errors_are_one_line_with_non_zero_exit() {
+    let (code, _, err) = ekuwatch(&["analyze", "/nonexistent/x.pcap"]);
+    assert_eq!(code, 1);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("/nonexistent/x.pcap"));
+    let (code, _, _) = ekuwatch(&["analyze", "--local-net", "not-a-cidr", "x.pcap"]);
+    assert_eq!(code, 2);
+    let (code, _, _) = ekuwatch(&["frobnicate"]);
+    assert_eq!(code, 2);
+    let notpcap = captures().join("README.md");
+    let (code, _, err) = ekuwatch(&["analyze", notpcap.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("not a pcap"), "{err}");
+}
