@@ -21,6 +21,11 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
+# rustfmt: the test command checks formatting (a minimal-profile toolchain lacks it).
+if ! cargo fmt --version >/dev/null 2>&1; then
+  rustup component add rustfmt
+fi
+
 if [ "${EKUWATCH_SKIP_FUZZ_SETUP:-0}" != "1" ]; then
   if ! rustup toolchain list | grep -q "^${NIGHTLY}"; then
     echo "setup: installing Rust ${NIGHTLY} (for cargo-fuzz)"
