@@ -105,6 +105,21 @@ pub struct CertificateRequestFacts {
     pub signature_algorithms_cert: Vec<String>,
 }
 
+impl CertificateRequestFacts {
+    /// No details: presence and evidence only.
+    pub fn bare(present: Option<bool>, evidence: Evidence) -> Self {
+        CertificateRequestFacts {
+            present,
+            evidence,
+            ca_names: vec![],
+            signature_algorithms: vec![],
+            certificate_types: vec![],
+            oid_filters: vec![],
+            signature_algorithms_cert: vec![],
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CertificateFacts {
     pub status: CertStatus,
@@ -760,15 +775,7 @@ impl TlsSession {
             }
             None => {
                 self.weird("tls_bad_certificate_request");
-                self.cr = Some(CertificateRequestFacts {
-                    present: Some(true),
-                    evidence,
-                    ca_names: vec![],
-                    signature_algorithms: vec![],
-                    certificate_types: vec![],
-                    oid_filters: vec![],
-                    signature_algorithms_cert: vec![],
-                });
+                self.cr = Some(CertificateRequestFacts::bare(Some(true), evidence));
             }
         }
     }
@@ -805,15 +812,10 @@ impl TlsSession {
     /// The facts, as complete as the wire allowed.
     pub fn facts(&self) -> TlsFacts {
         let tls13 = self.tls13();
-        let mut cr = self.cr.clone().unwrap_or(CertificateRequestFacts {
-            present: None,
-            evidence: Evidence::Unknown,
-            ca_names: vec![],
-            signature_algorithms: vec![],
-            certificate_types: vec![],
-            oid_filters: vec![],
-            signature_algorithms_cert: vec![],
-        });
+        let mut cr = self
+            .cr
+            .clone()
+            .unwrap_or(CertificateRequestFacts::bare(None, Evidence::Unknown));
         let unknown_cert = CertificateFacts {
             status: CertStatus::Unknown,
             evidence: Evidence::Unknown,
@@ -1083,15 +1085,7 @@ pub fn parse_cr13(body: &[u8]) -> Option<(CertificateRequestFacts, bool)> {
     if !c.0.is_empty() {
         return None;
     }
-    let mut f = CertificateRequestFacts {
-        present: Some(true),
-        evidence: Evidence::Plaintext,
-        ca_names: vec![],
-        signature_algorithms: vec![],
-        certificate_types: vec![],
-        oid_filters: vec![],
-        signature_algorithms_cert: vec![],
-    };
+    let mut f = CertificateRequestFacts::bare(Some(true), Evidence::Plaintext);
     let mut dropped = false;
     for (ty, data) in raw_extensions(exts) {
         match ty {
