@@ -22,6 +22,9 @@ pub struct FlowConfig {
     pub idle_timeout_ns: i64,
     /// Out-of-order bytes queued per direction.
     pub per_flow_cap: usize,
+    /// Out-of-order bytes queued across all flows; beyond it the flow that adds data has its queue
+    /// flushed as gaps (weird `memcap_exceeded`).
+    pub memcap: usize,
     pub max_flows: usize,
     pub local_nets: Vec<IpNet>,
     /// Server ports treated as SMTP when the conversation is TLS from the first byte.
@@ -33,6 +36,7 @@ impl Default for FlowConfig {
         FlowConfig {
             idle_timeout_ns: 300 * 1_000_000_000,
             per_flow_cap: 256 * 1024,
+            memcap: 256 * 1024 * 1024,
             max_flows: 1_000_000,
             local_nets: Vec::new(),
             smtp_ports: vec![25, 465, 587],
@@ -46,6 +50,7 @@ pub struct FlowStats {
     pub segments: u64,
     pub flows_created: u64,
     pub flows_evicted: u64,
+    pub memcap_flushes: u64,
     pub flows_timed_out: u64,
     pub events: u64,
     pub truncated_segments: u64,
@@ -297,6 +302,8 @@ pub struct FlowTable {
     out: Vec<SessionEvent>,
     now: i64,
     last_sweep: i64,
+    /// Bytes queued in reassembly across all flows, kept up to date per packet.
+    buffered: usize,
 }
 
 impl FlowTable {
@@ -308,6 +315,7 @@ impl FlowTable {
             out: Vec::new(),
             now: i64::MIN,
             last_sweep: i64::MIN,
+            buffered: 0,
         }
     }
 
@@ -317,10 +325,7 @@ impl FlowTable {
 
     /// Bytes queued in reassembly across all flows.
     pub fn buffered_bytes(&self) -> usize {
-        self.flows
-            .values()
-            .map(|f| f.reasm[0].buffered() + f.reasm[1].buffered())
-            .sum()
+        self.buffered
     }
 
     /// Events completed so far (drained).
@@ -396,6 +401,7 @@ impl FlowTable {
         let Some(flow) = self.flows.get_mut(&k) else {
             return;
         };
+        let queued_before = flow.reasm[0].buffered() + flow.reasm[1].buffered();
         flow.last_ts = ts;
         if !flow.roles_certain && !flow.any_payload && !seg.payload.is_empty() {
             if let Some(is_server) = sender_is_server(seg.payload) {
@@ -441,6 +447,15 @@ impl FlowTable {
             }
             flow.conv.on_close(dir);
         }
+        if self.buffered + flow.reasm[0].buffered() + flow.reasm[1].buffered()
+            > self.cfg.memcap + queued_before
+        {
+            // Global memory cap: this flow's queued data is handed up now, holes become gaps.
+            self.stats.memcap_flushes += 1;
+            flow.conv.weird("memcap_exceeded");
+            let Flow { reasm, conv, .. } = flow;
+            reasm[d].flush(&mut |c| conv.deliver(dir, c, ts));
+        }
         if flow.conv.proto == Proto::Done || flow.conv.proto == Proto::Ignore {
             flow.reasm[0].stop();
             flow.reasm[1].stop();
@@ -451,6 +466,8 @@ impl FlowTable {
                 self.out.push(ev);
             }
         }
+        self.buffered =
+            self.buffered + flow.reasm[0].buffered() + flow.reasm[1].buffered() - queued_before;
         if seg.flags.rst || (flow.fin[0] && flow.fin[1]) {
             self.finish(k);
         }
@@ -460,6 +477,7 @@ impl FlowTable {
         let Some(mut flow) = self.flows.remove(&k) else {
             return;
         };
+        self.buffered -= flow.reasm[0].buffered() + flow.reasm[1].buffered();
         if flow.emitted {
             return;
         }
@@ -506,6 +524,62 @@ impl FlowTable {
         for (_, k) in keys {
             self.finish(k);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::TcpFlags;
+
+    fn seg(sport: u16, seq: u32, flags: TcpFlags, payload: &[u8]) -> Segment<'_> {
+        Segment {
+            src: "10.0.0.1".parse().unwrap(),
+            dst: "10.0.0.2".parse().unwrap(),
+            sport,
+            dport: 25,
+            seq,
+            ack: 0,
+            flags,
+            payload,
+            truncated: false,
+        }
+    }
+
+    #[test]
+    fn global_memcap_bounds_queued_bytes_across_flows() {
+        let cfg = FlowConfig {
+            memcap: 10_000,
+            per_flow_cap: 8_000,
+            ..FlowConfig::default()
+        };
+        let mut t = FlowTable::new(cfg);
+        let syn = TcpFlags {
+            syn: true,
+            ..TcpFlags::default()
+        };
+        let data = [b'x'; 1000];
+        for port in 1000..1020u16 {
+            t.on_segment(&seg(port, 0, syn, &[]), 1);
+            // a hole at offset 0, then queued data behind it
+            for k in 0..5u32 {
+                t.on_segment(&seg(port, 100 + k * 1000, TcpFlags::default(), &data), 2);
+                assert!(
+                    t.buffered_bytes() <= 10_000 + 1000,
+                    "{}",
+                    t.buffered_bytes()
+                );
+            }
+        }
+        assert!(t.stats.memcap_flushes > 0);
+        let real: usize = t
+            .flows
+            .values()
+            .map(|f| f.reasm[0].buffered() + f.reasm[1].buffered())
+            .sum();
+        assert_eq!(real, t.buffered_bytes(), "incremental accounting is exact");
+        t.finish_all();
+        assert_eq!(t.buffered_bytes(), 0);
     }
 }
 
