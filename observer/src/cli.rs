@@ -41,6 +41,10 @@ pub struct AnalyzeArgs {
     /// Write one JSON object per connection to FILE ("-" for standard output).
     #[arg(long, value_name = "FILE")]
     pub events: Option<PathBuf>,
+    /// TLS key log (NSS format, e.g. SSLKEYLOGFILE) to decrypt TLS 1.3 handshakes and the SMTP replies
+    /// after STARTTLS (repeatable). Secrets are never printed.
+    #[arg(long = "keylog", value_name = "FILE")]
+    pub keylog: Vec<PathBuf>,
     /// CIDR of our own hosts (repeatable): sets each session's direction (outbound/inbound).
     #[arg(long = "local-net", value_name = "CIDR")]
     pub local_net: Vec<IpNet>,
@@ -138,6 +142,17 @@ fn analyze(a: AnalyzeArgs) -> Result<()> {
         None
     };
     let mut pipe = Pipeline::new(cfg);
+    for k in &a.keylog {
+        let text =
+            std::fs::read(k).with_context(|| format!("cannot read key log {}", k.display()))?;
+        pipe.flows.add_keylog(&text);
+    }
+    if pipe.flows.keylog().malformed > 0 {
+        tracing::warn!(
+            lines = pipe.flows.keylog().malformed,
+            "malformed key log lines ignored"
+        );
+    }
     let mut book = PeerBook::default();
     let emit = |pipe: &mut Pipeline,
                 book: &mut PeerBook,

@@ -11,11 +11,13 @@ use crate::decode::Segment;
 use crate::event::{community_id, rfc3339_micros, Direction, Endpoint, SessionEvent};
 use crate::smtp::{self, Next, SmtpSession, StartTls};
 use crate::tcp::{Chunk, Reassembler};
+use crate::tls::keylog::KeyLog;
 use crate::tls::TlsSession;
 use crate::Dir;
 use ipnet::IpNet;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 #[derive(Debug, Clone)]
 pub struct FlowConfig {
@@ -98,6 +100,9 @@ struct Conversation {
     weirds: Vec<&'static str>,
     other_scanned: u64,
     other_prefix: Vec<u8>,
+    keylog: Arc<KeyLog>,
+    /// SMTP inside TLS, when keys let us decrypt it (reply codes only).
+    after_tls: Option<smtp::PostTlsTracker>,
 }
 
 impl Conversation {
@@ -134,7 +139,7 @@ impl Conversation {
     fn data(&mut self, dir: Dir, d: &[u8], ts: i64) {
         if self.proto == Proto::Detect {
             self.proto = if smtp::looks_like_tls(d) {
-                self.tls = Some(TlsSession::new());
+                self.tls = Some(self.new_tls());
                 Proto::Tls
             } else if looks_like_smtp_start(dir, d) {
                 self.smtp = Some(SmtpSession::new());
@@ -158,9 +163,10 @@ impl Conversation {
                     }
                     Next::Tls { offset } => {
                         self.proto = Proto::Tls;
-                        let mut t = TlsSession::new();
+                        let mut t = self.new_tls();
                         t.feed(dir, d.get(offset..).unwrap_or(&[]), ts);
                         self.tls = Some(t);
+                        self.pump_app_data();
                         self.check_done();
                     }
                     Next::Stop => {
@@ -176,6 +182,7 @@ impl Conversation {
                 if let Some(t) = &mut self.tls {
                     t.feed(dir, d, ts);
                 }
+                self.pump_app_data();
                 self.check_done();
             }
             _ => {}
@@ -194,7 +201,7 @@ impl Conversation {
             let prefix = std::mem::take(&mut self.other_prefix);
             if starts_with_client_hello(&prefix) {
                 self.proto = Proto::Tls;
-                let mut t = TlsSession::new();
+                let mut t = self.new_tls();
                 t.feed(dir, &prefix, ts);
                 t.feed(dir, &d[take..], ts);
                 self.tls = Some(t);
@@ -205,6 +212,31 @@ impl Conversation {
         self.other_scanned += d.len() as u64;
         if self.other_scanned > OTHER_SCAN_LIMIT {
             self.proto = Proto::Ignore;
+        }
+    }
+
+    fn new_tls(&self) -> TlsSession {
+        let mut t = TlsSession::with_keys(self.keylog.clone());
+        // SMTP over TLS: follow the decrypted dialogue's reply codes when keys allow.
+        t.want_app_data(self.smtp.as_ref().is_some_and(SmtpSession::is_smtp));
+        t
+    }
+
+    /// Decrypted SMTP after STARTTLS → reply codes; stop decryption once they are known.
+    fn pump_app_data(&mut self) {
+        let Some(t) = &mut self.tls else { return };
+        let chunks = t.take_app_plaintext();
+        if chunks.is_empty() {
+            return;
+        }
+        let tracker = self
+            .after_tls
+            .get_or_insert_with(smtp::PostTlsTracker::default);
+        for (dir, pt) in chunks {
+            tracker.feed(dir, &pt);
+        }
+        if tracker.finished() {
+            t.want_app_data(false);
         }
     }
 
@@ -302,6 +334,7 @@ pub struct FlowTable {
     out: Vec<SessionEvent>,
     now: i64,
     last_sweep: i64,
+    keylog: Arc<KeyLog>,
     /// Bytes queued in reassembly across all flows, kept up to date per packet.
     buffered: usize,
 }
@@ -316,7 +349,18 @@ impl FlowTable {
             now: i64::MIN,
             last_sweep: i64::MIN,
             buffered: 0,
+            keylog: Arc::new(KeyLog::default()),
         }
+    }
+
+    /// Adds TLS key log lines (a `--keylog` file or a pcapng Decryption Secrets Block). Connections
+    /// that start afterwards decrypt with them.
+    pub fn add_keylog(&mut self, text: &[u8]) {
+        Arc::make_mut(&mut self.keylog).add(text);
+    }
+
+    pub fn keylog(&self) -> &KeyLog {
+        &self.keylog
     }
 
     pub fn active_flows(&self) -> usize {
@@ -389,6 +433,8 @@ impl FlowTable {
                         weirds: Vec::new(),
                         other_scanned: 0,
                         other_prefix: Vec::new(),
+                        keylog: self.keylog.clone(),
+                        after_tls: None,
                     },
                     fin: [false; 2],
                     packets: [0; 2],
@@ -597,11 +643,15 @@ fn make_event(flow: &Flow, cfg: &FlowConfig) -> SessionEvent {
         .as_ref()
         .filter(|s| s.is_smtp())
         .map(SmtpSession::facts);
-    let tls = conv
-        .tls
-        .as_ref()
-        .filter(|t| t.saw_client_hello())
-        .map(TlsSession::facts);
+    let tls = conv.tls.as_ref().filter(|t| t.saw_client_hello()).map(|t| {
+        let mut f = t.facts();
+        f.smtp_reply_after_tls = conv
+            .after_tls
+            .as_ref()
+            .filter(|a| a.seen())
+            .map(|a| a.replies.clone());
+        f
+    });
     if smtp.is_none() && tls.is_some() && conv.smtp.is_none() {
         // TLS from the first byte: implicit TLS. Only call it SMTP on a configured SMTP port.
         if cfg.smtp_ports.contains(&flow.server.1) {

@@ -20,7 +20,7 @@ pub struct CaptureStats {
     pub parse_errors: BTreeMap<&'static str, u64>,
     /// One line per damaged or unreadable file.
     pub file_errors: Vec<String>,
-    /// Decryption Secrets Blocks seen in pcapng files (keys are used from the next version on).
+    /// Decryption Secrets Blocks seen in pcapng files (TLS key logs among them are used).
     pub secrets_blocks: u64,
     pub first_ts: Option<i64>,
     pub last_ts: Option<i64>,
@@ -86,7 +86,12 @@ impl Pipeline {
                     progress(p.data.len() as u64 + 16);
                     self.packet(&p);
                 }
-                Ok(Item::Secrets { .. }) => self.stats.secrets_blocks += 1,
+                Ok(Item::Secrets { secrets_type, data }) => {
+                    self.stats.secrets_blocks += 1;
+                    if secrets_type == 0x544c_534b {
+                        self.flows.add_keylog(&data); // "TLSK": NSS key log
+                    }
+                }
                 Err(e) => {
                     self.stats.file_errors.push(e.to_string());
                     *self.stats.parse_errors.entry("capture").or_default() += 1;

@@ -396,6 +396,105 @@ impl SmtpSession {
     }
 }
 
+/// Server reply codes seen inside TLS (decrypted with keys): the first reply, and the replies to
+/// EHLO/HELO, MAIL, the first RCPT and DATA. Only codes and command verbs are looked at; addresses
+/// and message content are never kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RepliesAfterTls {
+    pub first: Option<u16>,
+    pub ehlo: Option<u16>,
+    pub mail: Option<u16>,
+    pub rcpt: Option<u16>,
+    pub data: Option<u16>,
+}
+
+/// Follows the decrypted SMTP dialogue after STARTTLS until the DATA reply (or QUIT, or the
+/// server's rejection), then asks for decryption to stop.
+#[derive(Debug, Default)]
+pub struct PostTlsTracker {
+    pub replies: RepliesAfterTls,
+    client: LineBuf,
+    server: LineBuf,
+    pending: VecDeque<String>,
+    replies_seen: u32,
+    finished: bool,
+}
+
+impl PostTlsTracker {
+    pub fn finished(&self) -> bool {
+        self.finished
+    }
+
+    /// Whether any reply was seen (the object is reported only then).
+    pub fn seen(&self) -> bool {
+        self.replies.first.is_some()
+    }
+
+    pub fn feed(&mut self, dir: Dir, mut data: &[u8]) {
+        while !data.is_empty() && !self.finished {
+            let buf = match dir {
+                Dir::ToServer => &mut self.client,
+                Dir::ToClient => &mut self.server,
+            };
+            let (n, complete) = buf.push(data);
+            data = &data[n..];
+            if !complete {
+                continue;
+            }
+            let (line, _) = buf.take_line();
+            match dir {
+                Dir::ToServer => {
+                    let verb: String = line
+                        .split(' ')
+                        .next()
+                        .unwrap_or("")
+                        .chars()
+                        .take(8)
+                        .collect::<String>()
+                        .to_ascii_uppercase();
+                    if self.pending.len() < MAX_PENDING {
+                        self.pending.push_back(verb);
+                    }
+                }
+                Dir::ToClient => self.server_line(&line),
+            }
+        }
+    }
+
+    fn server_line(&mut self, line: &str) {
+        let b = line.as_bytes();
+        let Some(code) = b
+            .get(0..3)
+            .filter(|c| c.iter().all(u8::is_ascii_digit))
+            .map(|c| {
+                u16::from(c[0] - b'0') * 100 + u16::from(c[1] - b'0') * 10 + u16::from(c[2] - b'0')
+            })
+        else {
+            return;
+        };
+        if b.get(3) == Some(&b'-') {
+            return;
+        }
+        self.replies_seen += 1;
+        self.replies.first.get_or_insert(code);
+        let r = &mut self.replies;
+        match self.pending.pop_front().as_deref() {
+            Some("EHLO" | "HELO" | "LHLO") => r.ehlo = r.ehlo.or(Some(code)),
+            Some("MAIL") => r.mail = r.mail.or(Some(code)),
+            Some("RCPT") => r.rcpt = r.rcpt.or(Some(code)),
+            Some("DATA" | "BDAT") => {
+                r.data = Some(code);
+                self.finished = true; // message content follows: stop
+            }
+            Some("QUIT") => self.finished = true,
+            _ => {}
+        }
+        if code == 421 || self.replies_seen >= 16 {
+            self.finished = true;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -488,6 +587,33 @@ mod tests {
             .facts
             .anomalies
             .contains(&"tls_without_starttls".to_string()));
+    }
+
+    #[test]
+    fn replies_after_tls_stop_at_data() {
+        let mut t = PostTlsTracker::default();
+        t.feed(C, b"EHLO out.example.org\r\n");
+        t.feed(S, b"250-mx\r\n250 8BITMIME\r\n");
+        t.feed(
+            C,
+            b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nRCPT TO:<e@f>\r\nDATA\r\n",
+        );
+        t.feed(S, b"250 ok\r\n550 5.7.1 no\r\n250 ok\r\n354 go\r\n");
+        assert!(t.finished());
+        assert_eq!(
+            t.replies,
+            RepliesAfterTls {
+                first: Some(250),
+                ehlo: Some(250),
+                mail: Some(250),
+                rcpt: Some(550),
+                data: Some(354)
+            }
+        );
+        let mut t = PostTlsTracker::default();
+        t.feed(S, b"421 4.7.1 Client certificate not trusted\r\n");
+        assert!(t.finished());
+        assert_eq!(t.replies.first, Some(421));
     }
 
     #[test]

@@ -14,11 +14,27 @@ fn run(files: &[std::path::PathBuf]) -> usize {
         let keylog = f.with_extension("keylog");
         let keylog = keylog.exists().then_some(keylog);
         let oracle = tshark_oracle(f, keylog.as_deref()).expect("tshark oracle");
-        let ours = analyze(f);
-        let (bad, n) = compare_with_oracle(&ours, &oracle);
+        let name = f.file_name().unwrap().to_string_lossy().to_string();
+        // Without keys: plaintext facts exactly, inferred TLS 1.3 facts against tshark's decrypted truth.
+        let (bad, n) = compare_with_oracle(&analyze(f), &oracle);
         total += n;
-        for b in bad {
-            failures.push(format!("{}: {b}", f.file_name().unwrap().to_string_lossy()));
+        failures.extend(bad.into_iter().map(|b| format!("{name} (no keys): {b}")));
+        if keylog.is_some() {
+            // With the same key log as tshark: decrypted facts, all of them.
+            let ours = analyze_with_keys(f);
+            for e in ours.iter().filter(|e| e["tls"]["version"] == "1.3") {
+                if e["tls"]["decryption"] != "ok"
+                    || e["tls"]["certificate_request"]["evidence"] != "decrypted"
+                {
+                    failures.push(format!(
+                        "{name}: not decrypted with its key log: {}",
+                        e["tls"]["decryption"]
+                    ));
+                }
+            }
+            let (bad, n) = compare_with_oracle(&ours, &oracle);
+            total += n;
+            failures.extend(bad.into_iter().map(|b| format!("{name} (keys): {b}")));
         }
     }
     assert!(

@@ -61,6 +61,20 @@ pub fn analyze(path: &Path) -> Vec<Value> {
     analyze_with(path, FlowConfig::default())
 }
 
+/// With the key log beside the capture (`<name>.keylog`) when there is one.
+pub fn analyze_with_keys(path: &Path) -> Vec<Value> {
+    let mut p = Pipeline::new(FlowConfig::default());
+    if let Ok(k) = std::fs::read(path.with_extension("keylog")) {
+        p.flows.add_keylog(&k);
+    }
+    let _ = p.read_file(path, |_| {});
+    p.finish();
+    p.take_events()
+        .iter()
+        .map(|e| serde_json::to_value(e).unwrap())
+        .collect()
+}
+
 pub fn endpoint(v: &Value) -> String {
     let ip = v["ip"].as_str().unwrap();
     if ip.contains(':') {

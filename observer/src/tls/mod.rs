@@ -10,10 +10,16 @@
 //! here because their TLS 1.3 shapes (context, per-entry extensions, `certificate_authorities` and
 //! `oid_filters` extensions) are not covered by it.
 
+pub mod decrypt;
+pub mod keylog;
+
 use crate::x509::{self, CertFacts};
 use crate::Dir;
+use decrypt::RecordDecryptor;
+use keylog::KeyLog;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 
 pub const MAX_RECORD: usize = 16384 + 2048;
 pub const MAX_HANDSHAKE_MSG: usize = 256 * 1024;
@@ -167,8 +173,11 @@ pub struct TlsFacts {
     pub client_certificate: CertificateFacts,
     pub server_certificate: CertificateFacts,
     pub outcome: Outcome,
-    /// Reply code of the server's first SMTP reply after TLS (needs keys; null otherwise).
-    pub smtp_reply_after_tls: Option<u16>,
+    /// Key-log decryption of this session: null (no key log given), `no_key` (none for this
+    /// session), `failed` (a key did not decrypt: wrong key; facts fall back to inference), `ok`.
+    pub decryption: Option<&'static str>,
+    /// Server SMTP reply codes after TLS (needs keys; null otherwise). Filled by the connection.
+    pub smtp_reply_after_tls: Option<crate::smtp::RepliesAfterTls>,
 }
 
 /// An encrypted record as seen on the wire.
@@ -198,6 +207,12 @@ struct Side {
     ccs: bool,
     app_records: u32,
     certificate_seen: bool,
+    /// Record decryption for this direction (key log), and whether the record being buffered
+    /// is an encrypted one to decrypt.
+    dec: Option<RecordDecryptor>,
+    decrypting: bool,
+    /// This side's Finished was decrypted (its handshake flight is fully known).
+    dec_finished: bool,
 }
 
 #[derive(Debug, Default)]
@@ -234,6 +249,15 @@ pub struct TlsSession {
     done: bool,
     ts_secs: i64,
     pub weirds: Vec<&'static str>,
+    keylog: Arc<KeyLog>,
+    client_random: Option<[u8; 32]>,
+    /// TLS 1.2: decryptors waiting for each side's ChangeCipherSpec.
+    pending12: [Option<RecordDecryptor>; 2],
+    decryption: Option<&'static str>,
+    /// Decrypted application data not yet taken by the connection (SMTP after TLS).
+    app_plaintext: Vec<(Dir, Vec<u8>)>,
+    /// The connection still wants decrypted application data (keeps the analysis going).
+    want_app_data: bool,
 }
 
 fn idx(d: Dir) -> usize {
@@ -255,6 +279,38 @@ impl TlsSession {
         Self::default()
     }
 
+    /// A session that decrypts with the keys of this key log where it has them.
+    pub fn with_keys(keylog: Arc<KeyLog>) -> Self {
+        TlsSession {
+            decryption: if keylog.is_empty() {
+                None
+            } else {
+                Some("no_key")
+            },
+            keylog,
+            ..Self::default()
+        }
+    }
+
+    /// Decrypted application data since the last call (direction, plaintext).
+    pub fn take_app_plaintext(&mut self) -> Vec<(Dir, Vec<u8>)> {
+        std::mem::take(&mut self.app_plaintext)
+    }
+
+    /// Whether the connection still wants decrypted application data; when it stops wanting it,
+    /// decryption stops (message content is never decrypted).
+    pub fn want_app_data(&mut self, want: bool) {
+        self.want_app_data = want;
+        if !want {
+            // From now on only records that can be alerts are decrypted.
+            self.tail_check();
+        }
+    }
+
+    fn app_decrypting(&self) -> bool {
+        self.want_app_data && (self.sides[1].dec.is_some() || self.pending12[1].is_some())
+    }
+
     fn weird(&mut self, w: &'static str) {
         if !self.weirds.contains(&w) {
             self.weirds.push(w);
@@ -263,7 +319,11 @@ impl TlsSession {
 
     /// True once nothing more is needed from this connection (handshake outcome known).
     pub fn is_done(&self) -> bool {
-        self.done || (self.sides[0].lost && self.sides[1].lost)
+        let mid_record = self
+            .sides
+            .iter()
+            .any(|s| s.decrypting && s.body_need > 0 && !s.lost);
+        (self.done && !mid_record) || (self.sides[0].lost && self.sides[1].lost)
     }
 
     pub fn saw_client_hello(&self) -> bool {
@@ -315,7 +375,10 @@ impl TlsSession {
     pub fn feed(&mut self, dir: Dir, mut data: &[u8], ts_ns: i64) {
         self.ts_secs = ts_ns.div_euclid(1_000_000_000);
         let i = idx(dir);
-        while !data.is_empty() && !self.sides[i].lost && !self.done {
+        while !data.is_empty()
+            && !self.sides[i].lost
+            && (!self.done || (self.sides[i].decrypting && self.sides[i].body_need > 0))
+        {
             let s = &mut self.sides[i];
             if s.skip > 0 {
                 let n = s.skip.min(data.len());
@@ -384,12 +447,35 @@ impl TlsSession {
             22 => !s.encrypted,
             _ => false,
         };
+        s.decrypting = false;
         if buffer {
             s.body_need = len;
             s.body.clear();
             return;
         }
-        s.skip = len;
+        // Once the SMTP replies are known, only records that may be alerts are decrypted (TLS 1.3:
+        // alert-sized; ≤1.2: alert type): message content is never decrypted.
+        let alert_len = if self.cipher == Some(0x1305) { 11 } else { 19 };
+        let may_be_alert = if tls13 {
+            ty == 23 && len == alert_len
+        } else {
+            ty == 21
+        };
+        let handshake_over = s.dec_finished || (!tls13 && s.finished);
+        let wanted = !handshake_over || self.want_app_data || may_be_alert;
+        match s.dec.as_mut() {
+            Some(_) if wanted && len > 0 => {
+                // Encrypted and we hold the key: buffer it to decrypt (bookkeeping below as without keys).
+                s.decrypting = true;
+                s.body_need = len;
+                s.body.clear();
+            }
+            Some(d) => {
+                d.skip();
+                s.skip = len;
+            }
+            None => s.skip = len,
+        }
         // An encrypted record.
         if s.enc_records.len() < MAX_ENC_RECORDS {
             s.enc_records.push(EncRecord {
@@ -415,7 +501,7 @@ impl TlsSession {
     }
 
     fn tail_check(&mut self) {
-        if self.handshake_complete() {
+        if self.handshake_complete() && !self.app_decrypting() {
             let c = self.sides[0].app_records;
             if c >= 2 || self.sides[0].records + self.sides[1].records > 2 * TAIL_RECORDS + 16 {
                 self.done = true;
@@ -515,12 +601,21 @@ impl TlsSession {
 
     fn record_body(&mut self, dir: Dir, ty: u8, body: &[u8]) {
         let i = idx(dir);
+        if self.sides[i].decrypting {
+            self.sides[i].decrypting = false;
+            self.decrypted_record(dir, body);
+            return;
+        }
         match ty {
             20 => {
                 let tls13 = self.tls13();
+                let pending = self.pending12[i].take();
                 let s = &mut self.sides[i];
                 s.ccs = true;
-                if !tls13 {
+                // ≤1.2 only: CCS switches to encryption. Before a ServerHello (a middlebox-compat
+                // CCS around a HelloRetryRequest) or in TLS 1.3 it changes nothing.
+                if self.server_hello && !tls13 {
+                    s.dec = pending;
                     s.encrypted = true;
                     if dir == Dir::ToClient
                         && self.server_hello
@@ -560,13 +655,13 @@ impl TlsSession {
                     return;
                 }
                 s.hs.extend_from_slice(body);
-                self.drain_handshake(dir);
+                self.drain_handshake(dir, Evidence::Plaintext);
             }
             _ => {}
         }
     }
 
-    fn drain_handshake(&mut self, dir: Dir) {
+    fn drain_handshake(&mut self, dir: Dir, evidence: Evidence) {
         let i = idx(dir);
         let mut off = 0;
         let hs = std::mem::take(&mut self.sides[i].hs);
@@ -583,9 +678,9 @@ impl TlsSession {
                 break;
             }
             let msg = &hs[off..off + 4 + len];
-            self.handshake_message(dir, msg);
+            self.handshake_message(dir, msg, evidence);
             off += 4 + len;
-            if self.sides[i].encrypted || self.sides[i].lost {
+            if (evidence == Evidence::Plaintext && self.sides[i].encrypted) || self.sides[i].lost {
                 // TLS 1.3: anything after ServerHello in this buffer would be encrypted; never happens
                 // with a conforming peer.
                 off = hs.len();
@@ -594,17 +689,97 @@ impl TlsSession {
         self.sides[i].hs = hs[off..].to_vec();
     }
 
-    fn handshake_message(&mut self, dir: Dir, msg: &[u8]) {
+    fn handshake_message(&mut self, dir: Dir, msg: &[u8], evidence: Evidence) {
         let ty = msg[0];
         let body = &msg[4..];
         match (dir, ty) {
             (Dir::ToServer, 1) => self.client_hello(msg),
             (Dir::ToClient, 2) => self.server_hello(msg),
-            (_, 11) => self.certificate(dir, body, Evidence::Plaintext),
-            (Dir::ToClient, 13) => self.certificate_request(body, Evidence::Plaintext),
+            (_, 11) => self.certificate(dir, body, evidence),
+            (Dir::ToClient, 13) => self.certificate_request(body, evidence),
             (Dir::ToClient, 12 | 14) => self.server_kex_seen = true,
+            (_, 20) if evidence == Evidence::Decrypted => self.decrypted_finished(dir),
             _ => {}
         }
+    }
+
+    /// One decrypted record (TLS 1.3: inner content type; TLS 1.2: the record's type).
+    fn decrypted_record(&mut self, dir: Dir, body: &[u8]) {
+        let i = idx(dir);
+        let header = self.sides[i].hdr;
+        let Some(dec) = self.sides[i].dec.as_mut() else {
+            return;
+        };
+        let Some((inner, pt)) = dec.open(&header, body) else {
+            // Wrong key (or a record we cannot decrypt): fall back to what the lengths say.
+            self.sides[i].dec = None;
+            self.pending12[i] = None;
+            self.decryption = Some("failed");
+            self.weird("tls_decrypt_failed");
+            return;
+        };
+        if self.decryption != Some("failed") {
+            self.decryption = Some("ok");
+        }
+        match inner {
+            22 => {
+                let s = &mut self.sides[i];
+                if s.hs.len() + pt.len() > MAX_HANDSHAKE_MSG + 4 {
+                    s.lost = true;
+                    self.weird("tls_handshake_too_large");
+                    return;
+                }
+                s.hs.extend_from_slice(&pt);
+                self.drain_handshake(dir, Evidence::Decrypted);
+            }
+            21 if pt.len() == 2 => {
+                // Fill in the alert the record bookkeeping recorded as encrypted.
+                let who = sender(dir);
+                if let Some(a) = self
+                    .alerts
+                    .iter_mut()
+                    .rev()
+                    .find(|a| a.sender == who && a.encrypted && a.code.is_none())
+                {
+                    a.level = Some(match pt[0] {
+                        1 => "warning".to_string(),
+                        2 => "fatal".to_string(),
+                        n => n.to_string(),
+                    });
+                    a.description = Some(alert_name(pt[1]));
+                    a.code = Some(pt[1]);
+                }
+            }
+            23 if self.want_app_data => {
+                if self.app_plaintext.len() < 64 {
+                    self.app_plaintext.push((dir, pt));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A decrypted Finished: TLS 1.3 switches this direction to its application traffic key.
+    fn decrypted_finished(&mut self, dir: Dir) {
+        let i = idx(dir);
+        self.sides[i].dec_finished = true;
+        if !self.tls13() {
+            return;
+        }
+        let keys = self
+            .client_random
+            .and_then(|r| self.keylog.get(&r).cloned());
+        let secret = keys.and_then(|k| {
+            if dir == Dir::ToServer {
+                k.client_traffic0
+            } else {
+                k.server_traffic0
+            }
+        });
+        self.sides[i].dec = match (secret, self.cipher) {
+            (Some(sec), Some(c)) if self.want_app_data => RecordDecryptor::tls13(c, &sec),
+            _ => None,
+        };
     }
 
     fn client_hello(&mut self, msg: &[u8]) {
@@ -622,6 +797,7 @@ impl TlsSession {
             return;
         };
         self.client_session_id = ch.session_id.map(<[u8]>::to_vec).unwrap_or_default();
+        self.client_random = <[u8; 32]>::try_from(ch.random).ok();
         let ciphers: Vec<u16> = ch.ciphers.iter().map(|c| c.0).collect();
         let exts = raw_extensions(ch.ext.unwrap_or(&[]));
         let mut sig_algs: Vec<u16> = Vec::new();
@@ -695,11 +871,33 @@ impl TlsSession {
             &exts,
             self.alpn.as_deref().map(str::as_bytes),
         ));
+        let keys = self
+            .client_random
+            .and_then(|r| self.keylog.get(&r).cloned());
         if version == 0x0304 {
             self.resumed = Some(psk);
             self.sides[0].encrypted = true;
             self.sides[1].encrypted = true;
+            if let Some(k) = keys {
+                if let (Some(c), Some(s)) = (&k.client_handshake, &k.server_handshake) {
+                    self.sides[0].dec = RecordDecryptor::tls13(sh.cipher.0, c);
+                    self.sides[1].dec = RecordDecryptor::tls13(sh.cipher.0, s);
+                    if self.sides[0].dec.is_none() {
+                        self.weird("tls_decrypt_unsupported_suite");
+                    }
+                }
+            }
         } else {
+            if let (Some(master), Some(cr), Ok(sr)) = (
+                keys.and_then(|k| k.master),
+                self.client_random,
+                <[u8; 32]>::try_from(sh.random),
+            ) {
+                match RecordDecryptor::tls12_pair(sh.cipher.0, &master, &cr, &sr) {
+                    Some((c, s)) => self.pending12 = [Some(c), Some(s)],
+                    None => self.weird("tls_decrypt_unsupported_suite"),
+                }
+            }
             let sid = sh.session_id.unwrap_or(&[]);
             if !sid.is_empty() && sid == self.client_session_id.as_slice() {
                 self.resumed = Some(true);
@@ -826,9 +1024,21 @@ impl TlsSession {
         let server = self.server_cert.clone();
         if tls13 {
             let (present, status, size, ev) = self.tls13_inference();
-            if self.cr.is_none() {
+            if self.cr.is_none() && self.sides[1].dec_finished {
+                // The server's whole flight was decrypted: no CertificateRequest in it.
+                cr.present = Some(false);
+                cr.evidence = Evidence::Decrypted;
+            } else if self.cr.is_none() {
                 cr.present = present;
                 cr.evidence = ev;
+            }
+            if client.is_none() && self.sides[0].dec_finished {
+                client = Some(CertificateFacts {
+                    status: CertStatus::Absent,
+                    evidence: Evidence::Decrypted,
+                    chain: vec![],
+                    size_bytes: None,
+                });
             }
             if client.is_none() {
                 client = Some(CertificateFacts {
@@ -922,6 +1132,7 @@ impl TlsSession {
                 alert,
                 closed_by: self.closed_first.map(sender),
             },
+            decryption: self.decryption,
             smtp_reply_after_tls: None,
         }
     }
