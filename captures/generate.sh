@@ -22,6 +22,7 @@ done
 # ---------------------------------------------------------------- Postfix instance
 PFCONF="$W/etc"
 stop_all() {
+  if [[ -n ${SERVER_PID:-} ]]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
   if [[ -n ${TCPDUMP_PID:-} ]]; then kill -INT "$TCPDUMP_PID" 2>/dev/null || true; wait "$TCPDUMP_PID" 2>/dev/null || true; fi
   if [[ -f "$PFCONF/main.cf" ]]; then postfix -c "$PFCONF" stop >/dev/null 2>&1 || true; fi
 }
@@ -86,6 +87,8 @@ $SRV:2465 inet n - n - - smtpd -o syslog_name=postfix/wrapper -o smtpd_tls_wrapp
 $SRV:2528 inet n - n - - smtpd -o syslog_name=postfix/notls -o smtpd_tls_security_level=none
 # port 2529: STARTTLS offered but TLS cannot be initialised (key does not match certificate) -> 454
 $SRV:2529 inet n - n - - smtpd -o syslog_name=postfix/broken -o smtpd_tls_chain_files= -o smtpd_tls_cert_file=$W/tls/server.chain.pem -o smtpd_tls_key_file=$W/tls/wrong.key.pem
+# port 2530: as askccert, but the only key-exchange group is P-384: clients that send an X25519 key share get a HelloRetryRequest
+$SRV:2530 inet n - n - - smtpd -o syslog_name=postfix/hrr $ASK -o tls_eecdh_auto_curves=secp384r1
 pickup    unix  n       -       n       60      1       pickup
 cleanup   unix  n       -       n       -       0       cleanup
 qmgr      unix  n       -       n       300     1       qmgr
@@ -109,9 +112,9 @@ CF
 postfix -c "$PFCONF" check
 postfix -c "$PFCONF" start >/dev/null
 for i in $(seq 50); do
-  ss -ltn | grep -q "$SRV:2529" && break; sleep 0.2
+  ss -ltn | grep -q "$SRV:2530" && break; sleep 0.2
 done
-ss -ltn | grep -q "$SRV:2529" || { echo "postfix did not start; see $W/maillog" >&2; cat "$W/maillog" >&2 || true; exit 1; }
+ss -ltn | grep -q "$SRV:2530" || { echo "postfix did not start; see $W/maillog" >&2; cat "$W/maillog" >&2 || true; exit 1; }
 [[ ${1:-} == --setup-only ]] && { trap - EXIT; echo "postfix running with config $PFCONF"; exit 0; }
 
 # ---------------------------------------------------------------- scenario runner
@@ -173,11 +176,12 @@ ossl() {
   # the "both" leaf is issued by the intermediate: send leaf + intermediate
   [[ $cert == both ]] && certargs+=(-cert_chain inter.cert.pem)
   local klargs=(); [[ $kl == keylog ]] && klargs=(-keylogfile "$here/$name.keylog")
+  local extra=(); [[ -n ${OSSL_EXTRA:-} ]] && read -ra extra <<< "$OSSL_EXTRA"   # e.g. OSSL_EXTRA="-ciphersuites X"
   local st=(-starttls smtp -name out.lab.test); local delay=1.2
   [[ ${OSSL_IMPLICIT:-} == 1 ]] && { st=(); delay=1.2; }
   run "$name" "$port" "$kl" bash -c '"$@"' _ sh_pipe "$delay" timeout 30 openssl s_client "${st[@]}" \
     -bind "$CLI:0" -connect "$SRV:$port" -servername mx.lab.test -CAfile root.cert.pem -verify_hostname mx.lab.test \
-    "-tls${ver/./_}" "${certargs[@]}" "${klargs[@]}" -ign_eof
+    "-tls${ver/./_}" "${certargs[@]}" "${klargs[@]}" "${extra[@]}" -ign_eof
 }
 # gnutls-cli with STARTTLS. gnu NAME PORT VERSION CERT KEYLOG
 gnu() {
@@ -186,7 +190,7 @@ gnu() {
   local klf=/dev/null; [[ $kl == keylog ]] && klf="$here/$name.keylog"
   run "$name" "$port" "$kl" bash -c '"$@"' _ sh_pipe 1.5 env SSLKEYLOGFILE="$klf" timeout 30 gnutls-cli \
     --starttls-proto=smtp --port "$port" --sni-hostname mx.lab.test --verify-hostname mx.lab.test \
-    --x509cafile root.cert.pem --priority "NORMAL:-VERS-ALL:+VERS-TLS$ver" "${certargs[@]}" --crlf "$SRV"
+    --x509cafile root.cert.pem --priority "NORMAL:-VERS-ALL:+VERS-TLS$ver${GNU_PRIO_EXTRA:-}" "${certargs[@]}" --crlf "$SRV"
 }
 # sh_pipe DELAY CMD...: feed the SMTP dialog into CMD's stdin
 sh_pipe() { local d=$1; shift; dialog "$d" | "$@"; }
@@ -196,6 +200,73 @@ swk() {  # swk NAME PORT SWAKS-ARGS...
   local name=$1 port=$2; shift 2
   run "$name" "$port" - env NAME="$name" timeout 30 swaks --server "$SRV" --port "$port" --local-interface "$CLI" --helo out.lab.test \
     --from "$FROM" --to "$RCPT" --header "Subject: ekuwatch test $name" --body "hello from $name" "$@"
+}
+
+# TLS 1.3 resumption: a first, uncaptured s_client session saves its session (ticket) with
+# -sess_out, then the captured session offers it with -sess_in.  ossl_resumed NAME PORT CERT
+ossl_resumed() {
+  local name=$1 port=$2 cert=$3 certargs=()
+  wanted "$name" || return 0
+  [[ $cert != nocert ]] && certargs=(-cert "client-$cert.cert.pem" -key "client-$cert.key.pem")
+  [[ $cert == both ]] && certargs+=(-cert_chain inter.cert.pem)
+  local sess="$W/$name.sess.pem"; rm -f "$sess"
+  ( cd "$pki" && NAME="$name-first" sh_pipe 1.2 timeout 30 openssl s_client -starttls smtp -name out.lab.test \
+      -bind "$CLI:0" -connect "$SRV:$port" -servername mx.lab.test -CAfile root.cert.pem -verify_hostname mx.lab.test \
+      -tls1_3 "${certargs[@]}" -sess_out "$sess" -ign_eof ) > "$W/logs/$name.first.client" 2>&1 || true
+  [[ -s $sess ]] || echo "WARNING: $name: first session saved no session" >&2
+  OSSL_EXTRA="-sess_in $sess" ossl "$name" "$port" 1.3 "$cert" keylog
+}
+
+# Non-SMTP scenarios against a plain TLS server (openssl s_server / gnutls-serv) on 127.0.0.1.
+# tls_srv NAME PORT SERVER-CMD... -- CLIENT-CMD...   (both run in pki/; server output -> logs/NAME.server.log)
+tls_srv() {
+  local name=$1 port=$2; shift 2
+  wanted "$name" || return 0
+  local scmd=(); while [[ $1 != -- ]]; do scmd+=("$1"); shift; done; shift
+  ( cd "$pki" && exec "${scmd[@]}" ) > "$W/logs/$name.server" 2>&1 < /dev/null &
+  SERVER_PID=$!
+  for _ in $(seq 50); do ss -ltn | grep -qE "[:.]$port\b" && break; sleep 0.1; done
+  run "$name" "$port" keylog "$@"
+  kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=
+  rm -f "$here/logs/$name.postfix.log"
+  # keep the server's verdict lines, drop PEM blobs, session ids, times and the echoed text
+  grep -vE '^(-----|[A-Za-z0-9+/=]{40,}$)|Session-ID|session ID|Session ID|Master-Key|Start Time|TLS session ticket|^ *[0-9a-f]{4} - ' \
+    "$W/logs/$name.server" | sed -E 's/[0-9A-Fa-f]{40,}/<hex>/g' > "$here/logs/$name.server.log" || true
+}
+# s_client arguments for tls_srv (implicit TLS); sets CL.  ossl_args PORT VERSION CERT NAME
+ossl_args() {
+  local port=$1 ver=$2 cert=$3 name=$4
+  CL=(-bind "$CLI:0" -connect "$SRV:$port" -servername mx.lab.test -CAfile root.cert.pem -verify_hostname mx.lab.test
+      "-tls${ver/./_}" -keylogfile "$here/$name.keylog")
+  [[ $cert != nocert ]] && CL+=(-cert "client-$cert.cert.pem" -key "client-$cert.key.pem")
+  [[ $cert == both ]] && CL+=(-cert_chain inter.cert.pem)
+  return 0
+}
+# the client sends one line after the handshake, then EOF on stdin makes s_client send close_notify
+LINE_CLIENT='{ sleep 1; printf "hello from %s\n" "$0"; sleep 1; } | timeout 20 openssl s_client "$@"'
+# ossl_srv NAME VERSION CERT : openssl s_server on 2600, client cert required (-Verify 1), purpose
+# sslclient (clientAuth EKU required; also OpenSSL's default for a server), -verify_return_error, -rev echo
+ossl_srv() {
+  local name=$1 ver=$2 cert=$3
+  wanted "$name" || return 0
+  ossl_args 2600 "$ver" "$cert" "$name"
+  tls_srv "$name" 2600 timeout 30 openssl s_server -accept "$SRV:2600" -naccept 1 -rev \
+      -cert server.cert.pem -cert_chain inter.cert.pem -key server.key.pem \
+      -Verify 1 -verify_return_error -CAfile root.cert.pem -purpose sslclient -- \
+    bash -c "$LINE_CLIENT" "$name" "${CL[@]}"
+}
+# gnutls_srv NAME VERSION CERT : gnutls-serv on 2601, --require-client-cert --verify-client-cert, echo mode
+gnutls_srv() {
+  local name=$1 ver=$2 cert=$3
+  wanted "$name" || return 0
+  ossl_args 2601 "$ver" "$cert" "$name"
+  tls_srv "$name" 2601 timeout 30 gnutls-serv -p 2601 --echo \
+      --x509certfile server.chain.pem --x509keyfile server.key.pem --x509cafile root.cert.pem \
+      --require-client-cert --verify-client-cert -- \
+    bash -c "$LINE_CLIENT" "$name" "${CL[@]}"
+  # gnutls-serv prints whole certificates: keep its verdict and the key facts only
+  [[ -f $here/logs/$name.server.log ]] && { grep -E '^(\* Accepted|- Status|- Description|- Got a certificate list|- Certificate\[|[[:space:]]+(Subject|Issuer):|[[:space:]]+Key Purpose|[[:space:]]+TLS WWW|- Version|- Client Signature|Error|\*\*\*|received cmd)' \
+    "$W/logs/$name.server" | sed -E 's/ port [0-9]+ on .*//' > "$here/logs/$name.server.log" || true; }
 }
 
 # ---------------------------------------------------------------- scenarios
@@ -233,8 +304,34 @@ swk  pf-notls-swaks-tlsoptional          2528 --tls-optional
 # port 2529: STARTTLS offered, answered 454 (key does not match cert); swaks goes on in plaintext
 swk  pf-454-swaks-tlsoptional            2529 --tls-optional --tls-sni mx.lab.test
 
+# ---- TLS 1.3 additions (each with a client key log)
+# all three TLS 1.3 cipher suites against ask_ccert with a serverAuth+clientAuth client cert
+OSSL_EXTRA="-ciphersuites TLS_AES_128_GCM_SHA256"       ossl pf-askccert-tls13-openssl-both-aes128   2526 1.3 both keylog
+OSSL_EXTRA="-ciphersuites TLS_AES_256_GCM_SHA384"       ossl pf-askccert-tls13-openssl-both-aes256   2526 1.3 both keylog
+OSSL_EXTRA="-ciphersuites TLS_CHACHA20_POLY1305_SHA256" ossl pf-askccert-tls13-openssl-both-chacha20 2526 1.3 both keylog
+GNU_PRIO_EXTRA=":-CIPHER-ALL:+CHACHA20-POLY1305" gnu pf-askccert-tls13-gnutls-serveronly-chacha20 2526 1.3 serveronly keylog
+# HelloRetryRequest: port 2530 only accepts P-384; s_client sends an X25519 key share first
+ossl pf-hrr-tls13-openssl-both            2530 1.3 both keylog
+ossl pf-hrr-tls13-openssl-nocert          2530 1.3 nocert keylog
+# PSK resumption (session ticket from an uncaptured first session): no CertificateRequest, no certificates
+ossl_resumed pf-askccert-tls13-openssl-both-resumed 2526 both
+ossl_resumed pf-noask-tls13-openssl-nocert-resumed  2525 nocert
+# openssl s_server (port 2600, implicit TLS, not SMTP): client cert required, clientAuth EKU checked
+ossl_srv ossl-verify-tls13-openssl-serveronly 1.3 serveronly   # alert 43 unsupported_certificate (encrypted)
+ossl_srv ossl-verify-tls13-openssl-both       1.3 both         # accepted, one line echoed reversed
+ossl_srv ossl-verify-tls13-openssl-nocert     1.3 nocert       # alert 116 certificate_required (encrypted)
+ossl_srv ossl-verify-tls12-openssl-serveronly 1.2 serveronly   # alert 43 in plaintext
+ossl_srv ossl-verify-tls12-openssl-nocert     1.2 nocert       # alert 40 handshake_failure in plaintext
+# gnutls-serv (port 2601, implicit TLS, not SMTP): --require-client-cert --verify-client-cert
+gnutls_srv gnutls-verify-tls13-openssl-serveronly 1.3 serveronly
+gnutls_srv gnutls-verify-tls13-openssl-both       1.3 both
+gnutls_srv gnutls-verify-tls13-openssl-nocert     1.3 nocert
+
 stop_all
 trap - EXIT
+# synthetic, not captured: hand-built TLS 1.3 session whose CertificateRequest carries oid_filters
+# (deterministic; needs python3 with the cryptography package)
+if wanted synthetic-tls13-oidfilters; then python3 "$here/make-oidfilters.py"; fi
 chmod 644 "$here"/*.pcap "$here"/*.keylog 2>/dev/null || true
 chown --reference="$here" "$here"/*.pcap "$here"/*.keylog 2>/dev/null || true   # tcpdump writes as user tcpdump
 if [[ -x "$here/make-expected.sh" ]]; then "$here/make-expected.sh" "${FILTER[@]}"; fi

@@ -12,7 +12,7 @@ use crate::event::{community_id, rfc3339_micros, Direction, Endpoint, SessionEve
 use crate::smtp::{self, Next, SmtpSession, StartTls};
 use crate::tcp::{Chunk, Reassembler};
 use crate::tls::keylog::KeyLog;
-use crate::tls::TlsSession;
+use crate::tls::{OutcomeResult, TlsSession};
 use crate::Dir;
 use ipnet::IpNet;
 use std::collections::{BTreeMap, HashMap};
@@ -82,6 +82,11 @@ enum Proto {
     /// Not SMTP and not TLS: no event.
     Ignore,
 }
+
+/// A plaintext SMTP session this soon after a TLS failure between the same addresses is a fallback
+/// (Postfix retries without TLS after a failed opportunistic TLS attempt).
+const FALLBACK_WINDOW_NS: i64 = 15 * 60 * 1_000_000_000;
+const MAX_REMEMBERED_FAILURES: usize = 65_536;
 
 /// Plaintext bytes of a non-SMTP protocol watched for a STARTTLS-style switch to TLS.
 const OTHER_SCAN_LIMIT: u64 = 64 * 1024;
@@ -335,6 +340,8 @@ pub struct FlowTable {
     now: i64,
     last_sweep: i64,
     keylog: Arc<KeyLog>,
+    /// Last TLS failure (handshake_failed / closed_after_handshake) per (client IP, server IP).
+    tls_failures: HashMap<(IpAddr, IpAddr), i64>,
     /// Bytes queued in reassembly across all flows, kept up to date per packet.
     buffered: usize,
 }
@@ -350,6 +357,7 @@ impl FlowTable {
             last_sweep: i64::MIN,
             buffered: 0,
             keylog: Arc::new(KeyLog::default()),
+            tls_failures: HashMap::new(),
         }
     }
 
@@ -505,18 +513,53 @@ impl FlowTable {
         if flow.conv.proto == Proto::Done || flow.conv.proto == Proto::Ignore {
             flow.reasm[0].stop();
             flow.reasm[1].stop();
-            if flow.conv.proto == Proto::Done && !flow.emitted {
-                flow.emitted = true;
-                let ev = make_event(flow, &self.cfg);
-                count_event(&mut self.stats, &ev);
-                self.out.push(ev);
-            }
         }
+        let ready = (flow.conv.proto == Proto::Done && !flow.emitted).then(|| {
+            flow.emitted = true;
+            (make_event(flow, &self.cfg), flow.first_ts, flow.last_ts)
+        });
         self.buffered =
             self.buffered + flow.reasm[0].buffered() + flow.reasm[1].buffered() - queued_before;
-        if seg.flags.rst || (flow.fin[0] && flow.fin[1]) {
+        let closed = seg.flags.rst || (flow.fin[0] && flow.fin[1]);
+        if let Some((ev, first_ts, last_ts)) = ready {
+            self.emit(ev, first_ts, last_ts);
+        }
+        if closed {
             self.finish(k);
         }
+    }
+
+    /// Counts and queues an event; remembers TLS failures per (client, server) address pair and
+    /// flags a later plaintext session between the same pair as a plaintext fallback.
+    fn emit(&mut self, mut ev: SessionEvent, first_ts: i64, last_ts: i64) {
+        let pair = (ev.client.ip, ev.server.ip);
+        match (&ev.tls, &mut ev.smtp) {
+            (Some(t), _)
+                if matches!(
+                    t.outcome.result,
+                    OutcomeResult::HandshakeFailed | OutcomeResult::ClosedAfterHandshake
+                ) =>
+            {
+                if self.tls_failures.len() >= MAX_REMEMBERED_FAILURES {
+                    let horizon = last_ts.saturating_sub(FALLBACK_WINDOW_NS);
+                    self.tls_failures.retain(|_, t| *t >= horizon);
+                    if self.tls_failures.len() >= MAX_REMEMBERED_FAILURES {
+                        self.tls_failures.clear();
+                    }
+                }
+                self.tls_failures.insert(pair, last_ts);
+            }
+            (None, Some(smtp)) if smtp.starttls != StartTls::Accepted => {
+                if let Some(&failed_at) = self.tls_failures.get(&pair) {
+                    if first_ts >= failed_at && first_ts - failed_at <= FALLBACK_WINDOW_NS {
+                        smtp.plaintext_fallback = true;
+                    }
+                }
+            }
+            _ => {}
+        }
+        count_event(&mut self.stats, &ev);
+        self.out.push(ev);
     }
 
     fn finish(&mut self, k: Key) {
@@ -534,8 +577,7 @@ impl FlowTable {
         }
         if flow.conv.reportable() {
             let ev = make_event(&flow, &self.cfg);
-            count_event(&mut self.stats, &ev);
-            self.out.push(ev);
+            self.emit(ev, flow.first_ts, flow.last_ts);
         }
     }
 
@@ -661,6 +703,7 @@ fn make_event(flow: &Flow, cfg: &FlowConfig) -> SessionEvent {
                 starttls_offered: None,
                 starttls: StartTls::Implicit,
                 starttls_reply: None,
+                plaintext_fallback: false,
                 anomalies: vec![],
             });
         }

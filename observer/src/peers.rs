@@ -26,6 +26,9 @@ pub struct PeerStats {
     pub cr_known: u64,
     pub cr_present: u64,
     pub cr_unknown: u64,
+    /// How the CR facts are known, per handshake (`plaintext`, `decrypted`, `inferred`, `unknown`).
+    pub evidence: BTreeMap<String, u64>,
+    pub plaintext_fallbacks: u64,
     pub ca_names: BTreeSet<String>,
     /// Client certificates by `status/eku_class` of the leaf (`presented/server_only`, `empty`, ...).
     pub client_certs: BTreeMap<String, u64>,
@@ -130,6 +133,9 @@ impl PeerBook {
                 .unwrap_or_default()
         });
         *p.starttls.entry(st).or_default() += 1;
+        if ev.smtp.as_ref().is_some_and(|s| s.plaintext_fallback) {
+            p.plaintext_fallbacks += 1;
+        }
         let Some(t) = &ev.tls else { return };
         p.tls_handshakes += 1;
         *p.tls_versions
@@ -137,6 +143,9 @@ impl PeerBook {
             .or_default() += 1;
         *p.outcomes
             .entry(t.outcome.result.as_str().to_string())
+            .or_default() += 1;
+        *p.evidence
+            .entry(t.certificate_request.evidence.as_str().to_string())
             .or_default() += 1;
         if t.resumed == Some(true) {
             p.resumed += 1;

@@ -146,11 +146,14 @@ fn detail(o: &mut String, p: &PeerStats) {
     if !p.outcomes.is_empty() {
         let _ = writeln!(o, "    outcomes: {}", counts(&p.outcomes));
     }
-    if p.cr_unknown > 0 {
+    if !p.evidence.is_empty() {
+        let _ = writeln!(o, "    CR evidence: {}", counts(&p.evidence));
+    }
+    if p.plaintext_fallbacks > 0 {
         let _ = writeln!(
             o,
-            "    CR not visible (TLS 1.3, no keys, no inference): {}",
-            p.cr_unknown
+            "    plaintext fallbacks after a TLS failure: {}",
+            p.plaintext_fallbacks
         );
     }
 }

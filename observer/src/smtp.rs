@@ -41,6 +41,8 @@ pub struct SmtpFacts {
     pub starttls: StartTls,
     /// The reply code to STARTTLS, when seen.
     pub starttls_reply: Option<u16>,
+    /// A session without TLS right after a failed TLS session between the same addresses.
+    pub plaintext_fallback: bool,
     pub anomalies: Vec<String>,
 }
 
@@ -137,6 +139,7 @@ impl SmtpSession {
                 starttls_offered: None,
                 starttls: StartTls::Unknown,
                 starttls_reply: None,
+                plaintext_fallback: false,
                 anomalies: Vec::new(),
             },
             state: State::Commands,

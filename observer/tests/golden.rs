@@ -199,3 +199,86 @@ fn scenarios_show_what_their_configuration_implies() {
     assert!(e["tls"].is_null());
     assert_ne!(e["smtp"]["starttls"], "accepted");
 }
+
+/// TLS 1.3 scenarios decrypted with their key logs: what each server configuration implies.
+#[test]
+fn tls13_scenarios_with_keys() {
+    let ev = |name: &str| -> serde_json::Value {
+        let p = captures().join(name);
+        assert!(p.exists(), "missing capture {name}");
+        let evs = analyze_with_keys(&p);
+        assert_eq!(evs.len(), 1, "{name}");
+        evs[0]["tls"].clone()
+    };
+    // oid_filters (hand-built; no common stack sends it) with the clientAuth EKU named.
+    let t = ev("synthetic-tls13-oidfilters.pcap");
+    assert_eq!(
+        t["certificate_request"]["oid_filters"],
+        serde_json::json!(["extendedKeyUsage=clientAuth"])
+    );
+    assert_eq!(
+        t["certificate_request"]["ca_names"],
+        serde_json::json!(["CN=Lab Root CA,O=Lab"])
+    );
+    assert!(!t["certificate_request"]["signature_algorithms_cert"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    // An OpenSSL server verifying with the ssl_client purpose: alert 43 for serverAuth-only, 116 for none.
+    for (name, code, desc) in [
+        (
+            "ossl-verify-tls13-openssl-serveronly.pcap",
+            43,
+            "unsupported_certificate",
+        ),
+        (
+            "ossl-verify-tls13-openssl-nocert.pcap",
+            116,
+            "certificate_required",
+        ),
+        (
+            "gnutls-verify-tls13-openssl-nocert.pcap",
+            116,
+            "certificate_required",
+        ),
+    ] {
+        let t = ev(name);
+        assert_eq!(t["outcome"]["result"], "handshake_failed", "{name}");
+        assert_eq!(t["outcome"]["alert"]["code"], code, "{name}");
+        assert_eq!(t["outcome"]["alert"]["description"], desc, "{name}");
+        assert_eq!(t["outcome"]["alert"]["sender"], "server", "{name}");
+    }
+    // GnuTLS does not check the client certificate's EKU: serverAuth-only is accepted.
+    let t = ev("gnutls-verify-tls13-openssl-serveronly.pcap");
+    assert_eq!(
+        t["client_certificate"]["chain"][0]["eku_class"],
+        "server_only"
+    );
+    assert_eq!(t["outcome"]["result"], "established");
+    // All three TLS 1.3 cipher suites decrypt.
+    for (name, suite) in [
+        ("pf-askccert-tls13-openssl-both-aes128.pcap", "0x1301"),
+        ("pf-askccert-tls13-openssl-both-aes256.pcap", "0x1302"),
+        ("pf-askccert-tls13-openssl-both-chacha20.pcap", "0x1303"),
+    ] {
+        let t = ev(name);
+        assert_eq!(t["cipher_id"], suite, "{name}");
+        assert_eq!(t["decryption"], "ok", "{name}");
+        assert_eq!(
+            t["client_certificate"]["chain"][0]["eku_class"], "server_and_client",
+            "{name}"
+        );
+        assert_eq!(t["smtp_reply_after_tls"]["data"], 354, "{name}");
+    }
+    // HelloRetryRequest and PSK resumption.
+    let t = ev("pf-hrr-tls13-openssl-both.pcap");
+    assert_eq!(t["hello_retry_request"], true);
+    assert_eq!(t["certificate_request"]["present"], true);
+    let t = ev("pf-askccert-tls13-openssl-both-resumed.pcap");
+    assert_eq!(t["resumed"], true);
+    assert_eq!(t["certificate_request"]["present"], false);
+    // Postfix req_ccert without a usable certificate: 421 inside TLS, then close.
+    let t = ev("pf-reqccert-tls13-openssl-serveronly.pcap");
+    assert_eq!(t["smtp_reply_after_tls"]["first"], 421);
+    assert_eq!(t["outcome"]["result"], "closed_after_handshake");
+}

@@ -240,11 +240,15 @@ pub struct TlsSession {
     alerts: Vec<Alert>,
     /// TLS 1.3: index in the client's encrypted records where its handshake flight ended (inclusive).
     client_flight_end: Option<usize>,
+    /// TLS 1.3: server encrypted records before the client's first one (its whole flight).
+    server_flight_len: Option<usize>,
     /// Server records seen after the client finished its handshake flight.
     server_after_client_flight: Vec<u16>,
     closed_first: Option<Dir>,
     /// The server ended (alert or close) after the handshake, before the client's 2nd application record.
     server_ended_early: bool,
+    /// The client ended the session first (alert or close) after the handshake: not a rejection.
+    client_ended: bool,
     failed_before_complete: bool,
     done: bool,
     ts_secs: i64,
@@ -357,12 +361,14 @@ impl TlsSession {
             self.server_end();
         } else if !self.handshake_complete() && self.server_hello {
             self.failed_before_complete = true;
+        } else if self.handshake_complete() {
+            self.client_ended = true;
         }
     }
 
     fn server_end(&mut self) {
         if self.handshake_complete() {
-            if self.sides[0].app_records < 2 && !self.done {
+            if self.sides[0].app_records < 2 && !self.done && !self.client_ended {
                 self.server_ended_early = true;
                 self.done = true;
             }
@@ -530,7 +536,12 @@ impl TlsSession {
         let alert_len = self.tls13_alert_len();
         match dir {
             Dir::ToServer => {
-                if self.client_flight_end.is_none() {
+                if self.server_flight_len.is_none() {
+                    self.server_flight_len = Some(self.sides[1].enc_records.len());
+                }
+                if self.client_flight_end.is_none() && self.sides[0].dec.is_some() {
+                    // With the key, the decrypted Finished marks the end of the flight.
+                } else if self.client_flight_end.is_none() {
                     let n = self.sides[0].enc_records.len();
                     let fin = self.tls13_finished_len();
                     let coalesced_empty = fin.map(|f| f + 8);
@@ -596,6 +607,8 @@ impl TlsSession {
             }
         } else if fatal_or_unknown && !self.handshake_complete() {
             self.failed_before_complete = true;
+        } else if self.handshake_complete() {
+            self.client_ended = true;
         }
     }
 
@@ -766,6 +779,9 @@ impl TlsSession {
         if !self.tls13() {
             return;
         }
+        if dir == Dir::ToServer && self.client_flight_end.is_none() {
+            self.client_flight_end = Some(self.sides[0].enc_records.len().saturating_sub(1));
+        }
         let keys = self
             .client_random
             .and_then(|r| self.keylog.get(&r).cloned());
@@ -776,8 +792,9 @@ impl TlsSession {
                 k.server_traffic0
             }
         });
+        // Application keys: for the SMTP replies while wanted, and for alerts (never for content).
         self.sides[i].dec = match (secret, self.cipher) {
-            (Some(sec), Some(c)) if self.want_app_data => RecordDecryptor::tls13(c, &sec),
+            (Some(sec), Some(c)) => RecordDecryptor::tls13(c, &sec),
             _ => None,
         };
     }
@@ -990,7 +1007,7 @@ impl TlsSession {
         let flight = &self.sides[0].enc_records
             [..=end.min(self.sides[0].enc_records.len().saturating_sub(1))];
         let lens: Vec<u16> = flight.iter().map(|r| r.len).collect();
-        match lens.as_slice() {
+        let inferred = match lens.as_slice() {
             [f] if *f == fin => (Some(false), CertStatus::Absent, None, Evidence::Inferred),
             [25, f] if *f == fin => (Some(true), CertStatus::Empty, Some(0), Evidence::Inferred),
             [f] if *f == fin + 8 => (Some(true), CertStatus::Empty, Some(0), Evidence::Inferred),
@@ -1004,6 +1021,15 @@ impl TlsSession {
                 )
             }
             _ => (None, CertStatus::Unknown, None, Evidence::Unknown),
+        };
+        // Cross-check with the server's flight where the stack writes one message per record
+        // (OpenSSL, GnuTLS): EE, Certificate, CertificateVerify, Finished = 4; with a CR 5.
+        // Other counts (coalescing stacks) say nothing; a contradiction makes the answer unknown.
+        match (self.server_flight_len, inferred.0) {
+            (Some(5), Some(false)) | (Some(4), Some(true)) => {
+                (None, CertStatus::Unknown, None, Evidence::Unknown)
+            }
+            _ => inferred,
         }
     }
 
@@ -1333,6 +1359,11 @@ pub fn parse_cr13(body: &[u8]) -> Option<(CertificateRequestFacts, bool)> {
 
 /// `oid=values`, EKU OIDs named (e.g. `extendedKeyUsage=clientAuth`).
 fn oid_filter_desc(oid: &[u8], values: &[u8]) -> String {
+    // RFC 8446 says "DER-encoded": seen both as bare OID content and as a full TLV (tshark's form).
+    let oid = match der_next(oid) {
+        Some((0x06, content, rest)) if rest.is_empty() => content,
+        _ => oid,
+    };
     let name = der_oid_string(oid).unwrap_or_else(|| format!("#{}", hex::encode(oid)));
     if name == "2.5.29.37" {
         // values: DER SEQUENCE OF KeyPurposeId
