@@ -77,3 +77,58 @@ fn errors_are_one_line_with_non_zero_exit() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("not a pcap"), "{err}");
 }
+
+/// Data hygiene: with key logs and full logging, no secret, address or message content appears
+/// in events, reports or logs.
+#[test]
+fn no_secrets_addresses_or_content_in_any_output() {
+    let dir = captures();
+    let mut args: Vec<String> = vec![
+        "analyze".into(),
+        "--events".into(),
+        "-".into(),
+        "--report".into(),
+        "json".into(),
+    ];
+    let mut secrets = Vec::new();
+    for f in pcaps_in(&dir) {
+        let k = f.with_extension("keylog");
+        if let Ok(text) = std::fs::read_to_string(&k) {
+            secrets.extend(
+                text.lines()
+                    .filter_map(|l| l.split(' ').nth(2))
+                    .map(|s| s.to_ascii_lowercase()),
+            );
+            args.push("--keylog".into());
+            args.push(k.to_string_lossy().into());
+        }
+    }
+    assert!(secrets.len() > 20);
+    args.push(dir.to_string_lossy().into());
+    let out = Command::new(env!("CARGO_BIN_EXE_ekuwatch"))
+        .args(&args)
+        .env("EKUWATCH_LOG", "trace")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+    .to_ascii_lowercase();
+    assert!(all.contains("\"decryption\":\"ok\""), "keys were used");
+    for s in &secrets {
+        assert!(!all.contains(s.as_str()), "a key log secret leaked");
+    }
+    for needle in [
+        "sender@out.lab.test",
+        "root@lab.test",
+        "mail from",
+        "rcpt to",
+        "hello from",
+        "subject:",
+    ] {
+        assert!(!all.contains(needle), "{needle:?} leaked into the output");
+    }
+}

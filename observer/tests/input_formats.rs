@@ -50,6 +50,12 @@ fn block(ty: u32, body: &[u8]) -> Vec<u8> {
 }
 
 fn pcapng(pkts: &[Packet], linktype: u32) -> Vec<u8> {
+    pcapng_with_secrets(pkts, linktype, None)
+}
+
+/// pcapng, optionally with a Decryption Secrets Block (TLS key log) before the packets, as
+/// `editcap --inject-secrets tls,KEYLOG` writes it.
+fn pcapng_with_secrets(pkts: &[Packet], linktype: u32, keylog: Option<&[u8]>) -> Vec<u8> {
     let mut shb = 0x1A2B_3C4Du32.to_le_bytes().to_vec();
     shb.extend_from_slice(&[1, 0, 0, 0]);
     shb.extend_from_slice(&u64::MAX.to_le_bytes());
@@ -58,6 +64,12 @@ fn pcapng(pkts: &[Packet], linktype: u32) -> Vec<u8> {
     idb.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
     idb.extend_from_slice(&[9, 0, 1, 0, 9, 0, 0, 0, 0, 0, 0, 0]); // if_tsresol = 10^-9, end
     v.extend(block(1, &idb));
+    if let Some(k) = keylog {
+        let mut dsb = 0x544c_534bu32.to_le_bytes().to_vec();
+        dsb.extend_from_slice(&(k.len() as u32).to_le_bytes());
+        dsb.extend_from_slice(k);
+        v.extend(block(10, &dsb));
+    }
     for p in pkts {
         let ts = p.ts_ns as u64;
         let mut epb = 0u32.to_le_bytes().to_vec();
@@ -190,4 +202,68 @@ fn snaplen_cut_frames_are_flagged_not_fatal() {
         .map(|x| x.as_str().unwrap())
         .collect();
     assert!(w.contains(&"truncated_packet"), "{w:?}");
+}
+
+#[test]
+fn keys_embedded_in_pcapng_decrypt_like_a_keylog_file() {
+    let cap = captures().join("pf-askccert-tls13-openssl-serveronly.pcap");
+    let keylog = std::fs::read(cap.with_extension("keylog")).unwrap();
+    let pkts = packets(&cap);
+    let (without, _) = events_of(&pcapng(&pkts, linktype::ETHERNET));
+    assert_eq!(
+        without[0]["tls"]["certificate_request"]["evidence"],
+        "inferred"
+    );
+    let (with, _) = events_of(&pcapng_with_secrets(
+        &pkts,
+        linktype::ETHERNET,
+        Some(&keylog),
+    ));
+    let t = &with[0]["tls"];
+    assert_eq!(t["decryption"], "ok");
+    assert_eq!(t["certificate_request"]["evidence"], "decrypted");
+    assert_eq!(
+        t["client_certificate"]["chain"][0]["eku_class"],
+        "server_only"
+    );
+    assert_eq!(
+        with,
+        analyze_with_keys(&cap),
+        "same events as with --keylog"
+    );
+}
+
+#[test]
+fn a_wrong_key_falls_back_to_inference() {
+    let cap = captures().join("pf-askccert-tls13-openssl-serveronly.pcap");
+    let keylog = String::from_utf8(std::fs::read(cap.with_extension("keylog")).unwrap()).unwrap();
+    // same client_random, every secret byte flipped
+    let wrong: String = keylog
+        .lines()
+        .map(|l| {
+            let mut f: Vec<String> = l.split(' ').map(str::to_string).collect();
+            if f.len() == 3 {
+                f[2] = f[2]
+                    .chars()
+                    .map(|c| if c == '0' { '1' } else { '0' })
+                    .collect();
+            }
+            f.join(" ") + "\n"
+        })
+        .collect();
+    let pkts = packets(&cap);
+    let (ev, _) = events_of(&pcapng_with_secrets(
+        &pkts,
+        linktype::ETHERNET,
+        Some(wrong.as_bytes()),
+    ));
+    let t = &ev[0]["tls"];
+    assert_eq!(t["decryption"], "failed");
+    assert_eq!(t["certificate_request"]["evidence"], "inferred");
+    assert_eq!(t["certificate_request"]["present"], true);
+    assert!(ev[0]["weirds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|w| w == "tls_decrypt_failed"));
 }
