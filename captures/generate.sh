@@ -269,6 +269,53 @@ gnutls_srv() {
     "$W/logs/$name.server" | sed -E 's/ port [0-9]+ on .*//' > "$here/logs/$name.server.log" || true; }
 }
 
+# ---- rustls (third TLS stack): test helper tests/helpers/rustls-peer (standalone crate, not part of
+# the workspace), a TLS 1.3-only SMTP STARTTLS client and server on rustls 0.23 + ring.  Built with
+# cargo into $RUSTLS_TARGET_DIR (default /tmp/rustls-target) when cargo is available (a no-op when up
+# to date); without cargo an existing binary is used, and without either the rustls scenarios are skipped.
+RUSTLS_TARGET_DIR=${RUSTLS_TARGET_DIR:-/tmp/rustls-target}
+RUSTLS_PEER="$RUSTLS_TARGET_DIR/release/rustls-peer"
+RUSTLS_STATE=
+rustls_ready() {
+  [[ $RUSTLS_STATE == ok ]] && return 0
+  [[ $RUSTLS_STATE == skip ]] && return 1
+  if command -v cargo >/dev/null; then
+    echo "building rustls-peer (cargo build --release, target dir $RUSTLS_TARGET_DIR)" >&2
+    ( cd "$here/../tests/helpers/rustls-peer" && CARGO_TARGET_DIR="$RUSTLS_TARGET_DIR" cargo build --release --locked ) >&2 \
+      || echo "WARNING: cargo build of rustls-peer failed" >&2
+  fi
+  if [[ -x $RUSTLS_PEER ]]; then RUSTLS_STATE=ok; return 0; fi
+  echo "SKIPPING rustls scenarios: $RUSTLS_PEER missing and $(command -v cargo >/dev/null && echo 'cargo build failed' || echo 'cargo not found') (build tests/helpers/rustls-peer with: CARGO_TARGET_DIR=$RUSTLS_TARGET_DIR cargo build --release)" >&2
+  RUSTLS_STATE=skip; return 1
+}
+# rustls client -> Postfix (STARTTLS, TLS 1.3 only, from 127.0.0.2); the helper runs the SMTP dialog
+# itself and writes the key log.  rl_client NAME PORT CERT(nocert|variant: sends client-CERT.chain.pem as is)
+rl_client() {
+  local name=$1 port=$2 cert=$3 certargs=()
+  wanted "$name" || return 0
+  rustls_ready || return 0
+  [[ $cert != nocert ]] && certargs=(--cert "client-$cert.chain.pem" --key "client-$cert.key.pem")
+  run "$name" "$port" keylog timeout 30 "$RUSTLS_PEER" client --bind "$CLI" --port "$port" --sni mx.lab.test \
+    --ca root.cert.pem "${certargs[@]}" --keylog "$here/$name.keylog"
+}
+# openssl s_client -starttls smtp -tls1_3 -> rustls server on 2602 (one connection; server.chain.pem;
+# WebPkiClientVerifier with root.cert.pem, client cert optional (ask) or mandatory (require)).
+# The committed key log is the client's; the server's goes to $W/logs/NAME.server.keylog.
+# rl_srv NAME ask|require CERT
+rl_srv() {
+  local name=$1 mode=$2 cert=$3 certargs=()
+  wanted "$name" || return 0
+  rustls_ready || return 0
+  [[ $cert != nocert ]] && certargs=(-cert "client-$cert.cert.pem" -key "client-$cert.key.pem")
+  [[ $cert == both ]] && certargs+=(-cert_chain inter.cert.pem)
+  rm -f "$W/logs/$name.server.keylog"
+  tls_srv "$name" 2602 timeout 30 "$RUSTLS_PEER" server --port 2602 --chain server.chain.pem --key server.key.pem \
+      --ca root.cert.pem "--$mode-client-cert" --keylog "$W/logs/$name.server.keylog" -- \
+    bash -c '"$@"' _ sh_pipe 1.2 timeout 30 openssl s_client -starttls smtp -name out.lab.test \
+      -bind "$CLI:0" -connect "$SRV:2602" -servername mx.lab.test -CAfile root.cert.pem -verify_hostname mx.lab.test \
+      -tls1_3 "${certargs[@]}" -keylogfile "$here/$name.keylog" -ign_eof
+}
+
 # ---------------------------------------------------------------- scenarios
 # port 2525: STARTTLS, no CertificateRequest
 ossl pf-noask-tls12-openssl-nocert      2525 1.2 nocert -
@@ -326,6 +373,17 @@ ossl_srv ossl-verify-tls12-openssl-nocert     1.2 nocert       # alert 40 handsh
 gnutls_srv gnutls-verify-tls13-openssl-serveronly 1.3 serveronly
 gnutls_srv gnutls-verify-tls13-openssl-both       1.3 both
 gnutls_srv gnutls-verify-tls13-openssl-nocert     1.3 nocert
+
+# rustls client (tests/helpers/rustls-peer) -> Postfix, TLS 1.3
+rl_client pf-askccert-tls13-rustls-nocert     2526 nocert
+rl_client pf-askccert-tls13-rustls-both       2526 both         # leaf + intermediate (client-both.chain.pem)
+rl_client pf-askccert-tls13-rustls-serveronly 2526 serveronly   # leaf only (client-serveronly.chain.pem)
+rl_client pf-noask-tls13-rustls-nocert        2525 nocert
+# openssl s_client -starttls smtp -tls1_3 -> rustls server (port 2602, SMTP STARTTLS), WebPkiClientVerifier
+rl_srv rustls-ask-tls13-openssl-nocert         ask     nocert
+rl_srv rustls-require-tls13-openssl-both       require both
+rl_srv rustls-require-tls13-openssl-serveronly require serveronly
+rl_srv rustls-require-tls13-openssl-nocert     require nocert
 
 stop_all
 trap - EXIT

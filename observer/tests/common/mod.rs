@@ -179,6 +179,21 @@ pub fn compare_with_oracle(ours: &[Value], oracle: &[Value]) -> (Vec<String>, us
                 .collect();
             check("ca_names", Value::from(names), &o["ca_names"]);
         }
+        // The first fatal alert tshark saw (plaintext, or decrypted with the key log) is our
+        // outcome's alert, whenever we could read it (plaintext or decrypted).
+        let fatal = o["alerts"]
+            .as_array()
+            .and_then(|a| a.iter().find(|x| x["level"] == 2));
+        if let Some(f) = fatal {
+            let ours = &t["outcome"]["alert"];
+            if !ours["code"].is_null() || t["decryption"] == "ok" || ours["encrypted"] == false {
+                check(
+                    "fatal_alert",
+                    serde_json::json!([ours["sender"], ours["code"]]),
+                    &serde_json::json!([f["sender"], f["description"]]),
+                );
+            }
+        }
         for (side, key) in [
             ("client", "client_certificate"),
             ("server", "server_certificate"),
