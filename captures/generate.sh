@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds small pcaps of real Postfix smtpd / OpenSSL / GnuTLS / swaks SMTP sessions on loopback.
+# Builds small pcaps of real Postfix smtpd / OpenSSL / GnuTLS / swaks / rustls SMTP sessions on loopback.
 # One pcap per scenario in captures/ (+ <name>.keylog for TLS 1.3 and selected others), then runs
 # make-expected.sh to write tshark goldens. Needs root (tcpdump, postfix). Re-runnable.
 # Usage: captures/generate.sh [SCENARIO_NAME_SUBSTRING...]   (no argument = all scenarios)

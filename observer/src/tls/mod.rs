@@ -24,6 +24,9 @@ use std::sync::Arc;
 pub const MAX_RECORD: usize = 16384 + 2048;
 pub const MAX_HANDSHAKE_MSG: usize = 256 * 1024;
 pub const MAX_ENC_RECORDS: usize = 64;
+/// A coalesced client flight at least this many bytes longer than an empty Certificate + Finished
+/// holds a certificate (the smallest real certificates are ~300 bytes; a CertificateVerify ≤ 520).
+const COALESCED_CERT_MIN: u16 = 200;
 /// Certificates parsed per chain; the rest are counted (weird `tls_chain_too_long`).
 pub const MAX_CHAIN: usize = 16;
 /// CA names kept from a CertificateRequest; the rest are counted.
@@ -131,6 +134,8 @@ pub struct CertificateFacts {
     pub status: CertStatus,
     pub evidence: Evidence,
     pub chain: Vec<CertFacts>,
+    /// Whole-chain facts: client usability (OpenSSL / GnuTLS rules), trust, policy flags.
+    pub chain_class: Option<x509::chain::ChainClass>,
     /// Bytes of certificate data in the message (or the inferred approximate size).
     pub size_bytes: Option<usize>,
 }
@@ -561,6 +566,15 @@ impl TlsSession {
                 }
             }
             Dir::ToClient => {
+                let client_records = self.sides[0].enc_records.len();
+                if self.client_flight_end.is_none()
+                    && client_records > 0
+                    && self.sides[0].dec.is_none()
+                {
+                    // The server speaks again only after the client's Finished: the client's
+                    // flight was everything it sent so far (a coalescing stack's single record).
+                    self.client_flight_end = Some(client_records - 1);
+                }
                 if self.client_flight_end.is_some() {
                     self.server_after_client_flight.push(len as u16);
                     if len == alert_len {
@@ -933,6 +947,7 @@ impl TlsSession {
                     status: CertStatus::Unknown,
                     evidence,
                     chain: vec![],
+                    chain_class: None,
                     size_bytes: None,
                 };
                 self.set_cert(dir, f);
@@ -954,12 +969,20 @@ impl TlsSession {
         } else {
             CertStatus::Presented
         };
+        let class = x509::chain::classify(&certs, &chain, self.ts_secs);
+        let mut chain = chain;
+        if let Some(c) = &class {
+            for f in &mut chain {
+                f.trust = c.trust;
+            }
+        }
         self.set_cert(
             dir,
             CertificateFacts {
                 status,
                 evidence,
                 chain,
+                chain_class: class,
                 size_bytes: Some(size),
             },
         );
@@ -1011,6 +1034,12 @@ impl TlsSession {
             [f] if *f == fin => (Some(false), CertStatus::Absent, None, Evidence::Inferred),
             [25, f] if *f == fin => (Some(true), CertStatus::Empty, Some(0), Evidence::Inferred),
             [f] if *f == fin + 8 => (Some(true), CertStatus::Empty, Some(0), Evidence::Inferred),
+            // A coalescing client (rustls): Certificate + CertificateVerify + Finished in one
+            // record. Anything this much longer than an empty Certificate + Finished carries a
+            // certificate; its size cannot be separated from the signature's.
+            [l] if *l > fin + 8 + COALESCED_CERT_MIN => {
+                (Some(true), CertStatus::Presented, None, Evidence::Inferred)
+            }
             [cert, _cv, f] if *f == fin && *cert > 25 => {
                 // Certificate message: 4 header + 1 context + 3 list + per cert (3 + len + 2 ext).
                 (
@@ -1044,6 +1073,7 @@ impl TlsSession {
             status: CertStatus::Unknown,
             evidence: Evidence::Unknown,
             chain: vec![],
+            chain_class: None,
             size_bytes: None,
         };
         let mut client = self.client_cert.clone();
@@ -1063,6 +1093,7 @@ impl TlsSession {
                     status: CertStatus::Absent,
                     evidence: Evidence::Decrypted,
                     chain: vec![],
+                    chain_class: None,
                     size_bytes: None,
                 });
             }
@@ -1071,6 +1102,7 @@ impl TlsSession {
                     status,
                     evidence: ev,
                     chain: vec![],
+                    chain_class: None,
                     size_bytes: size,
                 });
             }
@@ -1090,6 +1122,7 @@ impl TlsSession {
                     status: CertStatus::Absent,
                     evidence: Evidence::Plaintext,
                     chain: vec![],
+                    chain_class: None,
                     size_bytes: None,
                 });
             }
@@ -1100,6 +1133,7 @@ impl TlsSession {
                     status: CertStatus::Absent,
                     evidence: Evidence::Plaintext,
                     chain: vec![],
+                    chain_class: None,
                     size_bytes: None,
                 })
             } else {

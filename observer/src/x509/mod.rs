@@ -8,6 +8,8 @@
 //! - `client_only`: clientAuth without serverAuth,
 //! - `other`: an EKU extension with neither (e.g. emailProtection only).
 
+pub mod chain;
+
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use x509_parser::prelude::*;

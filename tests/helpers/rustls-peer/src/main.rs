@@ -1,0 +1,453 @@
+//! rustls-peer: a TLS 1.3 SMTP STARTTLS peer built on rustls (ring provider), used by
+//! captures/generate.sh to put a third TLS stack on the wire next to OpenSSL and GnuTLS.
+//!
+//! client: connect, plaintext EHLO + STARTTLS, TLS 1.3 handshake (optionally with a client
+//!         certificate), then EHLO / MAIL / RCPT / DATA / body / QUIT over TLS.
+//! server: accept one connection, 220 banner, EHLO advertising STARTTLS, 220 to STARTTLS, TLS 1.3
+//!         (server.chain.pem, optional or mandatory client certificate checked by rustls's
+//!         WebPkiClientVerifier against root.cert.pem), then answer the SMTP dialog inside TLS.
+//!
+//! Both write an NSS key log (`--keylog PATH`, or SSLKEYLOGFILE through rustls::KeyLogFile).
+//! Lab use only.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::ring::default_provider;
+use rustls::server::WebPkiClientVerifier;
+use rustls::{
+    ClientConfig, ClientConnection, KeyLog, KeyLogFile, RootCertStore, ServerConfig,
+    ServerConnection, StreamOwned,
+};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+
+/// true in server mode: what we send is logged as "S:", what we receive as "C:"
+static SERVER_MODE: AtomicBool = AtomicBool::new(false);
+
+type Res<T> = Result<T, Box<dyn std::error::Error>>;
+
+const USAGE: &str = "usage:
+  rustls-peer client --port N [--host 127.0.0.1] [--bind 127.0.0.2] [--ca root.cert.pem]
+                     [--sni mx.lab.test] [--cert chain.pem --key key.pem] [--keylog PATH] [--name NAME]
+  rustls-peer server --port N [--host 127.0.0.1] [--chain server.chain.pem] [--key server.key.pem]
+                     [--ca root.cert.pem] [--ask-client-cert | --require-client-cert] [--keylog PATH]
+Key log: --keylog PATH, else SSLKEYLOGFILE (rustls::KeyLogFile).";
+
+/// NSS key log lines appended to a file.
+#[derive(Debug)]
+struct KeyLogPath(Mutex<File>);
+
+impl KeyLog for KeyLogPath {
+    fn log(&self, label: &str, client_random: &[u8], secret: &[u8]) {
+        let line = format!("{label} {} {}\n", hex(client_random), hex(secret));
+        if let Ok(mut f) = self.0.lock() {
+            let _ = f.write_all(line.as_bytes());
+            let _ = f.flush();
+        }
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+struct Opts {
+    mode: String,
+    host: String,
+    port: u16,
+    bind: Option<String>,
+    ca: String,
+    sni: String,
+    cert: Option<String>,
+    key: Option<String>,
+    keylog: Option<String>,
+    name: String,
+    client_auth: ClientAuth,
+}
+
+#[derive(PartialEq, Clone, Copy, Debug)]
+enum ClientAuth {
+    None,
+    Ask,
+    Require,
+}
+
+fn parse_args() -> Res<Opts> {
+    let mut a = std::env::args().skip(1);
+    let mode = a.next().ok_or(USAGE)?;
+    if mode != "client" && mode != "server" {
+        return Err(USAGE.into());
+    }
+    let mut o = Opts {
+        mode,
+        host: "127.0.0.1".into(),
+        port: 0,
+        bind: None,
+        ca: "root.cert.pem".into(),
+        sni: "mx.lab.test".into(),
+        cert: None,
+        key: None,
+        keylog: None,
+        name: std::env::var("NAME").unwrap_or_else(|_| "rustls-peer".into()),
+        client_auth: ClientAuth::None,
+    };
+    while let Some(k) = a.next() {
+        let mut v = || a.next().ok_or_else(|| format!("{k} needs a value"));
+        match k.as_str() {
+            "--host" => o.host = v()?,
+            "--port" => o.port = v()?.parse()?,
+            "--bind" => o.bind = Some(v()?),
+            "--ca" => o.ca = v()?,
+            "--sni" => o.sni = v()?,
+            "--cert" | "--chain" => o.cert = Some(v()?),
+            "--key" => o.key = Some(v()?),
+            "--keylog" => o.keylog = Some(v()?),
+            "--name" => o.name = v()?,
+            "--ask-client-cert" => o.client_auth = ClientAuth::Ask,
+            "--require-client-cert" => o.client_auth = ClientAuth::Require,
+            "-h" | "--help" => return Err(USAGE.into()),
+            _ => return Err(format!("unknown argument {k}\n{USAGE}").into()),
+        }
+    }
+    if o.port == 0 {
+        return Err(format!("--port is required\n{USAGE}").into());
+    }
+    Ok(o)
+}
+
+fn key_log(o: &Opts) -> Res<Arc<dyn KeyLog>> {
+    Ok(match &o.keylog {
+        Some(p) => Arc::new(KeyLogPath(Mutex::new(
+            OpenOptions::new().create(true).append(true).open(p)?,
+        ))),
+        None => Arc::new(KeyLogFile::new()),
+    })
+}
+
+fn certs(path: &str) -> Res<Vec<CertificateDer<'static>>> {
+    let v = CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("{path}: {e}"))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{path}: {e}"))?;
+    if v.is_empty() {
+        return Err(format!("{path}: no certificate").into());
+    }
+    Ok(v)
+}
+
+fn private_key(path: &str) -> Res<PrivateKeyDer<'static>> {
+    Ok(PrivateKeyDer::from_pem_file(path).map_err(|e| format!("{path}: {e}"))?)
+}
+
+fn roots(path: &str) -> Res<Arc<RootCertStore>> {
+    let mut r = RootCertStore::empty();
+    for c in certs(path)? {
+        r.add(c)?;
+    }
+    Ok(Arc::new(r))
+}
+
+// ------------------------------------------------------------------ SMTP line I/O
+
+/// Reads one line (up to and including LF) byte by byte, so that nothing after it is consumed
+/// (matters before STARTTLS: the TLS handshake bytes must stay in the socket).
+fn read_line<R: Read>(r: &mut R) -> io::Result<Option<String>> {
+    let mut buf = Vec::new();
+    let mut b = [0u8; 1];
+    loop {
+        match r.read(&mut b) {
+            Ok(0) => {
+                return Ok(if buf.is_empty() {
+                    None
+                } else {
+                    Some(String::from_utf8_lossy(&buf).into())
+                })
+            }
+            Ok(_) => {
+                buf.push(b[0]);
+                if b[0] == b'\n' {
+                    return Ok(Some(String::from_utf8_lossy(&buf).into()));
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Reads a complete (possibly multi-line) SMTP reply; returns its code and text.
+fn read_reply<R: Read>(r: &mut R) -> Res<(u16, String)> {
+    let mut all = String::new();
+    loop {
+        let line = read_line(r)?.ok_or("connection closed while waiting for a reply")?;
+        eprint!(
+            "{} {line}",
+            if SERVER_MODE.load(Ordering::Relaxed) {
+                "C:"
+            } else {
+                "S:"
+            }
+        );
+        all.push_str(&line);
+        if line.len() < 4 || line.as_bytes()[3] != b'-' {
+            let code = line
+                .get(..3)
+                .and_then(|c| c.parse().ok())
+                .ok_or_else(|| format!("bad reply line {line:?}"))?;
+            return Ok((code, all));
+        }
+    }
+}
+
+fn send<W: Write>(w: &mut W, s: &str) -> Res<()> {
+    let who = if SERVER_MODE.load(Ordering::Relaxed) {
+        "S:"
+    } else {
+        "C:"
+    };
+    for l in s.split_inclusive('\n') {
+        eprint!("{who} {l}");
+    }
+    w.write_all(s.as_bytes())?;
+    w.flush()?;
+    Ok(())
+}
+
+fn expect<R: Read>(r: &mut R, want: u16) -> Res<String> {
+    let (code, text) = read_reply(r)?;
+    if code != want {
+        return Err(format!("expected {want}, got {}", text.trim_end()).into());
+    }
+    Ok(text)
+}
+
+// ------------------------------------------------------------------ client
+
+fn client(o: &Opts) -> Res<()> {
+    let provider = Arc::new(default_provider());
+    let verifier =
+        WebPkiServerVerifier::builder_with_provider(roots(&o.ca)?, provider.clone()).build()?;
+    let builder = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_webpki_verifier(verifier);
+    let mut cfg = match (&o.cert, &o.key) {
+        (Some(c), Some(k)) => builder.with_client_auth_cert(certs(c)?, private_key(k)?)?,
+        (None, None) => builder.with_no_client_auth(),
+        _ => return Err("--cert and --key go together".into()),
+    };
+    cfg.key_log = key_log(o)?;
+
+    let addr: SocketAddr = format!("{}:{}", o.host, o.port).parse()?;
+    let sock = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    if let Some(b) = &o.bind {
+        let ba: SocketAddr = format!("{b}:0").parse()?;
+        sock.bind(&ba.into())?;
+    }
+    sock.connect_timeout(&addr.into(), Duration::from_secs(10))?;
+    let mut tcp: TcpStream = sock.into();
+    tcp.set_read_timeout(Some(Duration::from_secs(20)))?;
+
+    expect(&mut tcp, 220)?;
+    send(&mut tcp, "EHLO out.lab.test\r\n")?;
+    let ehlo = expect(&mut tcp, 250)?;
+    if !ehlo.to_ascii_uppercase().contains("STARTTLS") {
+        return Err("server does not offer STARTTLS".into());
+    }
+    send(&mut tcp, "STARTTLS\r\n")?;
+    expect(&mut tcp, 220)?;
+
+    let sni = ServerName::try_from(o.sni.clone())?;
+    let conn = ClientConnection::new(Arc::new(cfg), sni)?;
+    let mut tls = StreamOwned::new(conn, tcp);
+    // drive the handshake to completion before the first SMTP command
+    while tls.conn.is_handshaking() {
+        tls.conn.complete_io(&mut tls.sock)?;
+    }
+    eprintln!(
+        "TLS established: {:?} {:?}",
+        tls.conn.protocol_version(),
+        tls.conn.negotiated_cipher_suite().map(|s| s.suite())
+    );
+
+    let body = format!(
+        "Subject: ekuwatch test {n}\r\n\r\nhello from {n}\r\n.\r\n",
+        n = o.name
+    );
+    send(&mut tls, "EHLO out.lab.test\r\n")?;
+    expect(&mut tls, 250)?;
+    send(&mut tls, "MAIL FROM:<sender@out.lab.test>\r\n")?;
+    expect(&mut tls, 250)?;
+    send(&mut tls, "RCPT TO:<root@lab.test>\r\n")?;
+    expect(&mut tls, 250)?;
+    send(&mut tls, "DATA\r\n")?;
+    expect(&mut tls, 354)?;
+    send(&mut tls, &body)?;
+    expect(&mut tls, 250)?;
+    send(&mut tls, "QUIT\r\n")?;
+    expect(&mut tls, 221)?;
+    tls.conn.send_close_notify();
+    tls.conn.complete_io(&mut tls.sock)?;
+    // read the peer's close_notify / EOF
+    let mut rest = Vec::new();
+    let _ = tls.read_to_end(&mut rest);
+    Ok(())
+}
+
+// ------------------------------------------------------------------ server
+
+fn server(o: &Opts) -> Res<()> {
+    let provider = Arc::new(default_provider());
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])?;
+    let builder = match o.client_auth {
+        ClientAuth::None => builder.with_no_client_auth(),
+        ClientAuth::Ask => builder.with_client_cert_verifier(
+            WebPkiClientVerifier::builder_with_provider(roots(&o.ca)?, provider.clone())
+                .allow_unauthenticated()
+                .build()?,
+        ),
+        ClientAuth::Require => builder.with_client_cert_verifier(
+            WebPkiClientVerifier::builder_with_provider(roots(&o.ca)?, provider.clone()).build()?,
+        ),
+    };
+    let chain = o.cert.clone().unwrap_or_else(|| "server.chain.pem".into());
+    let key = o.key.clone().unwrap_or_else(|| "server.key.pem".into());
+    let mut cfg = builder.with_single_cert(certs(&chain)?, private_key(&key)?)?;
+    cfg.key_log = key_log(o)?;
+    let cfg = Arc::new(cfg);
+
+    let listener = TcpListener::bind(format!("{}:{}", o.host, o.port))?;
+    eprintln!(
+        "listening on {}:{} (client auth: {:?})",
+        o.host, o.port, o.client_auth
+    );
+    let (mut tcp, peer) = listener.accept()?;
+    eprintln!("connection from {peer}");
+    tcp.set_read_timeout(Some(Duration::from_secs(30)))?;
+
+    send(&mut tcp, "220 mx.lab.test ESMTP rustls-peer\r\n")?;
+    loop {
+        let line = read_line(&mut tcp)?.ok_or("client closed before STARTTLS")?;
+        eprint!("C: {line}");
+        let cmd = line.trim_end().to_ascii_uppercase();
+        if cmd.starts_with("EHLO") {
+            send(
+                &mut tcp,
+                "250-mx.lab.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 STARTTLS\r\n",
+            )?;
+        } else if cmd.starts_with("HELO") {
+            send(&mut tcp, "250 mx.lab.test\r\n")?;
+        } else if cmd == "STARTTLS" {
+            send(&mut tcp, "220 2.0.0 Ready to start TLS\r\n")?;
+            break;
+        } else if cmd == "QUIT" {
+            send(&mut tcp, "221 2.0.0 Bye\r\n")?;
+            return Err("client quit before STARTTLS".into());
+        } else {
+            send(
+                &mut tcp,
+                "530 5.7.0 Must issue a STARTTLS command first\r\n",
+            )?;
+        }
+    }
+
+    let conn = ServerConnection::new(cfg)?;
+    let mut tls = StreamOwned::new(conn, tcp);
+    while tls.conn.is_handshaking() {
+        if let Err(e) = tls.conn.complete_io(&mut tls.sock) {
+            // complete_io has already written the alert rustls queued for this error
+            eprintln!("TLS handshake failed: {e}");
+            return Err(e.into());
+        }
+    }
+    let pc = tls.conn.peer_certificates().map(|c| c.len()).unwrap_or(0);
+    eprintln!(
+        "TLS established: {:?} {:?}, client certificates: {pc}",
+        tls.conn.protocol_version(),
+        tls.conn.negotiated_cipher_suite().map(|s| s.suite())
+    );
+    // the server's NewSessionTickets are sent with the first write (or now)
+    tls.conn.complete_io(&mut tls.sock).ok();
+
+    let mut in_data = false;
+    loop {
+        let line = match read_line(&mut tls) {
+            Ok(Some(l)) => l,
+            Ok(None) => {
+                eprintln!("client closed the connection");
+                break;
+            }
+            Err(e) => {
+                eprintln!("read error: {e}");
+                return Err(e.into());
+            }
+        };
+        eprint!("C: {line}");
+        if in_data {
+            if line == ".\r\n" || line == ".\n" {
+                in_data = false;
+                send(&mut tls, "250 2.0.0 Ok: queued\r\n")?;
+            }
+            continue;
+        }
+        let cmd = line.trim_end().to_ascii_uppercase();
+        if cmd.starts_with("EHLO") {
+            send(
+                &mut tls,
+                "250-mx.lab.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n",
+            )?;
+        } else if cmd.starts_with("HELO")
+            || cmd.starts_with("MAIL")
+            || cmd.starts_with("RCPT")
+            || cmd.starts_with("RSET")
+            || cmd == "NOOP"
+        {
+            send(&mut tls, "250 2.1.0 Ok\r\n")?;
+        } else if cmd == "DATA" {
+            in_data = true;
+            send(&mut tls, "354 End data with <CR><LF>.<CR><LF>\r\n")?;
+        } else if cmd == "QUIT" {
+            send(&mut tls, "221 2.0.0 Bye\r\n")?;
+            break;
+        } else {
+            send(&mut tls, "502 5.5.2 Error: command not recognized\r\n")?;
+        }
+    }
+    tls.conn.send_close_notify();
+    let _ = tls.conn.complete_io(&mut tls.sock);
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let o = match parse_args() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    SERVER_MODE.store(o.mode == "server", Ordering::Relaxed);
+    let r = if o.mode == "client" {
+        client(&o)
+    } else {
+        server(&o)
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rustls-peer {}: error: {e}", o.mode);
+            ExitCode::FAILURE
+        }
+    }
+}
