@@ -4,7 +4,7 @@ use crate::capture::expand_paths;
 use crate::flow::FlowConfig;
 use crate::peers::PeerBook;
 use crate::pipeline::Pipeline;
-use crate::sink::{json_report, text_report, JsonlSink};
+use crate::sink::{csv_report, html_report, json_report, markdown_report, text_report, JsonlSink};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use ipnet::IpNet;
@@ -33,6 +33,9 @@ pub enum Command {
 pub enum ReportFormat {
     Text,
     Json,
+    Markdown,
+    Html,
+    Csv,
     None,
 }
 
@@ -200,6 +203,17 @@ fn analyze(a: AnalyzeArgs) -> Result<()> {
             "{}",
             serde_json::to_string_pretty(&json_report(&book, &pipe.stats, &pipe.flows.stats))?
         )?,
+        ReportFormat::Markdown => write!(
+            out,
+            "{}",
+            markdown_report(&book, &pipe.stats, &pipe.flows.stats)
+        )?,
+        ReportFormat::Html => write!(
+            out,
+            "{}",
+            html_report(&book, &pipe.stats, &pipe.flows.stats)
+        )?,
+        ReportFormat::Csv => write!(out, "{}", csv_report(&book))?,
         ReportFormat::None => {}
     }
     Ok(())

@@ -1,9 +1,15 @@
 //! Per-peer aggregation. A peer is the remote MTA as seen from the local side, named (best first)
 //! by SNI → server certificate SAN → SMTP banner / EHLO name → IP, and aggregated by registered domain
 //! (Public Suffix List, `psl` crate). For unknown direction the peer is the server side.
+//!
+//! Verdicts (outbound, and unknown direction where the client side is taken to be ours) answer
+//! "who breaks when our certificate loses clientAuth" — rules in docs/policy.md:
+//! `no_request`, `requests_rejects_server_only`, `requests_accepts_server_only`,
+//! `requests_untested` (at risk), `requests_no_cert_ok`. Rejections after a certificate that is not
+//! publicly trusted, or after no certificate, are kept apart as trust evidence, not EKU evidence.
 
 use crate::event::{Direction, SessionEvent};
-use crate::tls::CertStatus;
+use crate::tls::{CertStatus, OutcomeResult, TlsFacts};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -33,9 +39,103 @@ pub struct PeerStats {
     /// Client certificates by `status/eku_class` of the leaf (`presented/server_only`, `empty`, ...).
     pub client_certs: BTreeMap<String, u64>,
     pub outcomes: BTreeMap<String, u64>,
+    /// Established TLS sessions (they carried SMTP after the handshake).
+    pub established: u64,
+    /// Established sessions that saw a CertificateRequest.
+    pub established_with_cr: u64,
+    /// What we presented under a CR and how the peer answered: `<eku class>/<accepted|rejected_eku|
+    /// rejected_trust|rejected_no_cert|rejected_ambiguous>` (eku class `server_only`,
+    /// `server_and_client`, `client_only`, `none`, `any`, `other`, `unknown_eku`, or `no_cert`).
+    pub answers: BTreeMap<String, u64>,
+    /// Why sessions were counted as rejected: `alert:<name>`, `closed_after_handshake`,
+    /// `smtp_<code>_after_tls`.
+    pub rejection_reasons: BTreeMap<String, u64>,
+    /// Issuers (trust anchor, or the top certificate's issuer) of chains this peer accepted.
+    pub accepted_issuers: BTreeSet<String>,
+    /// Rejections without a stated reason, by (class, issuer): resolved against `accepted_issuers`.
+    #[serde(skip)]
+    ambiguous: BTreeMap<(String, String), u64>,
 }
 
 impl PeerStats {
+    /// `answers`, with unexplained rejections of a chain whose issuer this peer accepted in another
+    /// session moved to `rejected_eku`: the peer trusts that CA, so what it refused was the EKU
+    /// (Postfix `smtpd_tls_req_ccert` logs "not designated for use as a client certificate" and closes).
+    pub fn resolved_answers(&self) -> BTreeMap<String, u64> {
+        let mut a = self.answers.clone();
+        for ((class, issuer), n) in &self.ambiguous {
+            if self.accepted_issuers.contains(issuer) {
+                let amb = a.entry(format!("{class}/rejected_ambiguous")).or_default();
+                *amb -= n;
+                if *amb == 0 {
+                    a.remove(&format!("{class}/rejected_ambiguous"));
+                }
+                *a.entry(format!("{class}/rejected_eku")).or_default() += n;
+            }
+        }
+        a
+    }
+
+    fn answered(&self, prefix: &str, suffix: &str) -> u64 {
+        self.resolved_answers()
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix) && k.ends_with(suffix))
+            .map(|(_, v)| v)
+            .sum()
+    }
+
+    /// The verdict for this peer (None for inbound peers and peers without TLS).
+    pub fn verdict(&self) -> Option<&'static str> {
+        if self.direction == "inbound" || self.tls_handshakes == self.resumed {
+            return None;
+        }
+        if self.cr_present == 0 {
+            return (self.cr_known > 0).then_some("no_request");
+        }
+        Some(if self.answered("server_only/", "rejected_eku") > 0 {
+            "requests_rejects_server_only"
+        } else if self.answered("server_only/", "accepted") > 0 {
+            "requests_accepts_server_only"
+        } else if self.answered("no_cert/", "accepted") > 0
+            && self.answers.keys().all(|k| k.starts_with("no_cert/"))
+        {
+            "requests_no_cert_ok"
+        } else {
+            "requests_untested"
+        })
+    }
+
+    /// One line naming the evidence behind the verdict.
+    pub fn verdict_evidence(&self) -> String {
+        let mut parts = Vec::new();
+        if self.cr_present == 0 {
+            parts.push(format!(
+                "no CertificateRequest in {} handshakes",
+                self.cr_known
+            ));
+        } else {
+            parts.push(format!(
+                "CertificateRequest in {}/{} handshakes",
+                self.cr_present, self.cr_known
+            ));
+        }
+        for (k, v) in &self.resolved_answers() {
+            parts.push(format!("{k}:{v}"));
+        }
+        if !self.rejection_reasons.is_empty() {
+            let r: Vec<String> = self
+                .rejection_reasons
+                .iter()
+                .map(|(k, v)| format!("{k}:{v}"))
+                .collect();
+            parts.push(format!("rejections: {}", r.join(" ")));
+        }
+        if self.plaintext_fallbacks > 0 {
+            parts.push(format!("plaintext fallbacks:{}", self.plaintext_fallbacks));
+        }
+        parts.join("; ")
+    }
+
     pub fn cr_rate(&self) -> Option<f64> {
         (self.cr_known > 0).then(|| self.cr_present as f64 / self.cr_known as f64)
     }
@@ -102,6 +202,73 @@ pub fn peer_name(ev: &SessionEvent) -> String {
     ip.to_string()
 }
 
+/// The trust anchor of the client chain, or the issuer of its last certificate.
+fn chain_issuer(t: &TlsFacts) -> Option<String> {
+    let cc = &t.client_certificate;
+    cc.chain_class
+        .as_ref()
+        .and_then(|c| c.trust_anchor.clone())
+        .or_else(|| cc.chain.last().and_then(|c| c.issuer.clone()))
+}
+
+/// What the client presented under a CertificateRequest and how the server answered:
+/// (class, answer, rejection reason).
+fn answer(t: &TlsFacts) -> (String, &'static str, Option<String>) {
+    let cc = &t.client_certificate;
+    let class = match cc.status {
+        CertStatus::Presented => cc
+            .chain
+            .first()
+            .and_then(|c| c.eku_class)
+            .map_or("unknown_eku".to_string(), |c| c.as_str().to_string()),
+        CertStatus::Empty | CertStatus::Absent => "no_cert".to_string(),
+        CertStatus::Unknown => "unknown_eku".to_string(),
+    };
+    let replies = t.smtp_reply_after_tls.as_ref();
+    let bad_reply = replies.and_then(|r| {
+        [r.first, r.ehlo, r.mail, r.rcpt]
+            .into_iter()
+            .flatten()
+            .find(|c| *c >= 400)
+    });
+    let reason = match (t.outcome.result, &t.outcome.alert, bad_reply) {
+        (OutcomeResult::HandshakeFailed | OutcomeResult::ClosedAfterHandshake, Some(a), _)
+            if a.code.is_some() =>
+        {
+            Some((
+                format!("alert:{}", a.description.clone().unwrap_or_default()),
+                a.code,
+            ))
+        }
+        (_, _, Some(code)) => Some((format!("smtp_{code}_after_tls"), None)),
+        (OutcomeResult::HandshakeFailed, _, _) => Some(("handshake_failed".to_string(), None)),
+        (OutcomeResult::ClosedAfterHandshake, _, _) => {
+            Some(("closed_after_handshake".to_string(), None))
+        }
+        _ => None,
+    };
+    let Some((reason, code)) = reason else {
+        let kind = if t.outcome.result == OutcomeResult::Established {
+            "accepted"
+        } else {
+            "unfinished"
+        };
+        return (class, kind, None);
+    };
+    let public = cc.chain_class.as_ref().is_some_and(|c| c.trust == "public");
+    let kind = match code {
+        Some(43) => "rejected_eku",
+        Some(42 | 44 | 45 | 46 | 48 | 49) => "rejected_trust",
+        Some(40 | 116) if class == "no_cert" => "rejected_no_cert",
+        _ if class == "no_cert" => "rejected_no_cert",
+        // No alert to say why: a publicly trusted chain rejected right after the handshake points at
+        // its EKU; a private or unknown chain may just be untrusted.
+        _ if public => "rejected_eku",
+        _ => "rejected_ambiguous",
+    };
+    (class, kind, Some(reason))
+}
+
 impl PeerBook {
     pub fn add(&mut self, ev: &SessionEvent) {
         let host = peer_name(ev);
@@ -162,6 +329,27 @@ impl PeerBook {
         for n in &t.certificate_request.ca_names {
             if p.ca_names.len() < MAX_CA_NAMES {
                 p.ca_names.insert(n.clone());
+            }
+        }
+        if t.outcome.result == OutcomeResult::Established {
+            p.established += 1;
+            if t.certificate_request.present == Some(true) {
+                p.established_with_cr += 1;
+            }
+        }
+        if t.certificate_request.present == Some(true) && t.resumed != Some(true) {
+            let (class, kind, reason) = answer(t);
+            *p.answers.entry(format!("{class}/{kind}")).or_default() += 1;
+            if let Some(r) = reason {
+                *p.rejection_reasons.entry(r).or_default() += 1;
+            }
+            let issuer = chain_issuer(t);
+            if let Some(i) = issuer {
+                if kind == "accepted" && p.accepted_issuers.len() < MAX_HOSTS {
+                    p.accepted_issuers.insert(i);
+                } else if kind == "rejected_ambiguous" {
+                    *p.ambiguous.entry((class, i)).or_default() += 1;
+                }
             }
         }
         let cc = &t.client_certificate;
