@@ -13,6 +13,7 @@ need_apt=()
 command -v tshark >/dev/null || need_apt+=(tshark)
 command -v python3 >/dev/null || need_apt+=(python3)
 command -v tcpdump >/dev/null || need_apt+=(tcpdump)
+command -v chromium >/dev/null || need_apt+=(chromium)   # the HTML report is checked in headless Chromium
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]} (apt)"
   export DEBIAN_FRONTEND=noninteractive

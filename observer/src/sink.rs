@@ -483,7 +483,7 @@ pub fn html_report(
 <style>
 body{{font-family:sans-serif;margin:20px;color:#222}} table{{border-collapse:collapse;margin-top:10px}}
 th,td{{border:1px solid #ccc;padding:4px 8px;font-size:13px;text-align:left;vertical-align:top}}
-th{{background:#eee;cursor:pointer}} figure{{display:inline-block;margin:0 20px 10px 0}}
+th{{background:#eee;cursor:pointer}} figure{{display:inline-block;vertical-align:top;margin:0 20px 10px 0}}
 figcaption{{font-weight:bold;margin-bottom:4px}} .dot{{display:inline-block;width:10px;height:10px;margin-right:5px;border-radius:5px}}
 </style></head><body>
 <h1>ekuwatch report</h1>

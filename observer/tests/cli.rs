@@ -52,7 +52,12 @@ fn json_report_and_events() {
         .find(|p| p["direction"] == "outbound")
         .expect("outbound peer (client 127.0.0.2 is local)");
     assert_eq!(outbound["peer"], "lab.test");
-    assert!(outbound["cr_present"].as_u64().unwrap() > 0);
+    assert!(outbound["counts"]["cr_present"].as_u64().unwrap() > 0);
+    assert!(outbound["verdict"].is_string(), "{outbound}");
+    assert!(outbound["evidence"]
+        .as_str()
+        .unwrap()
+        .contains("CertificateRequest"));
     let events = read_jsonl(&tmp);
     assert_eq!(
         events.len() as u64,

@@ -9,7 +9,10 @@ use ekuwatch::peers::PeerBook;
 use ekuwatch::pipeline::Pipeline;
 
 fn verdict(files: &[&str], keys: bool) -> (Option<&'static str>, String, String) {
-    let mut p = Pipeline::new(FlowConfig { local_nets: vec!["127.0.0.2/32".parse().unwrap()], ..Default::default() });
+    let mut p = Pipeline::new(FlowConfig {
+        local_nets: vec!["127.0.0.2/32".parse().unwrap()],
+        ..Default::default()
+    });
     for f in files {
         let path = captures().join(f);
         if keys {
@@ -26,14 +29,22 @@ fn verdict(files: &[&str], keys: bool) -> (Option<&'static str>, String, String)
     }
     let peers = book.peers();
     assert_eq!(peers.len(), 1, "{files:?}");
-    (peers[0].verdict(), peers[0].verdict_evidence(), peers[0].direction.to_string())
+    (
+        peers[0].verdict(),
+        peers[0].verdict_evidence(),
+        peers[0].direction.to_string(),
+    )
 }
 
 #[test]
 fn postfix_req_ccert_rejects_server_only() {
     // The same peer accepted a dual-EKU chain from the same CA: the rejection is about the EKU.
     let (v, ev, dir) = verdict(
-        &["pf-reqccert-tls12-openssl-both.pcap", "pf-reqccert-tls12-openssl-serveronly.pcap", "pf-reqccert-tls12-openssl-nocert.pcap"],
+        &[
+            "pf-reqccert-tls12-openssl-both.pcap",
+            "pf-reqccert-tls12-openssl-serveronly.pcap",
+            "pf-reqccert-tls12-openssl-nocert.pcap",
+        ],
         false,
     );
     assert_eq!(dir, "outbound");
@@ -82,7 +93,11 @@ fn no_request_untested_and_no_cert_ok() {
     let (v, _, _) = verdict(&["pf-noask-tls13-openssl-nocert.pcap"], false);
     assert_eq!(v, Some("no_request"), "inferred from record lengths");
     let (v, ev, _) = verdict(&["pf-askccert-tls12-openssl-both.pcap"], false);
-    assert_eq!(v, Some("requests_untested"), "only a dual-EKU certificate seen: at risk; {ev}");
+    assert_eq!(
+        v,
+        Some("requests_untested"),
+        "only a dual-EKU certificate seen: at risk; {ev}"
+    );
     let (v, ev, _) = verdict(&["pf-askccert-tls12-openssl-nocert.pcap"], false);
     assert_eq!(v, Some("requests_no_cert_ok"), "{ev}");
 }
