@@ -38,6 +38,8 @@ pub struct PeerStats {
     pub ca_names: BTreeSet<String>,
     /// Client certificates by `status/eku_class` of the leaf (`presented/server_only`, `empty`, ...).
     pub client_certs: BTreeMap<String, u64>,
+    /// Presented client chains by trust (`public`, `private`, `unknown`) — inbound: who sends what.
+    pub client_cert_trust: BTreeMap<String, u64>,
     pub outcomes: BTreeMap<String, u64>,
     /// Established TLS sessions (they carried SMTP after the handshake).
     pub established: u64,
@@ -353,6 +355,9 @@ impl PeerBook {
             }
         }
         let cc = &t.client_certificate;
+        if let Some(c) = &cc.chain_class {
+            *p.client_cert_trust.entry(c.trust.to_string()).or_default() += 1;
+        }
         let key = match (cc.status, cc.chain.first().and_then(|c| c.eku_class)) {
             (CertStatus::Presented, Some(class)) => format!("presented/{}", class.as_str()),
             // TLS 1.3 without keys: a chain was inferred from record lengths, its EKU is not visible.

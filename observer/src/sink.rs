@@ -178,6 +178,7 @@ fn peer_counts(p: &PeerStats) -> serde_json::Value {
         "cr_present": p.cr_present,
         "cr_unknown": p.cr_unknown,
         "cr_rate_per_handshake": p.cr_rate(),
+        "cr_rate_per_connection": rate(p.cr_present, p.sessions),
         "established": p.established,
         "established_with_cr": p.established_with_cr,
         "cr_rate_per_established_session": rate(p.established_with_cr, p.established),
@@ -185,6 +186,7 @@ fn peer_counts(p: &PeerStats) -> serde_json::Value {
         "tls_versions": p.tls_versions,
         "cr_evidence": p.evidence,
         "client_certificates": p.client_certs,
+        "client_certificate_trust": p.client_cert_trust,
         "answers": p.resolved_answers(),
         "rejection_reasons": p.rejection_reasons,
         "outcomes": p.outcomes,
@@ -198,6 +200,7 @@ fn summary(book: &PeerBook) -> serde_json::Value {
     let mut verdicts: BTreeMap<String, u64> = BTreeMap::new();
     let mut classes: BTreeMap<String, u64> = BTreeMap::new();
     let (mut known, mut present, mut hs) = (0, 0, 0);
+    let (mut with_tls, mut requesting) = (0u64, 0u64);
     for p in &peers {
         if let Some(v) = p.verdict() {
             *verdicts.entry(v.to_string()).or_default() += 1;
@@ -205,6 +208,8 @@ fn summary(book: &PeerBook) -> serde_json::Value {
         for (k, v) in &p.client_certs {
             *classes.entry(k.clone()).or_default() += v;
         }
+        with_tls += u64::from(p.cr_known > 0);
+        requesting += u64::from(p.cr_present > 0);
         known += p.cr_known;
         present += p.cr_present;
         hs += p.tls_handshakes;
@@ -216,6 +221,8 @@ fn summary(book: &PeerBook) -> serde_json::Value {
         "cr_present": present,
         "cr_rate_per_handshake": if known > 0 { Some(present as f64 / known as f64) } else { None },
         "verdicts": verdicts,
+        "peers_with_tls": with_tls,
+        "peers_requesting_client_certificates": requesting,
         "client_certificates": classes,
         "root_store": crate::x509::chain::ROOT_STORE,
     })
@@ -327,7 +334,12 @@ pub fn markdown_report(
                     .join(", ")
             );
         }
-        let _ = writeln!(o, "- client certificates: {}", counts(&p.client_certs));
+        let _ = writeln!(
+            o,
+            "- client certificates: {} (trust: {})",
+            counts(&p.client_certs),
+            counts(&p.client_cert_trust)
+        );
         let _ = writeln!(o, "- outcomes: {}\n", counts(&p.outcomes));
     }
     let _ = writeln!(
