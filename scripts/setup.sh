@@ -14,6 +14,9 @@ command -v tshark >/dev/null || need_apt+=(tshark)
 command -v python3 >/dev/null || need_apt+=(python3)
 command -v tcpdump >/dev/null || need_apt+=(tcpdump)
 command -v chromium >/dev/null || need_apt+=(chromium)   # the HTML report is checked in headless Chromium
+command -v prometheus >/dev/null || need_apt+=(prometheus) # live exporter test scrapes with a real Prometheus; promtool
+[ -e /usr/include/pcap.h ] || need_apt+=(libpcap-dev)     # `--features live` links libpcap
+command -v openssl >/dev/null || need_apt+=(openssl)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]} (apt)"
   export DEBIAN_FRONTEND=noninteractive

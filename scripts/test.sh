@@ -6,6 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 cargo fmt --all -- --check
-cargo test --workspace --locked
+cargo test --workspace --locked --all-features
+# dashboards and alert rules: structure, PromQL parse, rule unit tests
+python3 dashboards/check.py
+promtool check rules dashboards/prometheus/alerts.yml
+promtool test rules dashboards/prometheus/alerts_test.yml
 ./scripts/fuzz.sh "${EKUWATCH_FUZZ_SECONDS:-60}" pipeline
 echo "all tests passed"

@@ -2,6 +2,7 @@
 
 use crate::capture::expand_paths;
 use crate::flow::FlowConfig;
+use crate::metrics::Metrics;
 use crate::peers::PeerBook;
 use crate::pipeline::Pipeline;
 use crate::sink::{csv_report, html_report, json_report, markdown_report, text_report, JsonlSink};
@@ -27,6 +28,69 @@ pub struct Cli {
 pub enum Command {
     /// Analyze pcap/pcapng files or directories of them.
     Analyze(AnalyzeArgs),
+    /// Capture live on an interface (libpcap) and export metrics (build with `--features live`).
+    #[cfg(feature = "live")]
+    Live(LiveArgs),
+}
+
+#[cfg(feature = "live")]
+#[derive(clap::Args, Debug)]
+pub struct LiveArgs {
+    /// Interface to capture on.
+    #[arg(long, value_name = "IF")]
+    pub interface: String,
+    /// Capture backend (pcap; ebpf comes with a later version).
+    #[arg(long, default_value = "pcap", value_parser = ["pcap"])]
+    pub backend: String,
+    /// BPF capture filter (default: TCP on ports 25, 465, 587 and every --port).
+    #[arg(long, value_name = "BPF")]
+    pub filter: Option<String>,
+    /// Extra SMTP ports to watch (repeatable).
+    #[arg(long = "port", value_name = "PORT")]
+    pub ports: Vec<u16>,
+    /// Address of the exporter (/metrics, /peers, /healthz).
+    #[arg(long, default_value = "127.0.0.1:9967", value_name = "ADDR")]
+    pub listen: std::net::SocketAddr,
+    /// Our own hosts (default: the interface's addresses).
+    #[arg(long = "local-net", value_name = "CIDR")]
+    pub local_net: Vec<IpNet>,
+    /// Write events as JSON Lines, flushed per connection ("-" for standard output).
+    #[arg(long, value_name = "FILE")]
+    pub events: Option<PathBuf>,
+    /// Peers that get their own `peer` label in metrics (besides the watch-list).
+    #[arg(long = "top-peers", default_value_t = 100, value_name = "N")]
+    pub top_peers: usize,
+    /// Registered domains that always get their own `peer` label (repeatable).
+    #[arg(long = "watch", value_name = "DOMAIN")]
+    pub watch: Vec<String>,
+    /// Seconds the final counters stay served after SIGINT/SIGTERM.
+    #[arg(long, default_value_t = 2)]
+    pub linger: u64,
+}
+
+#[cfg(feature = "live")]
+fn live(a: LiveArgs) -> Result<()> {
+    let events: Option<Box<dyn Write + Send>> = match &a.events {
+        None => None,
+        Some(p) if p.as_os_str() == "-" => Some(Box::new(std::io::stdout())),
+        Some(p) => {
+            Some(Box::new(std::fs::File::create(p).with_context(|| {
+                format!("cannot write events to {}", p.display())
+            })?))
+        }
+    };
+    crate::live::run(crate::live::LiveConfig {
+        interface: a.interface,
+        filter: a.filter,
+        ports: a.ports,
+        listen: a.listen,
+        local_nets: a.local_net,
+        events,
+        top_peers: a.top_peers,
+        watch: a.watch,
+        linger: std::time::Duration::from_secs(a.linger),
+    })?;
+    Ok(())
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,6 +121,16 @@ pub struct AnalyzeArgs {
     /// Extra SMTP server ports (25, 465, 587 are always SMTP); used to call implicit TLS SMTP.
     #[arg(long = "port", value_name = "PORT")]
     pub ports: Vec<u16>,
+    /// Write the metrics as timestamped OpenMetrics (one snapshot per minute of packet time) for
+    /// `promtool tsdb create-blocks-from openmetrics FILE DATA_DIR`.
+    #[arg(long, value_name = "FILE")]
+    pub openmetrics: Option<PathBuf>,
+    /// Peers that get their own `peer` label in metrics (besides the watch-list).
+    #[arg(long = "top-peers", default_value_t = 100, value_name = "N")]
+    pub top_peers: usize,
+    /// Registered domains that always get their own `peer` label (repeatable).
+    #[arg(long = "watch", value_name = "DOMAIN")]
+    pub watch: Vec<String>,
     /// pcap/pcapng files or directories.
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
@@ -80,12 +154,66 @@ pub fn main() -> ExitCode {
         .init();
     let r = match cli.command {
         Command::Analyze(a) => analyze(a),
+        #[cfg(feature = "live")]
+        Command::Live(a) => live(a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ekuwatch: {e:#}");
             ExitCode::from(1)
+        }
+    }
+}
+
+/// Where analyze's events go: the peer book, the JSONL sink, and the metrics with their snapshots.
+struct Outputs {
+    book: PeerBook,
+    sink: Option<JsonlSink<Box<dyn Write>>>,
+    metrics: Option<Metrics>,
+    snapshots: Vec<(f64, Vec<((&'static str, Vec<(&'static str, String)>), f64)>)>,
+    next_snapshot: Option<i64>,
+    error: Option<anyhow::Error>,
+}
+
+const SNAPSHOT_NS: i64 = 60 * 1_000_000_000;
+
+impl Outputs {
+    fn drain(&mut self, pipe: &mut Pipeline, last: bool) {
+        for ev in pipe.take_events() {
+            self.book.add(&ev);
+            if let Some(m) = &mut self.metrics {
+                m.observe(
+                    &ev,
+                    &crate::peers::registered_domain(&crate::peers::peer_name(&ev)),
+                );
+            }
+            if let Some(s) = self.sink.as_mut() {
+                if let Err(e) = s.write(&ev) {
+                    self.error
+                        .get_or_insert(anyhow::Error::new(e).context("cannot write events"));
+                }
+            }
+        }
+        let Some(m) = &mut self.metrics else { return };
+        let Some(now) = pipe.stats.last_ts else {
+            return;
+        };
+        let due = *self
+            .next_snapshot
+            .get_or_insert(now - now.rem_euclid(SNAPSHOT_NS) + SNAPSHOT_NS);
+        if now >= due || last {
+            m.set_capture(
+                "pcap_file",
+                pipe.stats.packets,
+                &[],
+                pipe.flows.active_flows(),
+                &pipe.stats.parse_errors,
+            );
+            m.set_verdicts(&self.book);
+            let ts = if last { now } else { due };
+            self.snapshots.push((ts as f64 / 1e9, m.snapshot()));
+            self.next_snapshot = Some(due + SNAPSHOT_NS * (1 + (now - due) / SNAPSHOT_NS));
         }
     }
 }
@@ -116,7 +244,7 @@ fn analyze(a: AnalyzeArgs) -> Result<()> {
     } else {
         ReportFormat::Text
     });
-    let mut sink: Option<JsonlSink<Box<dyn Write>>> = match &a.events {
+    let sink: Option<JsonlSink<Box<dyn Write>>> = match &a.events {
         None => None,
         Some(p) if p.as_os_str() == "-" => Some(JsonlSink::new(Box::new(std::io::BufWriter::new(
             std::io::stdout(),
@@ -156,40 +284,49 @@ fn analyze(a: AnalyzeArgs) -> Result<()> {
             "malformed key log lines ignored"
         );
     }
-    let mut book = PeerBook::default();
-    let emit = |pipe: &mut Pipeline,
-                book: &mut PeerBook,
-                sink: &mut Option<JsonlSink<Box<dyn Write>>>|
-     -> Result<()> {
-        for ev in pipe.take_events() {
-            book.add(&ev);
-            if let Some(s) = sink.as_mut() {
-                s.write(&ev).context("cannot write events")?;
-            }
-        }
-        Ok(())
+    let mut out = Outputs {
+        book: PeerBook::default(),
+        sink,
+        metrics: a
+            .openmetrics
+            .as_ref()
+            .map(|_| Metrics::new(a.top_peers, a.watch.iter().cloned())),
+        snapshots: Vec::new(),
+        next_snapshot: None,
+        error: None,
     };
     for f in &files {
         tracing::info!(file = %f.display(), "reading");
-        if let Err(e) = pipe.read_file(f, |n| {
+        let r = pipe.read_file(f, |pipe, n| {
             if let Some(b) = &bar {
                 b.inc(n);
             }
-        }) {
+            out.drain(pipe, false);
+        });
+        if let Err(e) = r {
             if pipe.stats.packets == 0 && files.len() == 1 {
                 return Err(e.into());
             }
             tracing::warn!("{e}");
         }
-        emit(&mut pipe, &mut book, &mut sink)?;
+        out.drain(&mut pipe, false);
     }
     pipe.finish();
-    emit(&mut pipe, &mut book, &mut sink)?;
+    out.drain(&mut pipe, true);
+    if let Some(e) = out.error.take() {
+        return Err(e);
+    }
+    let book = out.book;
+    let mut sink = out.sink;
     if let Some(b) = bar {
         b.finish_and_clear();
     }
     if let Some(s) = sink.as_mut() {
         s.flush().context("cannot write events")?;
+    }
+    if let (Some(path), Some(m)) = (&a.openmetrics, &out.metrics) {
+        std::fs::write(path, m.openmetrics(&out.snapshots))
+            .with_context(|| format!("cannot write {}", path.display()))?;
     }
     let mut out = std::io::stdout().lock();
     match report {

@@ -13,6 +13,9 @@ pub mod cli;
 pub mod decode;
 pub mod event;
 pub mod flow;
+#[cfg(feature = "live")]
+pub mod live;
+pub mod metrics;
 pub mod peers;
 pub mod pipeline;
 pub mod sink;

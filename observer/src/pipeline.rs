@@ -57,10 +57,12 @@ impl Pipeline {
 
     /// Reads one file to its end or to its damage. Packets before the damage are processed; the
     /// damage is recorded in `stats.file_errors` and returned.
+    /// `progress(pipeline, bytes)` runs after every packet (progress bar, draining events, metric
+    /// snapshots in packet time).
     pub fn read_file(
         &mut self,
         path: &Path,
-        progress: impl FnMut(u64),
+        progress: impl FnMut(&mut Self, u64),
     ) -> Result<(), CaptureError> {
         self.read(FileReader::open(path), progress)
     }
@@ -69,7 +71,7 @@ impl Pipeline {
     pub fn read<R: Read>(
         &mut self,
         reader: Result<CaptureReader<R>, CaptureError>,
-        mut progress: impl FnMut(u64),
+        mut progress: impl FnMut(&mut Self, u64),
     ) -> Result<(), CaptureError> {
         self.stats.files += 1;
         let mut r = match reader {
@@ -83,8 +85,8 @@ impl Pipeline {
         while let Some(item) = r.next_item() {
             match item {
                 Ok(Item::Packet(p)) => {
-                    progress(p.data.len() as u64 + 16);
                     self.packet(&p);
+                    progress(self, p.data.len() as u64 + 16);
                 }
                 Ok(Item::Secrets { secrets_type, data }) => {
                     self.stats.secrets_blocks += 1;

@@ -85,7 +85,7 @@ fn pcapng_with_secrets(pkts: &[Packet], linktype: u32, keylog: Option<&[u8]>) ->
 
 fn events_of(bytes: &[u8]) -> (Vec<Value>, Vec<String>) {
     let mut p = Pipeline::new(FlowConfig::default());
-    let _ = p.read(CaptureReader::new(Path::new("mem"), bytes), |_| {});
+    let _ = p.read(CaptureReader::new(Path::new("mem"), bytes), |_, _| {});
     p.finish();
     let ev = p
         .take_events()

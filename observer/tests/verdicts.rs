@@ -20,7 +20,7 @@ fn verdict(files: &[&str], keys: bool) -> (Option<&'static str>, String, String)
                 p.flows.add_keylog(&k);
             }
         }
-        p.read_file(&path, |_| {}).unwrap();
+        p.read_file(&path, |_, _| {}).unwrap();
     }
     p.finish();
     let mut book = PeerBook::default();

@@ -49,7 +49,7 @@ pub fn pcaps_in(dir: &Path) -> Vec<PathBuf> {
 
 pub fn analyze_with(path: &Path, cfg: FlowConfig) -> Vec<Value> {
     let mut p = Pipeline::new(cfg);
-    let _ = p.read_file(path, |_| {});
+    let _ = p.read_file(path, |_, _| {});
     p.finish();
     p.take_events()
         .iter()
@@ -67,7 +67,7 @@ pub fn analyze_with_keys(path: &Path) -> Vec<Value> {
     if let Ok(k) = std::fs::read(path.with_extension("keylog")) {
         p.flows.add_keylog(&k);
     }
-    let _ = p.read_file(path, |_| {});
+    let _ = p.read_file(path, |_, _| {});
     p.finish();
     p.take_events()
         .iter()

@@ -1,0 +1,236 @@
+//! Live observation (feature `live`): libpcap capture on an interface feeding the same pipeline as
+//! offline analysis, and a small HTTP exporter: `/metrics` (Prometheus text), `/peers` (the full
+//! per-peer JSON, no cardinality limit), `/healthz`. Events are written as each connection's outcome
+//! is known. SIGINT/SIGTERM stop the capture cleanly: the last events are flushed and the final
+//! counters stay served until exit.
+
+use crate::capture::Packet;
+use crate::flow::FlowConfig;
+use crate::metrics::Metrics;
+use crate::peers::{peer_name, registered_domain, PeerBook};
+use crate::pipeline::Pipeline;
+use crate::sink::{json_report, JsonlSink};
+use ipnet::IpNet;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    #[error(
+        "interface {0}: {1} (capturing needs root or CAP_NET_RAW: setcap cap_net_raw+ep ekuwatch)"
+    )]
+    Open(String, String),
+    #[error("capture filter {0:?}: {1}")]
+    Filter(String, String),
+    #[error("cannot listen on {0}: {1}")]
+    Listen(SocketAddr, std::io::Error),
+    #[error("capture: {0}")]
+    Capture(String),
+    #[error("events: {0}")]
+    Events(std::io::Error),
+}
+
+pub struct LiveConfig {
+    pub interface: String,
+    pub filter: Option<String>,
+    pub ports: Vec<u16>,
+    pub listen: SocketAddr,
+    pub local_nets: Vec<IpNet>,
+    pub events: Option<Box<dyn Write + Send>>,
+    pub top_peers: usize,
+    pub watch: Vec<String>,
+    /// How long the final counters stay served after SIGINT/SIGTERM.
+    pub linger: Duration,
+}
+
+/// What the HTTP thread serves.
+#[derive(Default)]
+struct Shared {
+    metrics: String,
+    peers: String,
+}
+
+/// The default capture filter: SMTP ports (25, 465, 587 and configured ones), TCP only.
+pub fn default_filter(ports: &[u16]) -> String {
+    let mut all = vec![25u16, 465, 587];
+    for p in ports {
+        if !all.contains(p) {
+            all.push(*p);
+        }
+    }
+    let ports: Vec<String> = all.iter().map(|p| format!("tcp port {p}")).collect();
+    ports.join(" or ")
+}
+
+/// Addresses of the interface, as /32 and /128 local nets (the direction default).
+pub fn interface_nets(interface: &str) -> Vec<IpNet> {
+    pcap::Device::list()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|d| d.name == interface)
+        .flat_map(|d| d.addresses.into_iter().map(|a| IpNet::from(a.addr)))
+        .collect()
+}
+
+fn serve(listener: TcpListener, shared: Arc<Mutex<Shared>>, stop: Arc<AtomicBool>) {
+    let _ = listener.set_nonblocking(true);
+    while !stop.load(Ordering::Relaxed) {
+        match listener.accept() {
+            Ok((s, _)) => {
+                let _ = s.set_nonblocking(false);
+                let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+                let _ = answer(s, &shared);
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
+fn answer(mut s: TcpStream, shared: &Mutex<Shared>) -> std::io::Result<()> {
+    let mut line = String::new();
+    BufReader::new(s.try_clone()?).read_line(&mut line)?;
+    let path = line.split_whitespace().nth(1).unwrap_or("/");
+    let (status, ctype, body) = {
+        let sh = shared.lock().unwrap_or_else(|e| e.into_inner());
+        match path.split('?').next().unwrap_or("/") {
+            "/metrics" => (
+                "200 OK",
+                "text/plain; version=0.0.4; charset=utf-8",
+                sh.metrics.clone(),
+            ),
+            "/peers" => ("200 OK", "application/json", sh.peers.clone()),
+            "/healthz" => ("200 OK", "text/plain", "ok\n".to_string()),
+            _ => ("404 Not Found", "text/plain", "not found\n".to_string()),
+        }
+    };
+    write!(s, "HTTP/1.0 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())?;
+    s.write_all(body.as_bytes())
+}
+
+/// Runs until SIGINT/SIGTERM (or the interface goes away).
+pub fn run(mut cfg: LiveConfig) -> Result<(), LiveError> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register(sig, Arc::clone(&stop));
+    }
+    // Non-blocking: the loop also serves signals and publishes counters when no packet arrives
+    // (libpcap's TPACKET_V3 read may otherwise wait for packets past its timeout).
+    let mut cap = pcap::Capture::from_device(cfg.interface.as_str())
+        .and_then(|c| {
+            c.immediate_mode(true)
+                .snaplen(65535)
+                .promisc(false)
+                .timeout(100)
+                .open()
+        })
+        .and_then(|c| c.setnonblock())
+        .map_err(|e| LiveError::Open(cfg.interface.clone(), e.to_string()))?;
+    let filter = cfg
+        .filter
+        .clone()
+        .unwrap_or_else(|| default_filter(&cfg.ports));
+    cap.filter(&filter, true)
+        .map_err(|e| LiveError::Filter(filter.clone(), e.to_string()))?;
+    let linktype = cap.get_datalink().0 as u32;
+    let listener = TcpListener::bind(cfg.listen).map_err(|e| LiveError::Listen(cfg.listen, e))?;
+    tracing::info!(interface = %cfg.interface, %filter, listen = %cfg.listen, "capturing");
+
+    if cfg.local_nets.is_empty() {
+        cfg.local_nets = interface_nets(&cfg.interface);
+    }
+    let mut smtp_ports = vec![25, 465, 587];
+    smtp_ports.extend(&cfg.ports);
+    let mut pipe = Pipeline::new(FlowConfig {
+        local_nets: cfg.local_nets.clone(),
+        smtp_ports,
+        ..FlowConfig::default()
+    });
+    let mut metrics = Metrics::new(cfg.top_peers, cfg.watch.clone());
+    let mut book = PeerBook::default();
+    let mut sink = cfg.events.take().map(JsonlSink::new);
+    let shared = Arc::new(Mutex::new(Shared::default()));
+    let http_stop = Arc::new(AtomicBool::new(false));
+    let http = {
+        let (sh, st) = (Arc::clone(&shared), Arc::clone(&http_stop));
+        std::thread::spawn(move || serve(listener, sh, st))
+    };
+    let publish =
+        |pipe: &mut Pipeline, metrics: &mut Metrics, book: &mut PeerBook, drops: (u64, u64)| {
+            metrics.set_capture(
+                "pcap",
+                pipe.stats.packets,
+                &[("kernel", drops.0), ("interface", drops.1)],
+                pipe.flows.active_flows(),
+                &pipe.stats.parse_errors,
+            );
+            metrics.set_verdicts(book);
+            let text = metrics.render();
+            let peers = json_report(book, &pipe.stats, &pipe.flows.stats).to_string();
+            let mut sh = shared.lock().unwrap_or_else(|e| e.into_inner());
+            sh.metrics = text;
+            sh.peers = peers;
+        };
+    let mut drops = (0u64, 0u64);
+    let mut last_publish = Instant::now() - Duration::from_secs(10);
+    let mut result = Ok(());
+    while !stop.load(Ordering::Relaxed) {
+        match cap.next_packet() {
+            Ok(p) => {
+                let ts = p.header.ts;
+                let ts_ns = i64::from(ts.tv_sec) * 1_000_000_000 + i64::from(ts.tv_usec) * 1000;
+                pipe.packet(&Packet {
+                    ts_ns,
+                    linktype,
+                    data: p.data.to_vec(),
+                    orig_len: p.header.len,
+                });
+            }
+            Err(pcap::Error::TimeoutExpired) => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) => {
+                result = Err(LiveError::Capture(e.to_string()));
+                break;
+            }
+        }
+        for ev in pipe.take_events() {
+            book.add(&ev);
+            metrics.observe(&ev, &registered_domain(&peer_name(&ev)));
+            if let Some(s) = sink.as_mut() {
+                s.write(&ev)
+                    .and_then(|_| s.flush())
+                    .map_err(LiveError::Events)?;
+            }
+        }
+        if last_publish.elapsed() >= Duration::from_millis(500) {
+            if let Ok(st) = cap.stats() {
+                drops = (u64::from(st.dropped), u64::from(st.if_dropped));
+            }
+            publish(&mut pipe, &mut metrics, &mut book, drops);
+            last_publish = Instant::now();
+        }
+    }
+    // Clean shutdown: flows still open are reported, counters published once more.
+    pipe.finish();
+    for ev in pipe.take_events() {
+        book.add(&ev);
+        metrics.observe(&ev, &registered_domain(&peer_name(&ev)));
+        if let Some(s) = sink.as_mut() {
+            s.write(&ev)
+                .and_then(|_| s.flush())
+                .map_err(LiveError::Events)?;
+        }
+    }
+    publish(&mut pipe, &mut metrics, &mut book, drops);
+    // Keep serving the final counters for a last scrape.
+    std::thread::sleep(cfg.linger);
+    http_stop.store(true, Ordering::Relaxed);
+    let _ = http.join();
+    tracing::info!(
+        packets = pipe.stats.packets,
+        events = pipe.flows.stats.events,
+        "stopped"
+    );
+    result
+}

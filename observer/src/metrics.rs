@@ -1,0 +1,446 @@
+//! Metrics (a sink): the catalogue in docs/metrics.md, fed from session events and capture
+//! counters, rendered as Prometheus text (live `/metrics`) or as timestamped OpenMetrics for
+//! backfilling an offline analysis (`analyze --openmetrics`, `promtool tsdb create-blocks-from
+//! openmetrics`).
+//!
+//! Hand-written rather than `prometheus-client`: the set is small and fixed, and backfill needs
+//! timestamped samples grouped per family over time, which the client libraries do not write.
+//!
+//! Cardinality: the `peer` label is a registered domain only for the watch-list and for the first
+//! `top_n` peers to reach `PEER_MIN_SESSIONS` sessions; every other peer is `other`. Label values
+//! ever created are therefore bounded by `top_n` + watch-list + 1, however long it runs.
+
+use crate::event::SessionEvent;
+use crate::peers::PeerBook;
+use crate::tls::CertStatus;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt::Write as _;
+
+/// Sessions a peer needs before it gets its own `peer` label.
+pub const PEER_MIN_SESSIONS: u64 = 2;
+/// Peers tracked while waiting for a label (beyond it, new peers go straight to `other`).
+const MAX_CANDIDATES: usize = 100_000;
+
+type Labels = Vec<(&'static str, String)>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Counter,
+    Gauge,
+}
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    families: BTreeMap<&'static str, (Kind, &'static str)>,
+    values: BTreeMap<(&'static str, Labels), f64>,
+    top_n: usize,
+    watch: BTreeSet<String>,
+    labelled: BTreeSet<String>,
+    candidates: HashMap<String, u64>,
+}
+
+const HELP: &[(&str, Kind, &str)] = &[
+    (
+        "ekuwatch_smtp_sessions",
+        Kind::Counter,
+        "SMTP sessions by direction and STARTTLS use",
+    ),
+    (
+        "ekuwatch_tls_handshakes",
+        Kind::Counter,
+        "TLS handshakes by version, resumption and result",
+    ),
+    (
+        "ekuwatch_certificate_requests",
+        Kind::Counter,
+        "Non-resumed handshakes with a CertificateRequest",
+    ),
+    (
+        "ekuwatch_certificate_request_checks",
+        Kind::Counter,
+        "Non-resumed handshakes where CertificateRequest presence is known",
+    ),
+    (
+        "ekuwatch_established_sessions",
+        Kind::Counter,
+        "TLS sessions that carried SMTP after the handshake",
+    ),
+    (
+        "ekuwatch_client_certificates",
+        Kind::Counter,
+        "Client certificates by status, leaf EKU class and trust",
+    ),
+    (
+        "ekuwatch_handshake_outcomes",
+        Kind::Counter,
+        "Handshake outcomes by alert and the client certificate's EKU class",
+    ),
+    (
+        "ekuwatch_peer_verdict",
+        Kind::Gauge,
+        "Current verdict per peer (1)",
+    ),
+    (
+        "ekuwatch_capture_packets",
+        Kind::Counter,
+        "Packets read from the capture source",
+    ),
+    (
+        "ekuwatch_capture_dropped_packets",
+        Kind::Counter,
+        "Packets dropped before analysis",
+    ),
+    (
+        "ekuwatch_flows_active",
+        Kind::Gauge,
+        "TCP flows in the flow table",
+    ),
+    ("ekuwatch_weirds", Kind::Counter, "Anomalies by kind"),
+    (
+        "ekuwatch_parse_errors",
+        Kind::Counter,
+        "Parse errors by layer",
+    ),
+    ("ekuwatch_build_info", Kind::Gauge, "Build information (1)"),
+];
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+impl Metrics {
+    pub fn new(top_n: usize, watch: impl IntoIterator<Item = String>) -> Self {
+        let mut m = Metrics {
+            top_n,
+            watch: watch.into_iter().collect(),
+            ..Default::default()
+        };
+        for (name, kind, help) in HELP {
+            m.families.insert(name, (*kind, help));
+        }
+        m.set(
+            "ekuwatch_build_info",
+            vec![("version", env!("CARGO_PKG_VERSION").to_string())],
+            1.0,
+        );
+        m.set("ekuwatch_flows_active", vec![], 0.0);
+        m
+    }
+
+    fn add(&mut self, name: &'static str, labels: Labels, v: f64) {
+        *self.values.entry((name, labels)).or_default() += v;
+    }
+
+    fn set(&mut self, name: &'static str, labels: Labels, v: f64) {
+        self.values.insert((name, labels), v);
+    }
+
+    /// Number of series (the cardinality bound is checked on this).
+    pub fn series(&self) -> usize {
+        self.values.len()
+    }
+
+    /// The `peer` label value for a registered domain (bounded; see the module doc).
+    pub fn peer_label(&mut self, peer: &str) -> String {
+        if self.watch.contains(peer) || self.labelled.contains(peer) {
+            return peer.to_string();
+        }
+        if self.labelled.len() >= self.top_n {
+            return "other".into();
+        }
+        if self.candidates.len() >= MAX_CANDIDATES && !self.candidates.contains_key(peer) {
+            return "other".into();
+        }
+        let n = self.candidates.entry(peer.to_string()).or_default();
+        *n += 1;
+        if *n >= PEER_MIN_SESSIONS {
+            self.candidates.remove(peer);
+            self.labelled.insert(peer.to_string());
+            return peer.to_string();
+        }
+        "other".into()
+    }
+
+    /// Counts one session event; `peer` is its registered domain (peers::registered_domain).
+    pub fn observe(&mut self, ev: &SessionEvent, peer: &str) {
+        let dir = ev.direction.as_str().to_string();
+        let peer = self.peer_label(peer);
+        if let Some(s) = &ev.smtp {
+            let st = serde_json::to_value(s.starttls)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            self.add(
+                "ekuwatch_smtp_sessions",
+                vec![("direction", dir.clone()), ("starttls", st)],
+                1.0,
+            );
+        }
+        for w in &ev.weirds {
+            self.add("ekuwatch_weirds", vec![("kind", w.clone())], 1.0);
+        }
+        let Some(t) = &ev.tls else { return };
+        let version = t.version.clone().unwrap_or_else(|| "unknown".into());
+        let resumed = t.resumed == Some(true);
+        self.add(
+            "ekuwatch_tls_handshakes",
+            vec![
+                ("direction", dir.clone()),
+                ("version", version.clone()),
+                ("resumed", resumed.to_string()),
+                ("result", t.outcome.result.as_str().into()),
+            ],
+            1.0,
+        );
+        let cr = &t.certificate_request;
+        let ev_labels = vec![
+            ("direction", dir.clone()),
+            ("version", version.clone()),
+            ("evidence", cr.evidence.as_str().to_string()),
+            ("peer", peer.clone()),
+        ];
+        if !resumed && cr.present.is_some() {
+            self.add(
+                "ekuwatch_certificate_request_checks",
+                ev_labels.clone(),
+                1.0,
+            );
+            if cr.present == Some(true) {
+                self.add("ekuwatch_certificate_requests", ev_labels, 1.0);
+            }
+        }
+        if t.outcome.result == crate::tls::OutcomeResult::Established {
+            let crv = cr.present.map_or("unknown".to_string(), |b| b.to_string());
+            self.add(
+                "ekuwatch_established_sessions",
+                vec![
+                    ("direction", dir.clone()),
+                    ("certificate_request", crv),
+                    ("peer", peer.clone()),
+                ],
+                1.0,
+            );
+        }
+        let cc = &t.client_certificate;
+        let class = cc
+            .chain
+            .first()
+            .and_then(|c| c.eku_class)
+            .map_or("unknown", |c| c.as_str());
+        let trust = cc.chain_class.as_ref().map_or("unknown", |c| c.trust);
+        if cc.status != CertStatus::Absent || cr.present == Some(true) {
+            self.add(
+                "ekuwatch_client_certificates",
+                vec![
+                    ("direction", dir.clone()),
+                    ("status", cc.status.as_str().into()),
+                    (
+                        "eku_class",
+                        if cc.status == CertStatus::Presented {
+                            class.into()
+                        } else {
+                            "none".into()
+                        },
+                    ),
+                    (
+                        "trust",
+                        if cc.status == CertStatus::Presented {
+                            trust.into()
+                        } else {
+                            "unknown".into()
+                        },
+                    ),
+                    ("peer", peer.clone()),
+                ],
+                1.0,
+            );
+        }
+        let alert = match &t.outcome.alert {
+            None => "none".to_string(),
+            Some(a) => a.description.clone().unwrap_or_else(|| "encrypted".into()),
+        };
+        let client_class = match cc.status {
+            CertStatus::Presented => class.to_string(),
+            CertStatus::Empty | CertStatus::Absent => "no_cert".into(),
+            CertStatus::Unknown => "unknown".into(),
+        };
+        self.add(
+            "ekuwatch_handshake_outcomes",
+            vec![
+                ("direction", dir),
+                ("result", t.outcome.result.as_str().into()),
+                ("alert", alert),
+                ("client_eku_class", client_class),
+                ("peer", peer),
+            ],
+            1.0,
+        );
+    }
+
+    /// Current verdicts (one series per labelled peer; `other` peers are not listed).
+    pub fn set_verdicts(&mut self, book: &PeerBook) {
+        self.values
+            .retain(|(n, _), _| *n != "ekuwatch_peer_verdict");
+        for p in book.peers() {
+            let (Some(v), true) = (
+                p.verdict(),
+                self.watch.contains(&p.peer) || self.labelled.contains(&p.peer),
+            ) else {
+                continue;
+            };
+            self.set(
+                "ekuwatch_peer_verdict",
+                vec![("peer", p.peer.clone()), ("verdict", v.into())],
+                1.0,
+            );
+        }
+    }
+
+    /// Capture-side counters (absolute values).
+    pub fn set_capture(
+        &mut self,
+        source: &str,
+        packets: u64,
+        drops: &[(&str, u64)],
+        flows_active: usize,
+        parse_errors: &BTreeMap<&'static str, u64>,
+    ) {
+        self.set(
+            "ekuwatch_capture_packets",
+            vec![("source", source.into())],
+            packets as f64,
+        );
+        for (reason, n) in drops {
+            self.set(
+                "ekuwatch_capture_dropped_packets",
+                vec![("source", source.into()), ("reason", (*reason).into())],
+                *n as f64,
+            );
+        }
+        self.set("ekuwatch_flows_active", vec![], flows_active as f64);
+        for (layer, n) in parse_errors {
+            self.set(
+                "ekuwatch_parse_errors",
+                vec![("layer", (*layer).into())],
+                *n as f64,
+            );
+        }
+    }
+
+    fn sample_name(&self, name: &str) -> String {
+        match self.families.get(name) {
+            Some((Kind::Counter, _)) => format!("{name}_total"),
+            _ => name.to_string(),
+        }
+    }
+
+    fn labels(l: &Labels) -> String {
+        if l.is_empty() {
+            return String::new();
+        }
+        let inner: Vec<String> = l
+            .iter()
+            .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+            .collect();
+        format!("{{{}}}", inner.join(","))
+    }
+
+    /// Prometheus text exposition (format 0.0.4).
+    pub fn render(&self) -> String {
+        let mut o = String::new();
+        for (name, (kind, help)) in &self.families {
+            let sname = self.sample_name(name);
+            let _ = writeln!(o, "# HELP {sname} {help}");
+            let _ = writeln!(
+                o,
+                "# TYPE {sname} {}",
+                if *kind == Kind::Counter {
+                    "counter"
+                } else {
+                    "gauge"
+                }
+            );
+            for ((n, l), v) in self.values.range((*name, Vec::new())..) {
+                if n != name {
+                    break;
+                }
+                let _ = writeln!(o, "{sname}{} {v}", Self::labels(l));
+            }
+        }
+        o
+    }
+
+    /// A snapshot of every series, for timestamped OpenMetrics.
+    pub fn snapshot(&self) -> Vec<((&'static str, Labels), f64)> {
+        self.values.iter().map(|(k, v)| (k.clone(), *v)).collect()
+    }
+
+    /// OpenMetrics text with timestamps from snapshots taken at packet times (seconds), grouped by
+    /// family and series as `promtool tsdb create-blocks-from openmetrics` requires.
+    pub fn openmetrics(&self, snapshots: &[(f64, Vec<((&'static str, Labels), f64)>)]) -> String {
+        let mut series: BTreeMap<(&'static str, Labels), Vec<(f64, f64)>> = BTreeMap::new();
+        for (ts, snap) in snapshots {
+            for (k, v) in snap {
+                series.entry(k.clone()).or_default().push((*ts, *v));
+            }
+        }
+        let mut o = String::new();
+        for (name, (kind, help)) in &self.families {
+            let _ = writeln!(o, "# HELP {name} {help}");
+            let _ = writeln!(
+                o,
+                "# TYPE {name} {}",
+                if *kind == Kind::Counter {
+                    "counter"
+                } else {
+                    "gauge"
+                }
+            );
+            let sname = self.sample_name(name);
+            for ((n, l), samples) in series.range((*name, Vec::new())..) {
+                if n != name {
+                    break;
+                }
+                for (ts, v) in samples {
+                    let _ = writeln!(o, "{sname}{} {v} {ts:.3}", Self::labels(l));
+                }
+            }
+        }
+        o.push_str("# EOF\n");
+        o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_labels_are_bounded() {
+        let mut m = Metrics::new(3, ["watched.example".to_string()]);
+        let mut values = BTreeSet::new();
+        for round in 0..3 {
+            for i in 0..10_000 {
+                values.insert(m.peer_label(&format!("p{i}.example")));
+            }
+            values.insert(m.peer_label("watched.example"));
+            let _ = round;
+        }
+        assert!(values.len() <= 3 + 1 + 1, "{}", values.len());
+        assert!(values.contains("watched.example") && values.contains("other"));
+    }
+
+    #[test]
+    fn text_format_shapes() {
+        let mut m = Metrics::new(10, []);
+        m.set_capture("pcap", 5, &[("kernel", 2)], 1, &BTreeMap::new());
+        let t = m.render();
+        assert!(t.contains("# TYPE ekuwatch_capture_packets_total counter\nekuwatch_capture_packets_total{source=\"pcap\"} 5\n"), "{t}");
+        assert!(t.contains("ekuwatch_build_info{version=\""));
+        let om = m.openmetrics(&[(10.0, m.snapshot()), (70.0, m.snapshot())]);
+        assert!(om.contains("# TYPE ekuwatch_capture_packets counter\nekuwatch_capture_packets_total{source=\"pcap\"} 5 10.000\nekuwatch_capture_packets_total{source=\"pcap\"} 5 70.000\n"), "{om}");
+        assert!(om.ends_with("# EOF\n"));
+    }
+}

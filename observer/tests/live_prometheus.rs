@@ -1,0 +1,310 @@
+//! End to end, as root: `ekuwatch live` captures real OpenSSL traffic on `lo` (an OpenSSL server
+//! verifying client certificates with the ssl_client purpose; clients presenting a dual-EKU, a
+//! serverAuth-only and no certificate), a real Prometheus server (Debian package) scrapes it, and
+//! the counters read back through Prometheus's HTTP API match the events written for the same
+//! traffic. Every dashboard query is executed against that Prometheus. SIGTERM leaves the final
+//! counters consistent with the events.
+#![cfg(feature = "live")]
+
+mod common;
+use common::*;
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Kill(Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+fn http_get(port: u16, path: &str) -> Option<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
+}
+
+fn urlencode(q: &str) -> String {
+    q.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+fn prom_query(port: u16, q: &str) -> Value {
+    let body = http_get(port, &format!("/api/v1/query?query={}", urlencode(q))).unwrap_or_default();
+    serde_json::from_str(&body).unwrap_or(Value::Null)
+}
+
+fn prom_scalar(port: u16, q: &str) -> Option<f64> {
+    let r = prom_query(port, q);
+    r["data"]["result"][0]["value"][1]
+        .as_str()
+        .and_then(|v| v.parse().ok())
+}
+
+fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !f() {
+        assert!(
+            t.elapsed() < Duration::from_secs(secs),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn client(pki: &Path, port: u16, cert: Option<&str>, version: &str) {
+    let mut c = Command::new("openssl");
+    c.args([
+        "s_client",
+        "-connect",
+        &format!("127.0.0.1:{port}"),
+        "-bind",
+        "127.0.0.2:0",
+        "-servername",
+        "mx.lab.test",
+        version,
+    ]);
+    c.arg("-CAfile").arg(pki.join("root.cert.pem"));
+    if let Some(name) = cert {
+        c.arg("-cert")
+            .arg(pki.join(format!("client-{name}.chain.pem")));
+        c.arg("-key")
+            .arg(pki.join(format!("client-{name}.key.pem")));
+    }
+    let mut child = c
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _ = child
+        .stdin
+        .as_mut()
+        .unwrap()
+        .write_all(b"hello one\nhello two\n");
+    std::thread::sleep(Duration::from_millis(600));
+    drop(child.stdin.take());
+    let _ = child.wait();
+}
+
+#[test]
+fn live_capture_scraped_by_real_prometheus() {
+    if !is_root() {
+        return skip_or_fail("needs root (packet capture on lo)");
+    }
+    if Command::new("prometheus")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        return skip_or_fail("prometheus not installed (scripts/setup.sh installs it)");
+    }
+    let base = 20000 + (std::process::id() % 20000) as u16;
+    let (tls_port, exporter, prom_port) = (base, base + 1, base + 2);
+    let dir = std::env::temp_dir().join(format!("ekuwatch-live-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let pki = captures().join("pki");
+    let events = dir.join("events.jsonl");
+
+    let mut ekw = Kill(
+        Command::new(env!("CARGO_BIN_EXE_ekuwatch"))
+            .args([
+                "live",
+                "--interface",
+                "lo",
+                "--port",
+                &tls_port.to_string(),
+                "--listen",
+                &format!("127.0.0.1:{exporter}"),
+            ])
+            .args(["--local-net", "127.0.0.2/32", "--linger", "5", "--events"])
+            .arg(&events)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for("exporter", 20, || {
+        http_get(exporter, "/healthz").is_some_and(|b| b == "ok\n")
+    });
+
+    let _server = Kill(
+        Command::new("openssl")
+            .args([
+                "s_server",
+                "-accept",
+                &format!("127.0.0.1:{tls_port}"),
+                "-Verify",
+                "1",
+                "-verify_return_error",
+            ])
+            .args(["-purpose", "sslclient", "-naccept", "6", "-quiet"])
+            .arg("-cert")
+            .arg(pki.join("server.chain.pem"))
+            .arg("-key")
+            .arg(pki.join("server.key.pem"))
+            .arg("-CAfile")
+            .arg(pki.join("root.cert.pem"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    client(&pki, tls_port, Some("both"), "-tls1_2");
+    client(&pki, tls_port, Some("serveronly"), "-tls1_2");
+    client(&pki, tls_port, None, "-tls1_2");
+    client(&pki, tls_port, Some("both"), "-tls1_3");
+
+    // A real Prometheus scraping the exporter every second.
+    let cfg = dir.join("prometheus.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nscrape_configs:\n  - job_name: ekuwatch\n    static_configs: [{{targets: ['127.0.0.1:{exporter}']}}]\n"
+        ),
+    )
+    .unwrap();
+    let _prom = Kill(
+        Command::new("prometheus")
+            .arg(format!("--config.file={}", cfg.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+            .arg("--log.level=warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let evs = || {
+        read_jsonl(&events)
+            .into_iter()
+            .filter(|e| !e["tls"].is_null())
+            .collect::<Vec<Value>>()
+    };
+    wait_for("4 TLS events", 30, || evs().len() >= 4);
+    let evs = evs();
+    let n = evs.len() as f64;
+    let with_cr = evs
+        .iter()
+        .filter(|e| e["tls"]["certificate_request"]["present"] == true)
+        .count() as f64;
+    let failed_43 = evs
+        .iter()
+        .filter(|e| e["tls"]["outcome"]["alert"]["code"] == 43)
+        .count() as f64;
+    assert_eq!(
+        failed_43, 1.0,
+        "the serverAuth-only client got alert 43: {evs:?}"
+    );
+    wait_for("Prometheus to scrape the counters", 60, || {
+        prom_scalar(prom_port, "sum(ekuwatch_tls_handshakes_total)") == Some(n)
+    });
+    assert_eq!(
+        prom_scalar(prom_port, "sum(ekuwatch_certificate_requests_total)"),
+        Some(with_cr)
+    );
+    assert_eq!(
+        prom_scalar(
+            prom_port,
+            r#"sum(ekuwatch_handshake_outcomes_total{client_eku_class="server_only",alert="unsupported_certificate"})"#
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        prom_scalar(
+            prom_port,
+            r#"sum(ekuwatch_tls_handshakes_total{direction="outbound"})"#
+        ),
+        Some(n)
+    );
+    assert_eq!(
+        prom_scalar(prom_port, r#"ekuwatch_peer_verdict{peer="lab.test"}"#),
+        Some(1.0)
+    );
+    let v = prom_query(prom_port, "ekuwatch_peer_verdict");
+    assert_eq!(
+        v["data"]["result"][0]["metric"]["verdict"], "requests_rejects_server_only",
+        "{v}"
+    );
+
+    // Every dashboard query runs against this Prometheus.
+    let queries = std::fs::read_to_string(repo().join("dashboards/grafana/queries.json")).ok();
+    if let Some(q) = queries {
+        let list: Vec<Value> = serde_json::from_str(&q).unwrap();
+        let mut empty = Vec::new();
+        for item in &list {
+            let expr = item["expr"].as_str().unwrap();
+            let r = prom_query(prom_port, expr);
+            assert_eq!(
+                r["status"], "success",
+                "dashboard query failed: {expr}: {r}"
+            );
+            if r["data"]["result"].as_array().is_none_or(|a| a.is_empty()) {
+                empty.push(expr.to_string());
+            }
+        }
+        eprintln!(
+            "{} dashboard queries ran; {} empty on this traffic: {empty:#?}",
+            list.len(),
+            empty.len()
+        );
+    } else {
+        skip_or_fail("dashboards/grafana/queries.json missing");
+    }
+
+    // /peers has the full table; SIGTERM: the final counters stay consistent with the events.
+    let peers: Value = serde_json::from_str(&http_get(exporter, "/peers").unwrap()).unwrap();
+    assert_eq!(peers["peers"][0]["verdict"], "requests_rejects_server_only");
+    let pid = ekw.0.id();
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    let final_metrics =
+        http_get(exporter, "/metrics").expect("final counters served during linger");
+    let total: f64 = final_metrics
+        .lines()
+        .filter(|l| l.starts_with("ekuwatch_tls_handshakes_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    let final_events = read_jsonl(&events)
+        .into_iter()
+        .filter(|e| !e["tls"].is_null())
+        .count() as f64;
+    assert_eq!(
+        total, final_events,
+        "final scrape matches the events written"
+    );
+    let status = ekw.0.wait().unwrap();
+    assert!(status.success(), "clean exit on SIGTERM");
+    let _ = std::fs::remove_dir_all(&dir);
+}
