@@ -12,7 +12,7 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let cfg = FlowConfig { per_flow_cap: 64 * 1024, max_flows: 1024, ..FlowConfig::default() };
     let mut p = Pipeline::new(cfg);
-    let _ = p.read(CaptureReader::new(std::path::Path::new("fuzz"), data), |_| {});
+    let _ = p.read(CaptureReader::new(std::path::Path::new("fuzz"), data), |_, _| {});
     p.finish();
     let mut book = PeerBook::default();
     let mut sink = JsonlSink::new(Vec::new());

@@ -137,3 +137,54 @@ fn no_secrets_addresses_or_content_in_any_output() {
         assert!(!all.contains(needle), "{needle:?} leaked into the output");
     }
 }
+
+/// `--openmetrics` output is accepted by promtool's backfill, and its final counters match the events.
+#[test]
+fn openmetrics_backfill_is_accepted_by_promtool() {
+    if Command::new("promtool").arg("--version").output().is_err() {
+        return skip_or_fail("promtool not installed (scripts/setup.sh installs prometheus)");
+    }
+    let dir = std::env::temp_dir().join(format!("ekuwatch-om-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let om = dir.join("out.om");
+    let (code, out, err) = ekuwatch(&[
+        "analyze",
+        "--report",
+        "none",
+        "--events",
+        "-",
+        "--openmetrics",
+        om.to_str().unwrap(),
+        captures().to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let tls_events = out.lines().filter(|l| !l.contains("\"tls\":null")).count() as f64;
+    let text = std::fs::read_to_string(&om).unwrap();
+    assert!(text.ends_with("# EOF\n"));
+    // the last sample of every handshake series, summed, is the number of TLS events
+    let mut last: std::collections::BTreeMap<String, f64> = Default::default();
+    for l in text
+        .lines()
+        .filter(|l| l.starts_with("ekuwatch_tls_handshakes_total{"))
+    {
+        let (series, rest) = l.split_once("} ").unwrap();
+        last.insert(
+            series.to_string(),
+            rest.split(' ').next().unwrap().parse().unwrap(),
+        );
+    }
+    assert_eq!(last.values().sum::<f64>(), tls_events);
+    let st = Command::new("promtool")
+        .args(["tsdb", "create-blocks-from", "openmetrics"])
+        .arg(&om)
+        .arg(dir.join("data"))
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
