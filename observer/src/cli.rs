@@ -1,7 +1,7 @@
 //! Command line (the edge: `anyhow` lives here and only here).
 
 use crate::capture::expand_paths;
-use crate::flow::FlowConfig;
+use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::peers::PeerBook;
 use crate::pipeline::Pipeline;
@@ -28,6 +28,11 @@ pub struct Cli {
 pub enum Command {
     /// Analyze pcap/pcapng files or directories of them.
     Analyze(AnalyzeArgs),
+    /// Check a configuration file (unknown keys are errors) and exit.
+    CheckConfig {
+        /// The TOML file.
+        file: PathBuf,
+    },
     /// Capture live on an interface (libpcap) and export metrics (build with `--features live`).
     #[cfg(feature = "live")]
     Live(LiveArgs),
@@ -36,9 +41,12 @@ pub enum Command {
 #[cfg(feature = "live")]
 #[derive(clap::Args, Debug)]
 pub struct LiveArgs {
-    /// Interface to capture on.
+    /// Configuration file (TOML; flags extend or override it).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Interface to capture on (or `interface` in the configuration file).
     #[arg(long, value_name = "IF")]
-    pub interface: String,
+    pub interface: Option<String>,
     /// Capture backend (pcap; ebpf comes with a later version).
     #[arg(long, default_value = "pcap", value_parser = ["pcap"])]
     pub backend: String,
@@ -48,21 +56,25 @@ pub struct LiveArgs {
     /// Extra SMTP ports to watch (repeatable).
     #[arg(long = "port", value_name = "PORT")]
     pub ports: Vec<u16>,
-    /// Address of the exporter (/metrics, /peers, /healthz).
-    #[arg(long, default_value = "127.0.0.1:9967", value_name = "ADDR")]
-    pub listen: std::net::SocketAddr,
+    /// Address of the exporter (/metrics, /peers, /healthz; default 127.0.0.1:9967).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
     /// Our own hosts (default: the interface's addresses).
     #[arg(long = "local-net", value_name = "CIDR")]
     pub local_net: Vec<IpNet>,
     /// Write events as JSON Lines, flushed per connection ("-" for standard output).
     #[arg(long, value_name = "FILE")]
     pub events: Option<PathBuf>,
-    /// Peers that get their own `peer` label in metrics (besides the watch-list).
-    #[arg(long = "top-peers", default_value_t = 100, value_name = "N")]
-    pub top_peers: usize,
+    /// Peers that get their own `peer` label in metrics (besides the watch-list; default 100).
+    #[arg(long = "top-peers", value_name = "N")]
+    pub top_peers: Option<usize>,
     /// Registered domains that always get their own `peer` label (repeatable).
     #[arg(long = "watch", value_name = "DOMAIN")]
     pub watch: Vec<String>,
+    /// User to switch to once the capture and the exporter socket are open (when started as root;
+    /// default `nobody`). `-` keeps the current user.
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
     /// Seconds the final counters stay served after SIGINT/SIGTERM.
     #[arg(long, default_value_t = 2)]
     pub linger: u64,
@@ -79,15 +91,29 @@ fn live(a: LiveArgs) -> Result<()> {
             })?))
         }
     };
+    let file = match &a.config {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    let Some(interface) = a.interface.or(file.interface.clone()) else {
+        anyhow::bail!("no interface: give --interface or `interface` in the configuration file");
+    };
+    let mut local_nets = file.nets().map_err(anyhow::Error::msg)?;
+    local_nets.extend(a.local_net);
     crate::live::run(crate::live::LiveConfig {
-        interface: a.interface,
-        filter: a.filter,
-        ports: a.ports,
-        listen: a.listen,
-        local_nets: a.local_net,
+        interface,
+        filter: a.filter.or(file.filter.clone()),
+        ports: file.ports.iter().chain(&a.ports).copied().collect(),
+        listen: a
+            .listen
+            .or(file.listen)
+            .unwrap_or(([127, 0, 0, 1], 9967).into()),
+        local_nets,
         events,
-        top_peers: a.top_peers,
-        watch: a.watch,
+        top_peers: a.top_peers.or(file.top_peers).unwrap_or(100),
+        watch: file.watch.iter().chain(&a.watch).cloned().collect(),
+        user: a.user.or(file.user.clone()),
+        flow: file.flow_config(),
         linger: std::time::Duration::from_secs(a.linger),
     })?;
     Ok(())
@@ -121,13 +147,16 @@ pub struct AnalyzeArgs {
     /// Extra SMTP server ports (25, 465, 587 are always SMTP); used to call implicit TLS SMTP.
     #[arg(long = "port", value_name = "PORT")]
     pub ports: Vec<u16>,
+    /// Configuration file (TOML; flags extend or override it).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Write the metrics as timestamped OpenMetrics (one snapshot per minute of packet time) for
     /// `promtool tsdb create-blocks-from openmetrics FILE DATA_DIR`.
     #[arg(long, value_name = "FILE")]
     pub openmetrics: Option<PathBuf>,
-    /// Peers that get their own `peer` label in metrics (besides the watch-list).
-    #[arg(long = "top-peers", default_value_t = 100, value_name = "N")]
-    pub top_peers: usize,
+    /// Peers that get their own `peer` label in metrics (besides the watch-list; default 100).
+    #[arg(long = "top-peers", value_name = "N")]
+    pub top_peers: Option<usize>,
     /// Registered domains that always get their own `peer` label (repeatable).
     #[arg(long = "watch", value_name = "DOMAIN")]
     pub watch: Vec<String>,
@@ -154,6 +183,15 @@ pub fn main() -> ExitCode {
         .init();
     let r = match cli.command {
         Command::Analyze(a) => analyze(a),
+        Command::CheckConfig { file } => Config::load(&file).map_err(Into::into).map(|c| {
+            println!(
+                "{}: ok ({} local nets, {} extra ports, {} watched peers)",
+                file.display(),
+                c.local_nets.len(),
+                c.ports.len(),
+                c.watch.len()
+            );
+        }),
         #[cfg(feature = "live")]
         Command::Live(a) => live(a),
     };
@@ -230,11 +268,15 @@ fn analyze(a: AnalyzeArgs) -> Result<()> {
                 .join(", ")
         );
     }
-    let mut cfg = FlowConfig {
-        local_nets: a.local_net.clone(),
-        ..FlowConfig::default()
+    let file = match &a.config {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
     };
+    let mut cfg = file.flow_config();
+    cfg.local_nets.extend(a.local_net.iter().copied());
     cfg.smtp_ports.extend(&a.ports);
+    let watch: Vec<String> = file.watch.iter().chain(&a.watch).cloned().collect();
+    let top_peers = a.top_peers.or(file.top_peers).unwrap_or(100);
     let events_to_stdout = a
         .events
         .as_deref()
@@ -290,7 +332,7 @@ fn analyze(a: AnalyzeArgs) -> Result<()> {
         metrics: a
             .openmetrics
             .as_ref()
-            .map(|_| Metrics::new(a.top_peers, a.watch.iter().cloned())),
+            .map(|_| Metrics::new(top_peers, watch.iter().cloned())),
         snapshots: Vec::new(),
         next_snapshot: None,
         error: None,

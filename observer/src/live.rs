@@ -31,6 +31,8 @@ pub enum LiveError {
     Capture(String),
     #[error("events: {0}")]
     Events(std::io::Error),
+    #[error("cannot switch to user {0}: {1}")]
+    User(String, String),
 }
 
 pub struct LiveConfig {
@@ -44,6 +46,10 @@ pub struct LiveConfig {
     pub watch: Vec<String>,
     /// How long the final counters stay served after SIGINT/SIGTERM.
     pub linger: Duration,
+    /// User to switch to after opening the capture (None: `nobody` when root; `-`: stay).
+    pub user: Option<String>,
+    /// Flow-table limits (from the configuration file).
+    pub flow: FlowConfig,
 }
 
 /// What the HTTP thread serves.
@@ -110,6 +116,25 @@ fn answer(mut s: TcpStream, shared: &Mutex<Shared>) -> std::io::Result<()> {
     s.write_all(body.as_bytes())
 }
 
+/// Once the capture handle and the listening socket are open, root is no longer needed: switch to
+/// an unprivileged user (default `nobody`), groups first. Not root: nothing to do.
+fn drop_privileges(user: Option<&str>) -> Result<(), LiveError> {
+    use nix::unistd::{setgid, setgroups, setuid, Uid, User};
+    if !Uid::effective().is_root() || user == Some("-") {
+        return Ok(());
+    }
+    let name = user.unwrap_or("nobody");
+    let err = |e: String| LiveError::User(name.to_string(), e);
+    let u = User::from_name(name)
+        .map_err(|e| err(e.to_string()))?
+        .ok_or_else(|| err("no such user".into()))?;
+    setgroups(&[]).map_err(|e| err(e.to_string()))?;
+    setgid(u.gid).map_err(|e| err(e.to_string()))?;
+    setuid(u.uid).map_err(|e| err(e.to_string()))?;
+    tracing::info!(user = name, "privileges dropped");
+    Ok(())
+}
+
 /// Runs until SIGINT/SIGTERM (or the interface goes away).
 pub fn run(mut cfg: LiveConfig) -> Result<(), LiveError> {
     let stop = Arc::new(AtomicBool::new(false));
@@ -143,10 +168,11 @@ pub fn run(mut cfg: LiveConfig) -> Result<(), LiveError> {
     }
     let mut smtp_ports = vec![25, 465, 587];
     smtp_ports.extend(&cfg.ports);
+    drop_privileges(cfg.user.as_deref())?;
     let mut pipe = Pipeline::new(FlowConfig {
         local_nets: cfg.local_nets.clone(),
         smtp_ports,
-        ..FlowConfig::default()
+        ..cfg.flow.clone()
     });
     let mut metrics = Metrics::new(cfg.top_peers, cfg.watch.clone());
     let mut book = PeerBook::default();

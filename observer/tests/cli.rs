@@ -188,3 +188,27 @@ fn openmetrics_backfill_is_accepted_by_promtool() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn check_config_accepts_the_example_and_rejects_unknown_keys() {
+    let example = repo().join("deploy/ekuwatch.toml");
+    let (code, out, err) = ekuwatch(&["check-config", example.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(": ok ("), "{out}");
+    let bad = std::env::temp_dir().join(format!("ekuwatch-bad-{}.toml", std::process::id()));
+    std::fs::write(&bad, "interface = \"eth0\"\nlocal_net = [\"10.0.0.0/8\"]\n").unwrap();
+    let (code, _, err) = ekuwatch(&["check-config", bad.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("unknown field") && err.trim().lines().count() == 1,
+        "{err}"
+    );
+    let (code, _, _) = ekuwatch(&[
+        "analyze",
+        "--config",
+        bad.to_str().unwrap(),
+        captures().to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1);
+    let _ = std::fs::remove_file(bad);
+}

@@ -149,6 +149,17 @@ fn live_capture_scraped_by_real_prometheus() {
     wait_for("exporter", 20, || {
         http_get(exporter, "/healthz").is_some_and(|b| b == "ok\n")
     });
+    // Started as root, it runs as `nobody` once the capture is open.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", ekw.0.id())).unwrap();
+    let uid = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .unwrap()
+        .to_string();
+    assert!(
+        !uid.split_whitespace().skip(1).any(|u| u == "0"),
+        "still root: {uid}"
+    );
 
     let _server = Kill(
         Command::new("openssl")
