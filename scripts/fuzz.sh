@@ -1,12 +1,27 @@
 #!/usr/bin/env bash
-# Bounded fuzz run of the whole-pipeline target, seeded with the bundled captures.
-# Usage: scripts/fuzz.sh [SECONDS] [TARGET]   (defaults: 60 s, pipeline). Needs scripts/setup.sh first.
+# Bounded fuzz runs. Usage: scripts/fuzz.sh [SECONDS] [TARGET|all]   (defaults: 60 s, pipeline).
+# `all`: the whole-pipeline target for SECONDS, every other target for SECONDS/6 (at least 10 s).
+# Seeds: the bundled captures (pipeline), fuzz/corpus/<target> (kept between runs, not committed).
+# Needs scripts/setup.sh first (nightly + cargo-fuzz).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-60}
 target=${2:-pipeline}
 NIGHTLY=nightly-2026-05-19
-mkdir -p "fuzz/corpus/${target}"
-# -rss_limit_mb: the pipeline must stay small on any input; -max_len: a few full-size packets.
-cargo "+${NIGHTLY}" fuzz run --fuzz-dir fuzz "${target}" "fuzz/corpus/${target}" captures \
-  -- -max_total_time="${secs}" -rss_limit_mb=1024 -max_len=65536 -timeout=10 -print_final_stats=1
+run() { # target seconds [seed dirs...]
+  local t=$1 s=$2; shift 2
+  mkdir -p "fuzz/corpus/$t"
+  # -rss_limit_mb: the analyzers must stay small on any input; -max_len: a few full-size packets.
+  cargo "+${NIGHTLY}" fuzz run --fuzz-dir fuzz "$t" "fuzz/corpus/$t" "$@" \
+    -- -max_total_time="$s" -rss_limit_mb=1024 -max_len=65536 -timeout=10 -print_final_stats=1
+}
+if [ "$target" = all ]; then
+  cargo "+${NIGHTLY}" fuzz build --fuzz-dir fuzz
+  run pipeline "$secs" captures
+  short=$(( secs / 6 > 10 ? secs / 6 : 10 ))
+  for t in reassembly smtp tls x509 keylog config; do run "$t" "$short"; done
+elif [ "$target" = pipeline ]; then
+  run pipeline "$secs" captures
+else
+  run "$target" "$secs"
+fi

@@ -11,5 +11,5 @@ cargo test --workspace --locked --all-features
 python3 dashboards/check.py
 promtool check rules dashboards/prometheus/alerts.yml
 promtool test rules dashboards/prometheus/alerts_test.yml
-./scripts/fuzz.sh "${EKUWATCH_FUZZ_SECONDS:-60}" pipeline
+./scripts/fuzz.sh "${EKUWATCH_FUZZ_SECONDS:-60}" all
 echo "all tests passed"
