@@ -17,6 +17,7 @@ command -v chromium >/dev/null || need_apt+=(chromium)   # the HTML report is ch
 command -v prometheus >/dev/null || need_apt+=(prometheus) # live exporter test scrapes with a real Prometheus; promtool
 [ -e /usr/include/pcap.h ] || need_apt+=(libpcap-dev)     # `--features live` links libpcap
 command -v openssl >/dev/null || need_apt+=(openssl)
+[ -x /usr/bin/time ] || need_apt+=(time)                    # peak-RSS checks on hostile captures
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]} (apt)"
   export DEBIAN_FRONTEND=noninteractive

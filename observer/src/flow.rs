@@ -100,8 +100,10 @@ fn starts_with_client_hello(d: &[u8]) -> bool {
 #[derive(Debug)]
 struct Conversation {
     proto: Proto,
-    smtp: Option<SmtpSession>,
-    tls: Option<TlsSession>,
+    // Boxed: most flows (SYN floods, other protocols) never create them, and a flow's idle
+    // state must stay small (tests: `flow_state_is_small`).
+    smtp: Option<Box<SmtpSession>>,
+    tls: Option<Box<TlsSession>>,
     weirds: Vec<&'static str>,
     other_scanned: u64,
     other_prefix: Vec<u8>,
@@ -144,10 +146,10 @@ impl Conversation {
     fn data(&mut self, dir: Dir, d: &[u8], ts: i64) {
         if self.proto == Proto::Detect {
             self.proto = if smtp::looks_like_tls(d) {
-                self.tls = Some(self.new_tls());
+                self.tls = Some(Box::new(self.new_tls()));
                 Proto::Tls
             } else if looks_like_smtp_start(dir, d) {
-                self.smtp = Some(SmtpSession::new());
+                self.smtp = Some(Box::new(SmtpSession::new()));
                 Proto::Smtp
             } else {
                 Proto::OtherText
@@ -170,7 +172,7 @@ impl Conversation {
                         self.proto = Proto::Tls;
                         let mut t = self.new_tls();
                         t.feed(dir, d.get(offset..).unwrap_or(&[]), ts);
-                        self.tls = Some(t);
+                        self.tls = Some(Box::new(t));
                         self.pump_app_data();
                         self.check_done();
                     }
@@ -209,7 +211,7 @@ impl Conversation {
                 let mut t = self.new_tls();
                 t.feed(dir, &prefix, ts);
                 t.feed(dir, &d[take..], ts);
-                self.tls = Some(t);
+                self.tls = Some(Box::new(t));
                 self.check_done();
                 return;
             }
@@ -223,7 +225,7 @@ impl Conversation {
     fn new_tls(&self) -> TlsSession {
         let mut t = TlsSession::with_keys(self.keylog.clone());
         // SMTP over TLS: follow the decrypted dialogue's reply codes when keys allow.
-        t.want_app_data(self.smtp.as_ref().is_some_and(SmtpSession::is_smtp));
+        t.want_app_data(self.smtp.as_ref().is_some_and(|s| s.is_smtp()));
         t
     }
 
@@ -246,7 +248,7 @@ impl Conversation {
     }
 
     fn check_done(&mut self) {
-        if self.tls.as_ref().is_some_and(TlsSession::is_done) {
+        if self.tls.as_ref().is_some_and(|t| t.is_done()) {
             self.proto = Proto::Done;
         }
     }
@@ -262,8 +264,8 @@ impl Conversation {
         if self.proto == Proto::Ignore {
             return false;
         }
-        self.tls.as_ref().is_some_and(TlsSession::saw_client_hello)
-            || self.smtp.as_ref().is_some_and(SmtpSession::is_smtp)
+        self.tls.as_ref().is_some_and(|t| t.saw_client_hello())
+            || self.smtp.as_ref().is_some_and(|s| s.is_smtp())
     }
 }
 
@@ -334,7 +336,9 @@ fn sender_is_server(p: &[u8]) -> Option<bool> {
 
 pub struct FlowTable {
     cfg: FlowConfig,
-    flows: HashMap<Key, Flow>,
+    /// Boxed values keep the table's buckets small (a million idle flows: ~100 MB of buckets
+    /// plus ~0.5 KB per flow, instead of 2^21 buckets of whole flows).
+    flows: HashMap<Key, Box<Flow>>,
     pub stats: FlowStats,
     out: Vec<SessionEvent>,
     now: i64,
@@ -427,7 +431,7 @@ impl FlowTable {
             let cap = self.cfg.per_flow_cap;
             self.flows.insert(
                 k,
-                Flow {
+                Box::new(Flow {
                     client,
                     server,
                     roles_certain: certain,
@@ -449,10 +453,10 @@ impl FlowTable {
                     bytes: [0; 2],
                     any_payload: false,
                     emitted: false,
-                },
+                }),
             );
         }
-        let Some(flow) = self.flows.get_mut(&k) else {
+        let Some(flow) = self.flows.get_mut(&k).map(|b| &mut **b) else {
             return;
         };
         let queued_before = flow.reasm[0].buffered() + flow.reasm[1].buffered();
@@ -571,7 +575,7 @@ impl FlowTable {
             return;
         }
         let last_ts = flow.last_ts;
-        let Flow { reasm, conv, .. } = &mut flow;
+        let Flow { reasm, conv, .. } = &mut *flow;
         for (d, dir) in [(0, Dir::ToServer), (1, Dir::ToClient)] {
             reasm[d].flush(&mut |c| conv.deliver(dir, c, last_ts));
         }
@@ -634,6 +638,21 @@ mod tests {
         }
     }
 
+    /// Issue 7: per-flow state while handshaking ≤ 1 KiB plus buffered bytes; an idle or
+    /// SYN-only flow costs only its `Flow` (analyzers are boxed and created on first payload).
+    #[test]
+    fn flow_state_is_small() {
+        let flow = std::mem::size_of::<Flow>();
+        eprintln!(
+            "Flow {flow} bytes, SmtpSession {}, TlsSession {}",
+            std::mem::size_of::<SmtpSession>(),
+            std::mem::size_of::<TlsSession>()
+        );
+        assert!(flow <= 512, "Flow is {flow} bytes");
+        let live = flow + std::mem::size_of::<SmtpSession>() + std::mem::size_of::<TlsSession>();
+        assert!(live <= 2048, "Flow + analyzers is {live} bytes");
+    }
+
     #[test]
     fn global_memcap_bounds_queued_bytes_across_flows() {
         let cfg = FlowConfig {
@@ -684,7 +703,7 @@ fn make_event(flow: &Flow, cfg: &FlowConfig) -> SessionEvent {
         .smtp
         .as_ref()
         .filter(|s| s.is_smtp())
-        .map(SmtpSession::facts);
+        .map(|s| s.facts());
     let tls = conv.tls.as_ref().filter(|t| t.saw_client_hello()).map(|t| {
         let mut f = t.facts();
         f.smtp_reply_after_tls = conv

@@ -104,6 +104,36 @@ const HELP: &[(&str, Kind, &str)] = &[
     ("ekuwatch_build_info", Kind::Gauge, "Build information (1)"),
 ];
 
+/// Every weird kind the analyzers emit (docs/events.md): their counters start at 0, so rates and
+/// alerts on them work before the first occurrence.
+pub const WEIRD_KINDS: &[&str] = &[
+    "content_gap",
+    "memcap_exceeded",
+    "mid_stream_start",
+    "reassembly_buffer_overflow",
+    "rst_by_client",
+    "rst_by_server",
+    "smtp_gap",
+    "tcp_overlap_conflict",
+    "tls13_client_flight_unrecognised",
+    "tls_bad_alert",
+    "tls_bad_certificate_message",
+    "tls_bad_certificate_request",
+    "tls_bad_client_hello",
+    "tls_bad_extensions",
+    "tls_bad_record_header",
+    "tls_bad_server_hello",
+    "tls_chain_too_long",
+    "tls_decrypt_failed",
+    "tls_decrypt_unsupported_suite",
+    "tls_empty_record",
+    "tls_handshake_too_large",
+    "tls_lost_sync_after_gap",
+    "tls_too_many_ca_names",
+    "truncated_packet",
+    "x509_parse_error",
+];
+
 fn escape(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
@@ -126,6 +156,16 @@ impl Metrics {
             1.0,
         );
         m.set("ekuwatch_flows_active", vec![], 0.0);
+        for k in WEIRD_KINDS {
+            m.set("ekuwatch_weirds", vec![("kind", (*k).to_string())], 0.0);
+        }
+        for layer in ["capture", "decode"] {
+            m.set(
+                "ekuwatch_parse_errors",
+                vec![("layer", layer.to_string())],
+                0.0,
+            );
+        }
         m
     }
 
@@ -430,6 +470,18 @@ mod tests {
         }
         assert!(values.len() <= 3 + 1 + 1, "{}", values.len());
         assert!(values.contains("watched.example") && values.contains("other"));
+    }
+
+    #[test]
+    fn every_weird_kind_is_documented_and_preinitialised() {
+        let doc = include_str!("../../docs/events.md");
+        for k in WEIRD_KINDS {
+            assert!(doc.contains(&format!("`{k}`")), "{k} not in docs/events.md");
+        }
+        let m = Metrics::new(1, []);
+        assert!(m
+            .render()
+            .contains("ekuwatch_weirds_total{kind=\"content_gap\"} 0"));
     }
 
     #[test]

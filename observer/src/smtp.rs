@@ -216,11 +216,23 @@ impl SmtpSession {
             let (n, complete) = buf.push(&data[off..]);
             off += n;
             if !complete {
+                if buf.overlong {
+                    // reported as soon as the cap is hit: a line that never ends is seen too
+                    self.anomaly("smtp_line_too_long");
+                }
                 continue;
             }
             let (line, overlong) = buf.take_line();
             if overlong {
                 self.anomaly("smtp_line_too_long");
+                // a cut line is not a command we can trust (e.g. an endless EHLO): keep the
+                // reply pairing, take nothing from it
+                if dir == Dir::ToServer {
+                    if self.pending.len() < MAX_PENDING {
+                        self.pending.push_back(String::new());
+                    }
+                    continue;
+                }
             }
             let next = match dir {
                 Dir::ToServer => self.client_line(&line),
@@ -647,12 +659,28 @@ mod tests {
     fn long_lines_are_cut_and_flagged() {
         let mut long = vec![b'A'; 100_000];
         long.extend_from_slice(b"\r\n");
-        let (s, _) = session(&[(S, b"220 mx ESMTP\r\n"), (C, b"EHLO "), (C, &long)]);
+        let (s, _) = session(&[
+            (S, b"220 mx ESMTP\r\n"),
+            (C, b"EHLO "),
+            (C, &long),
+            (S, b"500 line too long\r\n"),
+            (C, b"EHLO real.example\r\n"),
+        ]);
         assert!(s
             .facts
             .anomalies
             .contains(&"smtp_line_too_long".to_string()));
-        assert!(s.facts.helo.as_ref().is_some_and(|h| h.len() <= 255));
+        assert_eq!(
+            s.facts.helo.as_deref(),
+            Some("real.example"),
+            "the cut EHLO is not taken"
+        );
+        // a line that never ends is flagged too
+        let (s, _) = session(&[(S, b"220 mx ESMTP\r\n"), (C, &[b'B'; 5000])]);
+        assert!(s
+            .facts
+            .anomalies
+            .contains(&"smtp_line_too_long".to_string()));
     }
 
     proptest! {

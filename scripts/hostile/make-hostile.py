@@ -10,6 +10,12 @@ copied from captures/pf-askccert-tls12-openssl-serveronly.pcap (127.0.0.2:44221 
 whose event must still be reported correctly: server port 2526, tls.version "1.2",
 certificate_request.present true, client_certificate.chain[0].eku_class "server_only".
 
+manifest.json: one object per file: file, what, expect_weirds (union over the file's events),
+normal_session_port / normal_session_client_port, and "sessions": per hostile session, keyed by its
+client port (a string): "weirds" / "smtp_anomalies" that must appear in that session's event and
+"expect": dotted path in the event (list indices as numbers) -> value. garbage-keylog.txt is a key
+log ("use_as": "--keylog") to run with "use_with" (a TLS 1.3 capture of the repository).
+
 --small: 100 000 SYNs in syn-flood.pcap instead of 1 000 000.
 """
 import base64
@@ -768,7 +774,15 @@ def gen_garbage_keylog(out):
         "expect_weirds": [],
         "use_as": "--keylog",
         "use_with": "captures/pf-askccert-tls13-openssl-both.pcap",
-        "note": "the TLS 1.3 session of use_with must still be decrypted (same event as with its own key log)",
+        "note": "the TLS 1.3 session of use_with must still be decrypted: its event is identical to the one "
+                "produced with captures/pf-askccert-tls13-openssl-both.keylog (ekuwatch 0.1 warns "
+                "'malformed key log lines ignored lines=35' on stderr and exits 0)",
+        "normal_session_port": 2526,
+        "normal_session_client_port": 35601,
+        "sessions": {"35601": {"weirds": [], "expect": {
+            "tls.version": "1.3", "tls.certificate_request.present": True,
+            "tls.certificate_request.evidence": "decrypted",
+            "tls.client_certificate.chain.0.eku_class": "server_and_client"}}},
     })
 
 
