@@ -319,3 +319,171 @@ fn live_capture_scraped_by_real_prometheus() {
     assert!(status.success(), "clean exit on SIGTERM");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+fn sh(cmd: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Two observers — one on a veth pair to a network namespace, one on `lo` — scraped by the same
+/// Prometheus: the dashboards' `sum by` queries aggregate across instances.
+#[test]
+fn two_observers_aggregate_in_one_prometheus() {
+    if !is_root() {
+        return skip_or_fail("needs root (network namespace, packet capture)");
+    }
+    if Command::new("prometheus")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        return skip_or_fail("prometheus not installed (scripts/setup.sh installs it)");
+    }
+    let id = std::process::id() % 10000;
+    let (ns, veth) = (format!("ekw{id}"), format!("ekw{id}a"));
+    let peer = format!("ekw{id}b");
+    struct Cleanup(String, String);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+            let _ = Command::new("ip").args(["link", "del", &self.1]).status();
+        }
+    }
+    let _c = Cleanup(ns.clone(), veth.clone());
+    let net = 100 + id % 100;
+    assert!(sh(&format!(
+        "ip netns add {ns} && ip link add {veth} type veth peer name {peer} && ip link set {peer} netns {ns} \
+         && ip addr add 10.{net}.0.1/24 dev {veth} && ip link set {veth} up \
+         && ip netns exec {ns} ip addr add 10.{net}.0.2/24 dev {peer} && ip netns exec {ns} ip link set {peer} up \
+         && ip netns exec {ns} ip link set lo up"
+    )));
+    let base = 40000 + (std::process::id() % 10000) as u16;
+    let (tls_port, exp_a, exp_b, prom_port) = (base, base + 1, base + 2, base + 3);
+    let dir = std::env::temp_dir().join(format!("ekuwatch-two-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let pki = captures().join("pki");
+    let observer = |iface: &str, exporter: u16, events: &Path| {
+        Kill(
+            Command::new(env!("CARGO_BIN_EXE_ekuwatch"))
+                .args([
+                    "live",
+                    "--interface",
+                    iface,
+                    "--port",
+                    &tls_port.to_string(),
+                    "--listen",
+                    &format!("127.0.0.1:{exporter}"),
+                ])
+                .args(["--linger", "1", "--user", "-", "--events"])
+                .arg(events)
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let (ev_a, ev_b) = (dir.join("a.jsonl"), dir.join("b.jsonl"));
+    let _oa = observer(&veth, exp_a, &ev_a);
+    let _ob = observer("lo", exp_b, &ev_b);
+    for e in [exp_a, exp_b] {
+        wait_for("exporter", 20, || http_get(e, "/healthz").is_some());
+    }
+    // one TLS server in the namespace (reached over the veth), one on lo
+    let server = |prefix: &str, addr: &str| {
+        Kill(
+            Command::new("sh")
+                .arg("-c")
+                .arg(format!(
+                    "exec {prefix} openssl s_server -accept {addr}:{tls_port} -quiet -naccept 4 -Verify 1 -cert {} -key {} -CAfile {}",
+                    pki.join("server.chain.pem").display(),
+                    pki.join("server.key.pem").display(),
+                    pki.join("root.cert.pem").display()
+                ))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let _sa = server(&format!("ip netns exec {ns}"), &format!("10.{net}.0.2"));
+    let _sb = server("", "127.0.0.1");
+    std::thread::sleep(Duration::from_millis(600));
+    let connect = |addr: &str, bind: &str| {
+        let mut child = Command::new("openssl")
+            .args([
+                "s_client",
+                "-connect",
+                &format!("{addr}:{tls_port}"),
+                "-bind",
+                &format!("{bind}:0"),
+                "-tls1_2",
+                "-servername",
+                "mx.lab.test",
+            ])
+            .arg("-cert")
+            .arg(pki.join("client-both.chain.pem"))
+            .arg("-key")
+            .arg(pki.join("client-both.key.pem"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let _ = child.stdin.as_mut().unwrap().write_all(b"hi\nthere\n");
+        std::thread::sleep(Duration::from_millis(400));
+        drop(child.stdin.take());
+        let _ = child.wait();
+    };
+    connect(&format!("10.{net}.0.2"), &format!("10.{net}.0.1"));
+    connect(&format!("10.{net}.0.2"), &format!("10.{net}.0.1"));
+    connect("127.0.0.1", "127.0.0.2");
+    let tls = |p: &Path| {
+        read_jsonl(p)
+            .into_iter()
+            .filter(|e| !e["tls"].is_null())
+            .count() as f64
+    };
+    wait_for("events on both observers", 30, || {
+        tls(&ev_a) >= 2.0 && tls(&ev_b) >= 1.0
+    });
+    let cfg = dir.join("prometheus.yml");
+    std::fs::write(
+        &cfg,
+        format!("global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: ekuwatch\n    static_configs: [{{targets: ['127.0.0.1:{exp_a}', '127.0.0.1:{exp_b}']}}]\n"),
+    )
+    .unwrap();
+    let _prom = Kill(
+        Command::new("prometheus")
+            .arg(format!("--config.file={}", cfg.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let (a, b) = (tls(&ev_a), tls(&ev_b));
+    wait_for("both instances scraped", 60, || {
+        prom_scalar(
+            prom_port,
+            "count(count by (instance) (ekuwatch_tls_handshakes_total))",
+        ) == Some(2.0)
+            && prom_scalar(prom_port, "sum(ekuwatch_tls_handshakes_total)") == Some(a + b)
+    });
+    // per instance and aggregated, as the dashboards do it
+    let q = format!(r#"sum(ekuwatch_tls_handshakes_total{{instance="127.0.0.1:{exp_a}"}})"#);
+    assert_eq!(prom_scalar(prom_port, &q), Some(a));
+    // every handshake here had a CR: the sum over instances is the sum of both observers
+    assert_eq!(
+        prom_scalar(prom_port, "sum(ekuwatch_certificate_requests_total)"),
+        Some(a + b)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
