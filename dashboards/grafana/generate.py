@@ -172,7 +172,7 @@ panel("timeseries", "Outbound CertificateRequest rate per handshake", 0, y, 12, 
 panel("timeseries", "Outbound CertificateRequest rate per message-carrying session", 12, y, 12, 8,
       [target(f"sum(rate(ekuwatch_established_sessions_total{{{OUT},certificate_request=\"true\"}}[{RI}])) / "
               f"sum(rate(ekuwatch_established_sessions_total{{{OUT},{est_known}}}[{RI}]))", "CR / session"),
-       target(f"sum(rate(ekuwatch_established_sessions_total{{{OUT},certificate_request=\"unknown\"}}[{RI}])) / "
+       target(f"(sum(rate(ekuwatch_established_sessions_total{{{OUT},certificate_request=\"unknown\"}}[{RI}])) or vector(0)) / "
               f"sum(rate(ekuwatch_established_sessions_total{{{OUT}}}[{RI}]))", "CR presence unknown (share)")],
       unit="percentunit", options=ts_opts(), field_config=dict(ts_field(), min=0, max=1),
       description="Outbound TLS sessions that carried SMTP after the handshake and met a CertificateRequest, "
@@ -242,8 +242,9 @@ panel("timeseries", "Handshake outcomes by client EKU class ($direction)", 0, y,
       unit="ops", options=ts_opts(), field_config=ts_field(stack=True),
       description="How handshakes end, split by the EKU class of the client certificate (no_cert: none sent).")
 
-panel("table", "Failed handshakes after a serverAuth-only client certificate, by peer (range)", 12, y, 12, 9,
-      [target(f"sum by (direction, peer, result, alert) (increase(ekuwatch_handshake_outcomes_total{{{FAILED},client_eku_class=\"server_only\"}}[{RG}])) > 0",
+panel("table", "Failed handshakes after a serverAuth-only client certificate, by peer (since observer start)", 12, y, 12, 9,
+      # the counter itself, not increase(): a series born at 1 shows no increase within its range
+      [target(f"sum by (direction, peer, result, alert) (ekuwatch_handshake_outcomes_total{{{FAILED},client_eku_class=\"server_only\"}}) > 0",
               "", instant=True, fmt="table")],
       options=table_opts("failures"),
       transformations=[{"id": "organize", "options": {

@@ -75,13 +75,19 @@ fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
 }
 
 fn client(pki: &Path, port: u16, cert: Option<&str>, version: &str) {
+    client_from(pki, "127.0.0.2", "127.0.0.1", port, cert, version)
+}
+
+/// A TLS client from `from` to `to`: with `--local-net 127.0.0.2/32 127.0.0.4/32`, .2 → .1 is
+/// outbound (our MTA sending) and .3 → .4 is inbound (a peer sending to our MTA).
+fn client_from(pki: &Path, from: &str, to: &str, port: u16, cert: Option<&str>, version: &str) {
     let mut c = Command::new("openssl");
     c.args([
         "s_client",
         "-connect",
-        &format!("127.0.0.1:{port}"),
+        &format!("{to}:{port}"),
         "-bind",
-        "127.0.0.2:0",
+        &format!("{from}:0"),
         "-servername",
         "mx.lab.test",
         version,
@@ -92,6 +98,8 @@ fn client(pki: &Path, port: u16, cert: Option<&str>, version: &str) {
             .arg(pki.join(format!("client-{name}.chain.pem")));
         c.arg("-key")
             .arg(pki.join(format!("client-{name}.key.pem")));
+        c.arg("-cert_chain")
+            .arg(pki.join(format!("client-{name}.chain.pem")));
     }
     let mut child = c
         .stdin(Stdio::piped())
@@ -140,7 +148,8 @@ fn live_capture_scraped_by_real_prometheus() {
                 "--listen",
                 &format!("127.0.0.1:{exporter}"),
             ])
-            .args(["--local-net", "127.0.0.2/32", "--linger", "5", "--events"])
+            .args(["--local-net", "127.0.0.2/32", "--local-net", "127.0.0.4/32"])
+            .args(["--linger", "5", "--events"])
             .arg(&events)
             .stderr(Stdio::piped())
             .spawn()
@@ -166,19 +175,19 @@ fn live_capture_scraped_by_real_prometheus() {
             .args([
                 "s_server",
                 "-accept",
-                &format!("127.0.0.1:{tls_port}"),
+                &tls_port.to_string(),
                 "-Verify",
-                "1",
+                "3",
                 "-verify_return_error",
             ])
-            .args(["-purpose", "sslclient", "-naccept", "6", "-quiet"])
+            .args(["-purpose", "sslclient", "-naccept", "9", "-quiet"])
             .arg("-cert")
             .arg(pki.join("server.chain.pem"))
             .arg("-key")
             .arg(pki.join("server.key.pem"))
             .arg("-CAfile")
             .arg(pki.join("root.cert.pem"))
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -189,6 +198,23 @@ fn live_capture_scraped_by_real_prometheus() {
     client(&pki, tls_port, Some("serveronly"), "-tls1_2");
     client(&pki, tls_port, None, "-tls1_2");
     client(&pki, tls_port, Some("both"), "-tls1_3");
+    client_from(
+        &pki,
+        "127.0.0.3",
+        "127.0.0.4",
+        tls_port,
+        Some("both"),
+        "-tls1_2",
+    );
+    client_from(
+        &pki,
+        "127.0.0.3",
+        "127.0.0.4",
+        tls_port,
+        Some("clientonly"),
+        "-tls1_2",
+    );
+    client_from(&pki, "127.0.0.3", "127.0.0.4", tls_port, None, "-tls1_2");
 
     // A real Prometheus scraping the exporter every second.
     let cfg = dir.join("prometheus.yml");
@@ -219,7 +245,7 @@ fn live_capture_scraped_by_real_prometheus() {
             .filter(|e| !e["tls"].is_null())
             .collect::<Vec<Value>>()
     };
-    wait_for("4 TLS events", 30, || evs().len() >= 4);
+    wait_for("7 TLS events", 30, || evs().len() >= 7);
     let evs = evs();
     let n = evs.len() as f64;
     let with_cr = evs
@@ -253,7 +279,14 @@ fn live_capture_scraped_by_real_prometheus() {
             prom_port,
             r#"sum(ekuwatch_tls_handshakes_total{direction="outbound"})"#
         ),
-        Some(n)
+        Some(n - 3.0)
+    );
+    assert_eq!(
+        prom_scalar(
+            prom_port,
+            r#"sum(ekuwatch_tls_handshakes_total{direction="inbound"})"#
+        ),
+        Some(3.0)
     );
     assert_eq!(
         prom_scalar(prom_port, r#"ekuwatch_peer_verdict{peer="lab.test"}"#),
@@ -265,7 +298,8 @@ fn live_capture_scraped_by_real_prometheus() {
         "{v}"
     );
 
-    // Every dashboard query runs against this Prometheus.
+    // Every dashboard query runs against this Prometheus (rates need a few scrapes of each series).
+    std::thread::sleep(Duration::from_secs(5));
     let queries = std::fs::read_to_string(repo().join("dashboards/grafana/queries.json")).ok();
     if let Some(q) = queries {
         let list: Vec<Value> = serde_json::from_str(&q).unwrap();
@@ -281,10 +315,11 @@ fn live_capture_scraped_by_real_prometheus() {
                 empty.push(expr.to_string());
             }
         }
-        eprintln!(
-            "{} dashboard queries ran; {} empty on this traffic: {empty:#?}",
-            list.len(),
-            empty.len()
+        assert!(
+            empty.is_empty(),
+            "{} of {} dashboard queries returned nothing: {empty:#?}",
+            empty.len(),
+            list.len()
         );
     } else {
         skip_or_fail("dashboards/grafana/queries.json missing");
@@ -397,12 +432,12 @@ fn two_observers_aggregate_in_one_prometheus() {
             Command::new("sh")
                 .arg("-c")
                 .arg(format!(
-                    "exec {prefix} openssl s_server -accept {addr}:{tls_port} -quiet -naccept 4 -Verify 1 -cert {} -key {} -CAfile {}",
+                    "exec {prefix} openssl s_server -accept {addr}:{tls_port} -quiet -naccept 4 -Verify 3 -cert {} -key {} -CAfile {}",
                     pki.join("server.chain.pem").display(),
                     pki.join("server.key.pem").display(),
                     pki.join("root.cert.pem").display()
                 ))
-                .stdin(Stdio::null())
+                .stdin(Stdio::piped())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
