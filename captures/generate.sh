@@ -7,7 +7,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 pki="$here/pki"
 W=${EKUWATCH_CAPTURE_WORKDIR:-/tmp/ekuwatch-captures}
-SRV=127.0.0.1
+SRV=${EKUWATCH_CAPTURE_SERVER:-127.0.0.1}   # the address Postfix listens on (a netns address in tests)
 CLI=127.0.0.2   # client source address for openssl s_client and swaks (gnutls-cli cannot bind: 127.0.0.1)
 RCPT=root@lab.test
 FROM=sender@out.lab.test

@@ -17,11 +17,16 @@ command -v chromium >/dev/null || need_apt+=(chromium)   # the HTML report is ch
 command -v prometheus >/dev/null || need_apt+=(prometheus) # live exporter test scrapes with a real Prometheus; promtool
 [ -e /usr/include/pcap.h ] || need_apt+=(libpcap-dev)     # `--features live` links libpcap
 command -v openssl >/dev/null || need_apt+=(openssl)
-[ -x /usr/bin/time ] || need_apt+=(time)                    # peak-RSS checks on hostile captures
+[ -x /usr/bin/time ] || need_apt+=(time)
+# real Postfix (and the clients captures/generate.sh checks for) for the live end-to-end test
+command -v postfix >/dev/null || need_apt+=(postfix)
+command -v swaks >/dev/null || need_apt+=(swaks)
+command -v gnutls-cli >/dev/null || need_apt+=(gnutls-bin)                    # peak-RSS checks on hostile captures
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]} (apt)"
   export DEBIAN_FRONTEND=noninteractive
   echo "wireshark-common wireshark-common/install-setuid boolean false" | $SUDO debconf-set-selections
+  echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi

@@ -522,3 +522,219 @@ fn two_observers_aggregate_in_one_prometheus() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A real Postfix in a network namespace (the captures' lab configuration: ask_ccert on 2526,
+/// req_ccert on 2527), real `openssl s_client -starttls smtp` clients sending mail across a veth pair,
+/// `ekuwatch live` on the host side of the veth, a real Prometheus scraping it: counters match
+/// the events, and the peer gets the verdict its configuration implies.
+#[test]
+fn postfix_across_a_network_namespace() {
+    if !is_root() {
+        return skip_or_fail("needs root (network namespace, Postfix, packet capture)");
+    }
+    for tool in [
+        "postfix",
+        "prometheus",
+        "swaks",
+        "gnutls-cli",
+        "tshark",
+        "tcpdump",
+    ] {
+        if Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {tool}"))
+            .output()
+            .map_or(true, |o| !o.status.success())
+        {
+            return skip_or_fail(&format!(
+                "{tool} not installed (scripts/setup.sh installs it)"
+            ));
+        }
+    }
+    let id = std::process::id() % 10000;
+    let (ns, veth, peer) = (format!("ekp{id}"), format!("ekp{id}a"), format!("ekp{id}b"));
+    let net = 150 + id % 100;
+    let work = std::env::temp_dir().join(format!("ekuwatch-pf-{}", std::process::id()));
+    struct Cleanup(String, String, std::path::PathBuf);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let conf = self.2.join("etc");
+            let _ = Command::new("ip")
+                .args(["netns", "exec", &self.0, "postfix", "-c"])
+                .arg(&conf)
+                .arg("stop")
+                .output();
+            let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+            let _ = Command::new("ip").args(["link", "del", &self.1]).status();
+            let _ = std::fs::remove_dir_all(&self.2);
+        }
+    }
+    let _c = Cleanup(ns.clone(), veth.clone(), work.clone());
+    let (srv, cli) = (format!("10.{net}.0.2"), format!("10.{net}.0.1"));
+    assert!(sh(&format!(
+        "ip netns add {ns} && ip link add {veth} type veth peer name {peer} && ip link set {peer} netns {ns} \
+         && ip addr add {cli}/24 dev {veth} && ip link set {veth} up \
+         && ip netns exec {ns} ip addr add {srv}/24 dev {peer} && ip netns exec {ns} ip link set {peer} up \
+         && ip netns exec {ns} ip link set lo up"
+    )));
+    let setup = Command::new("ip")
+        .args(["netns", "exec", &ns, "env"])
+        .arg(format!("EKUWATCH_CAPTURE_WORKDIR={}", work.display()))
+        .arg(format!("EKUWATCH_CAPTURE_SERVER={srv}"))
+        .arg(repo().join("captures/generate.sh"))
+        .arg("--setup-only")
+        .output()
+        .unwrap();
+    assert!(
+        setup.status.success(),
+        "Postfix did not start: {}",
+        String::from_utf8_lossy(&setup.stderr)
+    );
+
+    let base = 50000 + (std::process::id() % 10000) as u16;
+    let (exporter, prom_port) = (base, base + 1);
+    let events = work.join("events.jsonl");
+    let _ekw = Kill(
+        Command::new(env!("CARGO_BIN_EXE_ekuwatch"))
+            .args([
+                "live",
+                "--interface",
+                &veth,
+                "--port",
+                "2525",
+                "--port",
+                "2526",
+                "--port",
+                "2527",
+            ])
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{exporter}"),
+                "--local-net",
+                &format!("{cli}/32"),
+                "--user",
+                "-",
+            ])
+            .arg("--events")
+            .arg(&events)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for("exporter", 20, || http_get(exporter, "/healthz").is_some());
+    let pki = captures().join("pki");
+    let smtp = |port: u16, cert: Option<&str>| {
+        let mut c = Command::new("openssl");
+        c.args([
+            "s_client",
+            "-starttls",
+            "smtp",
+            "-connect",
+            &format!("{srv}:{port}"),
+            "-tls1_2",
+            "-servername",
+            "mx.lab.test",
+            "-ign_eof",
+        ]);
+        c.arg("-CAfile").arg(pki.join("root.cert.pem"));
+        if let Some(name) = cert {
+            c.arg("-cert")
+                .arg(pki.join(format!("client-{name}.cert.pem")));
+            c.arg("-cert_chain")
+                .arg(pki.join(format!("client-{name}.chain.pem")));
+            c.arg("-key")
+                .arg(pki.join(format!("client-{name}.key.pem")));
+        }
+        let mut child = c
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.as_mut().unwrap();
+        for line in [
+            "EHLO out.lab.test",
+            "MAIL FROM:<sender@out.lab.test>",
+            "RCPT TO:<root@lab.test>",
+            "DATA",
+            "Subject: e2e\r\n\r\nhello\r\n.",
+            "QUIT",
+        ] {
+            let _ = stdin.write_all(format!("{line}\r\n").as_bytes());
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        drop(child.stdin.take());
+        let _ = child.wait();
+    };
+    smtp(2526, Some("serveronly")); // ask_ccert: accepted ("Untrusted"), mail carried
+    smtp(2526, Some("both"));
+    smtp(2527, Some("serveronly")); // req_ccert: 421 "not designated for use as a client certificate"
+    smtp(2525, None); // no CertificateRequest
+    let tls = || {
+        read_jsonl(&events)
+            .into_iter()
+            .filter(|e| !e["tls"].is_null())
+            .collect::<Vec<Value>>()
+    };
+    wait_for("4 TLS sessions", 30, || tls().len() >= 4);
+    let evs = tls();
+    let by_port = |p: u16| {
+        evs.iter()
+            .find(|e| e["server"]["port"] == p)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(
+        by_port(2525)["tls"]["certificate_request"]["present"],
+        false
+    );
+    assert_eq!(
+        by_port(2527)["tls"]["outcome"]["result"],
+        "closed_after_handshake"
+    );
+    assert!(
+        evs.iter()
+            .all(|e| e["direction"] == "outbound" && e["smtp"]["starttls"] == "accepted"),
+        "{evs:?}"
+    );
+
+    let cfg = work.join("prometheus.yml");
+    std::fs::write(
+        &cfg,
+        format!("global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: ekuwatch\n    static_configs: [{{targets: ['127.0.0.1:{exporter}']}}]\n"),
+    )
+    .unwrap();
+    let _prom = Kill(
+        Command::new("prometheus")
+            .arg(format!("--config.file={}", cfg.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                work.join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let n = evs.len() as f64;
+    wait_for("Prometheus to scrape the counters", 60, || {
+        prom_scalar(prom_port, "sum(ekuwatch_tls_handshakes_total)") == Some(n)
+    });
+    assert_eq!(
+        prom_scalar(prom_port, "sum(ekuwatch_certificate_requests_total)"),
+        Some(3.0)
+    );
+    assert_eq!(
+        prom_scalar(
+            prom_port,
+            r#"sum(ekuwatch_smtp_sessions_total{starttls="accepted"})"#
+        ),
+        Some(n)
+    );
+    let v = prom_query(prom_port, "ekuwatch_peer_verdict");
+    assert_eq!(
+        v["data"]["result"][0]["metric"]["verdict"], "requests_rejects_server_only",
+        "{v}"
+    );
+}
