@@ -413,7 +413,7 @@ fn two_observers_aggregate_in_one_prometheus() {
                     "--listen",
                     &format!("127.0.0.1:{exporter}"),
                 ])
-                .args(["--linger", "1", "--user", "-", "--events"])
+                .args(["--linger", "3", "--user", "-", "--events"])
                 .arg(events)
                 .stderr(Stdio::null())
                 .spawn()
@@ -520,6 +520,18 @@ fn two_observers_aggregate_in_one_prometheus() {
         prom_scalar(prom_port, "sum(ekuwatch_certificate_requests_total)"),
         Some(a + b)
     );
+    // The capture interface disappears under observer A: it stops with an error, but what it had
+    // counted is still served (linger) and equals its events.
+    assert!(sh(&format!("ip link del {veth}")));
+    std::thread::sleep(Duration::from_millis(800));
+    let last =
+        http_get(exp_a, "/metrics").expect("final counters served after the interface vanished");
+    let counted: f64 = last
+        .lines()
+        .filter(|l| l.starts_with("ekuwatch_tls_handshakes_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(counted, tls(&ev_a), "no counted data lost");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
