@@ -280,3 +280,23 @@ fn every_public_capture_is_processed_without_panic() {
         }
     }
 }
+
+/// JA4 against an external oracle: nDPI's expected output for this capture
+/// (ntop/nDPI tests/cfgs/default/result/smtp-starttls.pcap.out). The IPv6 session matches exactly.
+/// For the first session nDPI prints `t10d…` although its ClientHello carries no server_name
+/// extension (its only extension is SessionTicket, per tshark); nDPI takes the host name from the
+/// SMTP banner. The JA4 spec says `i` without SNI, so only that character differs.
+#[test]
+fn ja4_matches_ndpi() {
+    let Some(evs) = events("ndpi/smtp-starttls.pcap") else {
+        return;
+    };
+    let ja4 = |port: u16| {
+        evs.iter().find(|e| e["client"]["port"] == port).unwrap()["tls"]["ja4"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(ja4(7562), "t12d150900_073e58a039a6_b44afb9f0e6a");
+    assert_eq!(ja4(57406), "t10i290100_cdba58456bdf_e78b541c01a9");
+}
