@@ -135,6 +135,25 @@ fn drop_privileges(user: Option<&str>) -> Result<(), LiveError> {
     Ok(())
 }
 
+/// Completed events to the peer book, the metrics and the events file (flushed per event).
+fn drain(
+    pipe: &mut Pipeline,
+    book: &mut PeerBook,
+    metrics: &mut Metrics,
+    sink: &mut Option<JsonlSink<Box<dyn Write + Send>>>,
+) -> Result<(), LiveError> {
+    for ev in pipe.take_events() {
+        book.add(&ev);
+        metrics.observe(&ev, &registered_domain(&peer_name(&ev)));
+        if let Some(s) = sink.as_mut() {
+            s.write(&ev)
+                .and_then(|_| s.flush())
+                .map_err(LiveError::Events)?;
+        }
+    }
+    Ok(())
+}
+
 /// Runs until SIGINT/SIGTERM (or the interface goes away).
 pub fn run(mut cfg: LiveConfig) -> Result<(), LiveError> {
     let stop = Arc::new(AtomicBool::new(false));
@@ -220,15 +239,7 @@ pub fn run(mut cfg: LiveConfig) -> Result<(), LiveError> {
                 break;
             }
         }
-        for ev in pipe.take_events() {
-            book.add(&ev);
-            metrics.observe(&ev, &registered_domain(&peer_name(&ev)));
-            if let Some(s) = sink.as_mut() {
-                s.write(&ev)
-                    .and_then(|_| s.flush())
-                    .map_err(LiveError::Events)?;
-            }
-        }
+        drain(&mut pipe, &mut book, &mut metrics, &mut sink)?;
         if last_publish.elapsed() >= Duration::from_millis(500) {
             if let Ok(st) = cap.stats() {
                 drops = (u64::from(st.dropped), u64::from(st.if_dropped));
@@ -239,15 +250,7 @@ pub fn run(mut cfg: LiveConfig) -> Result<(), LiveError> {
     }
     // Clean shutdown: flows still open are reported, counters published once more.
     pipe.finish();
-    for ev in pipe.take_events() {
-        book.add(&ev);
-        metrics.observe(&ev, &registered_domain(&peer_name(&ev)));
-        if let Some(s) = sink.as_mut() {
-            s.write(&ev)
-                .and_then(|_| s.flush())
-                .map_err(LiveError::Events)?;
-        }
-    }
+    drain(&mut pipe, &mut book, &mut metrics, &mut sink)?;
     publish(&mut pipe, &mut metrics, &mut book, drops);
     // Keep serving the final counters for a last scrape.
     std::thread::sleep(cfg.linger);

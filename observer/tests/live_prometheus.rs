@@ -74,6 +74,37 @@ fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// A real Prometheus (Debian package) scraping the given exporter ports every second.
+fn start_prometheus(dir: &Path, exporters: &[u16], port: u16) -> Kill {
+    let cfg = dir.join("prometheus.yml");
+    let targets: Vec<String> = exporters
+        .iter()
+        .map(|p| format!("'127.0.0.1:{p}'"))
+        .collect();
+    std::fs::write(
+        &cfg,
+        format!(
+            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nscrape_configs:\n  - job_name: ekuwatch\n    static_configs: [{{targets: [{}]}}]\n",
+            targets.join(", ")
+        ),
+    )
+    .unwrap();
+    Kill(
+        Command::new("prometheus")
+            .arg(format!("--config.file={}", cfg.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--log.level=warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
 fn client(pki: &Path, port: u16, cert: Option<&str>, version: &str) {
     client_from(pki, "127.0.0.2", "127.0.0.1", port, cert, version)
 }
@@ -217,28 +248,7 @@ fn live_capture_scraped_by_real_prometheus() {
     client_from(&pki, "127.0.0.3", "127.0.0.4", tls_port, None, "-tls1_2");
 
     // A real Prometheus scraping the exporter every second.
-    let cfg = dir.join("prometheus.yml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nscrape_configs:\n  - job_name: ekuwatch\n    static_configs: [{{targets: ['127.0.0.1:{exporter}']}}]\n"
-        ),
-    )
-    .unwrap();
-    let _prom = Kill(
-        Command::new("prometheus")
-            .arg(format!("--config.file={}", cfg.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-            .arg("--log.level=warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _prom = start_prometheus(&dir, &[exporter], prom_port);
     let evs = || {
         read_jsonl(&events)
             .into_iter()
@@ -485,25 +495,7 @@ fn two_observers_aggregate_in_one_prometheus() {
     wait_for("events on both observers", 30, || {
         tls(&ev_a) >= 2.0 && tls(&ev_b) >= 1.0
     });
-    let cfg = dir.join("prometheus.yml");
-    std::fs::write(
-        &cfg,
-        format!("global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: ekuwatch\n    static_configs: [{{targets: ['127.0.0.1:{exp_a}', '127.0.0.1:{exp_b}']}}]\n"),
-    )
-    .unwrap();
-    let _prom = Kill(
-        Command::new("prometheus")
-            .arg(format!("--config.file={}", cfg.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _prom = start_prometheus(&dir, &[exp_a, exp_b], prom_port);
     let (a, b) = (tls(&ev_a), tls(&ev_b));
     wait_for("both instances scraped", 60, || {
         prom_scalar(
@@ -710,25 +702,7 @@ fn postfix_across_a_network_namespace() {
         "{evs:?}"
     );
 
-    let cfg = work.join("prometheus.yml");
-    std::fs::write(
-        &cfg,
-        format!("global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: ekuwatch\n    static_configs: [{{targets: ['127.0.0.1:{exporter}']}}]\n"),
-    )
-    .unwrap();
-    let _prom = Kill(
-        Command::new("prometheus")
-            .arg(format!("--config.file={}", cfg.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                work.join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _prom = start_prometheus(&work, &[exporter], prom_port);
     let n = evs.len() as f64;
     wait_for("Prometheus to scrape the counters", 60, || {
         prom_scalar(prom_port, "sum(ekuwatch_tls_handshakes_total)") == Some(n)

@@ -48,7 +48,14 @@ pub fn pcaps_in(dir: &Path) -> Vec<PathBuf> {
 }
 
 pub fn analyze_with(path: &Path, cfg: FlowConfig) -> Vec<Value> {
+    analyze_keyed(path, cfg, None)
+}
+
+fn analyze_keyed(path: &Path, cfg: FlowConfig, keylog: Option<&[u8]>) -> Vec<Value> {
     let mut p = Pipeline::new(cfg);
+    if let Some(k) = keylog {
+        p.flows.add_keylog(k);
+    }
     let _ = p.read_file(path, |_, _| {});
     p.finish();
     p.take_events()
@@ -63,16 +70,8 @@ pub fn analyze(path: &Path) -> Vec<Value> {
 
 /// With the key log beside the capture (`<name>.keylog`) when there is one.
 pub fn analyze_with_keys(path: &Path) -> Vec<Value> {
-    let mut p = Pipeline::new(FlowConfig::default());
-    if let Ok(k) = std::fs::read(path.with_extension("keylog")) {
-        p.flows.add_keylog(&k);
-    }
-    let _ = p.read_file(path, |_, _| {});
-    p.finish();
-    p.take_events()
-        .iter()
-        .map(|e| serde_json::to_value(e).unwrap())
-        .collect()
+    let keylog = std::fs::read(path.with_extension("keylog")).ok();
+    analyze_keyed(path, FlowConfig::default(), keylog.as_deref())
 }
 
 pub fn endpoint(v: &Value) -> String {
