@@ -65,12 +65,8 @@ pub struct LiveArgs {
     /// Write events as JSON Lines, flushed per connection ("-" for standard output).
     #[arg(long, value_name = "FILE")]
     pub events: Option<PathBuf>,
-    /// Peers that get their own `peer` label in metrics (besides the watch-list; default 100).
-    #[arg(long = "top-peers", value_name = "N")]
-    pub top_peers: Option<usize>,
-    /// Registered domains that always get their own `peer` label (repeatable).
-    #[arg(long = "watch", value_name = "DOMAIN")]
-    pub watch: Vec<String>,
+    #[command(flatten)]
+    pub labels: PeerLabelArgs,
     /// User to switch to once the capture and the exporter socket are open (when started as root;
     /// default `nobody`). `-` keeps the current user.
     #[arg(long, value_name = "USER")]
@@ -100,6 +96,7 @@ fn live(a: LiveArgs) -> Result<()> {
     };
     let mut local_nets = file.nets().map_err(anyhow::Error::msg)?;
     local_nets.extend(a.local_net);
+    let (top_peers, watch) = a.labels.resolve(&file);
     crate::live::run(crate::live::LiveConfig {
         interface,
         filter: a.filter.or(file.filter.clone()),
@@ -110,13 +107,32 @@ fn live(a: LiveArgs) -> Result<()> {
             .unwrap_or(([127, 0, 0, 1], 9967).into()),
         local_nets,
         events,
-        top_peers: a.top_peers.or(file.top_peers).unwrap_or(100),
-        watch: file.watch.iter().chain(&a.watch).cloned().collect(),
+        top_peers,
+        watch,
         user: a.user.or(file.user.clone()),
         flow: file.flow_config(),
         linger: std::time::Duration::from_secs(a.linger),
     })?;
     Ok(())
+}
+
+/// Which peers get their own `peer` metric label (shared by `analyze` and `live`).
+#[derive(clap::Args, Debug)]
+pub struct PeerLabelArgs {
+    /// Peers that get their own `peer` label in metrics (besides the watch-list; default 100).
+    #[arg(long = "top-peers", value_name = "N")]
+    pub top_peers: Option<usize>,
+    /// Registered domains that always get their own `peer` label (repeatable).
+    #[arg(long = "watch", value_name = "DOMAIN")]
+    pub watch: Vec<String>,
+}
+
+impl PeerLabelArgs {
+    /// (top-N, watch-list): flags override / extend the configuration file.
+    fn resolve(&self, file: &Config) -> (usize, Vec<String>) {
+        let top = self.top_peers.or(file.top_peers).unwrap_or(100);
+        (top, file.watch.iter().chain(&self.watch).cloned().collect())
+    }
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -154,12 +170,8 @@ pub struct AnalyzeArgs {
     /// `promtool tsdb create-blocks-from openmetrics FILE DATA_DIR`.
     #[arg(long, value_name = "FILE")]
     pub openmetrics: Option<PathBuf>,
-    /// Peers that get their own `peer` label in metrics (besides the watch-list; default 100).
-    #[arg(long = "top-peers", value_name = "N")]
-    pub top_peers: Option<usize>,
-    /// Registered domains that always get their own `peer` label (repeatable).
-    #[arg(long = "watch", value_name = "DOMAIN")]
-    pub watch: Vec<String>,
+    #[command(flatten)]
+    pub labels: PeerLabelArgs,
     /// pcap/pcapng files or directories.
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
@@ -275,8 +287,7 @@ fn analyze(a: AnalyzeArgs) -> Result<()> {
     let mut cfg = file.flow_config();
     cfg.local_nets.extend(a.local_net.iter().copied());
     cfg.smtp_ports.extend(&a.ports);
-    let watch: Vec<String> = file.watch.iter().chain(&a.watch).cloned().collect();
-    let top_peers = a.top_peers.or(file.top_peers).unwrap_or(100);
+    let (top_peers, watch) = a.labels.resolve(&file);
     let events_to_stdout = a
         .events
         .as_deref()

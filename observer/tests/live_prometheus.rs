@@ -105,6 +105,20 @@ fn start_prometheus(dir: &Path, exporters: &[u16], port: u16) -> Kill {
     )
 }
 
+/// `openssl s_client` options: trust the lab root; with a lab client certificate variant, present
+/// its leaf, its chain and its key.
+fn tls_client_identity(c: &mut Command, pki: &Path, cert: Option<&str>) {
+    c.arg("-CAfile").arg(pki.join("root.cert.pem"));
+    if let Some(name) = cert {
+        c.arg("-cert")
+            .arg(pki.join(format!("client-{name}.cert.pem")));
+        c.arg("-cert_chain")
+            .arg(pki.join(format!("client-{name}.chain.pem")));
+        c.arg("-key")
+            .arg(pki.join(format!("client-{name}.key.pem")));
+    }
+}
+
 fn client(pki: &Path, port: u16, cert: Option<&str>, version: &str) {
     client_from(pki, "127.0.0.2", "127.0.0.1", port, cert, version)
 }
@@ -123,15 +137,7 @@ fn client_from(pki: &Path, from: &str, to: &str, port: u16, cert: Option<&str>, 
         "mx.lab.test",
         version,
     ]);
-    c.arg("-CAfile").arg(pki.join("root.cert.pem"));
-    if let Some(name) = cert {
-        c.arg("-cert")
-            .arg(pki.join(format!("client-{name}.chain.pem")));
-        c.arg("-key")
-            .arg(pki.join(format!("client-{name}.key.pem")));
-        c.arg("-cert_chain")
-            .arg(pki.join(format!("client-{name}.chain.pem")));
-    }
+    tls_client_identity(&mut c, pki, cert);
     let mut child = c
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -640,15 +646,7 @@ fn postfix_across_a_network_namespace() {
             "mx.lab.test",
             "-ign_eof",
         ]);
-        c.arg("-CAfile").arg(pki.join("root.cert.pem"));
-        if let Some(name) = cert {
-            c.arg("-cert")
-                .arg(pki.join(format!("client-{name}.cert.pem")));
-            c.arg("-cert_chain")
-                .arg(pki.join(format!("client-{name}.chain.pem")));
-            c.arg("-key")
-                .arg(pki.join(format!("client-{name}.key.pem")));
-        }
+        tls_client_identity(&mut c, &pki, cert);
         let mut child = c
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
