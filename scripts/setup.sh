@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on Debian 12 with only stable Rust. Idempotent: every step checks
-# first. Needs root (or sudo) for apt. Set EKUWATCH_SKIP_FUZZ_SETUP=1 to skip the nightly/cargo-fuzz part.
+# first. Needs root (or sudo) for apt. Set EKUWATCH_SKIP_FUZZ_SETUP=1 to skip cargo-fuzz.
 set -euo pipefail
 
 NIGHTLY=nightly-2026-05-19        # pinned: the nightly these machines ship (rustc 1.97, LLVM 22)
 CARGO_FUZZ_VERSION=0.13.1
+BPF_LINKER_VERSION=0.10.4          # uses rustc's own LLVM 22 (0.13 wants LLVM 23); see docs/ebpf.md
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
@@ -36,11 +37,22 @@ if ! cargo fmt --version >/dev/null 2>&1; then
   rustup component add rustfmt
 fi
 
+# The pinned nightly: cargo-fuzz, and building the eBPF program (-Z build-std=core needs rust-src).
+if ! rustup toolchain list | grep -q "^${NIGHTLY}"; then
+  echo "setup: installing Rust ${NIGHTLY} (cargo-fuzz, eBPF program)"
+  rustup toolchain install "${NIGHTLY}" --profile minimal
+fi
+if ! rustup component list --toolchain "${NIGHTLY}" --installed | grep -q '^rust-src'; then
+  echo "setup: adding rust-src to ${NIGHTLY} (eBPF program: build-std)"
+  rustup component add rust-src --toolchain "${NIGHTLY}"
+fi
+# bpf-linker links the kernel program (feature `ebpf`, built by observer/build.rs).
+if ! bpf-linker --version 2>/dev/null | grep -q "${BPF_LINKER_VERSION}"; then
+  echo "setup: installing bpf-linker ${BPF_LINKER_VERSION} (~4 min)"
+  cargo install bpf-linker --version "${BPF_LINKER_VERSION}" --locked
+fi
+
 if [ "${EKUWATCH_SKIP_FUZZ_SETUP:-0}" != "1" ]; then
-  if ! rustup toolchain list | grep -q "^${NIGHTLY}"; then
-    echo "setup: installing Rust ${NIGHTLY} (for cargo-fuzz)"
-    rustup toolchain install "${NIGHTLY}" --profile minimal
-  fi
   if ! cargo fuzz --version 2>/dev/null | grep -q "${CARGO_FUZZ_VERSION}"; then
     echo "setup: installing cargo-fuzz ${CARGO_FUZZ_VERSION}"
     cargo install cargo-fuzz --version "${CARGO_FUZZ_VERSION}" --locked

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The test command (README): installs what it needs (scripts/setup.sh), then runs the whole suite:
-# unit + integration tests (golden, tshark differential, public corpus, property tests) and a
-# bounded fuzz run of the whole packet pipeline.
+# unit + integration tests (golden, tshark differential, public corpus, property tests; with
+# --all-features also the live and eBPF backends, which build the kernel program and, as root,
+# load it into the running kernel) and bounded fuzz runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 cargo fmt --all -- --check
+cargo fmt --manifest-path ebpf/Cargo.toml -- --check   # the kernel program is its own workspace
 cargo test --workspace --locked --all-features
 # dashboards and alert rules: structure, PromQL parse, rule unit tests
 python3 dashboards/check.py

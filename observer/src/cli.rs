@@ -47,9 +47,18 @@ pub struct LiveArgs {
     /// Interface to capture on (or `interface` in the configuration file).
     #[arg(long, value_name = "IF")]
     pub interface: Option<String>,
-    /// Capture backend (pcap; ebpf comes with a later version).
-    #[arg(long, default_value = "pcap", value_parser = ["pcap"])]
+    /// Capture backend: pcap (libpcap copies every packet of the SMTP ports) or ebpf (a kernel
+    /// program forwards each connection's packets only until its handshake outcome is known;
+    /// build with `--features ebpf`).
+    #[arg(long, default_value = "pcap", value_parser = ["pcap", "ebpf"])]
     pub backend: String,
+    /// eBPF: payload bytes per connection and direction the kernel forwards at most (a backstop
+    /// for connections whose outcome never becomes known).
+    #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024)]
+    pub ebpf_budget: u64,
+    /// eBPF: perf buffer pages per CPU (a power of two).
+    #[arg(long, value_name = "PAGES", default_value_t = 256, value_parser = pages)]
+    pub ebpf_buffer_pages: usize,
     /// BPF capture filter (default: TCP on ports 25, 465, 587 and every --port).
     #[arg(long, value_name = "BPF")]
     pub filter: Option<String>,
@@ -74,6 +83,14 @@ pub struct LiveArgs {
     /// Seconds the final counters stay served after SIGINT/SIGTERM.
     #[arg(long, default_value_t = 2)]
     pub linger: u64,
+}
+
+#[cfg(feature = "live")]
+fn pages(s: &str) -> std::result::Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n.is_power_of_two() && n <= 65536 => Ok(n),
+        _ => Err("a power of two, at most 65536".into()),
+    }
 }
 
 #[cfg(feature = "live")]
@@ -112,6 +129,13 @@ fn live(a: LiveArgs) -> Result<()> {
         user: a.user.or(file.user.clone()),
         flow: file.flow_config(),
         linger: std::time::Duration::from_secs(a.linger),
+        backend: if a.backend == "ebpf" {
+            crate::live::Backend::Ebpf
+        } else {
+            crate::live::Backend::Pcap
+        },
+        ebpf_budget: a.ebpf_budget,
+        ebpf_buffer_pages: a.ebpf_buffer_pages,
     })?;
     Ok(())
 }

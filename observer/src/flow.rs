@@ -31,6 +31,9 @@ pub struct FlowConfig {
     pub local_nets: Vec<IpNet>,
     /// Server ports treated as SMTP when the conversation is TLS from the first byte.
     pub smtp_ports: Vec<u16>,
+    /// Remember connections whose analysis is over ([`FlowTable::take_finished_analysis`]), for a
+    /// capture backend that can stop delivering their packets (eBPF).
+    pub report_done: bool,
 }
 
 impl Default for FlowConfig {
@@ -42,6 +45,7 @@ impl Default for FlowConfig {
             max_flows: 1_000_000,
             local_nets: Vec::new(),
             smtp_ports: vec![25, 465, 587],
+            report_done: false,
         }
     }
 }
@@ -289,10 +293,14 @@ struct Flow {
     reasm: [Reassembler; 2],
     conv: Conversation,
     fin: [bool; 2],
+    /// The FIN reached the analyzers (in stream order, after every byte before it).
+    close_seen: [bool; 2],
     packets: [u64; 2],
     bytes: [u64; 2],
     any_payload: bool,
     emitted: bool,
+    /// Its end of analysis was reported (`report_done`).
+    done_reported: bool,
 }
 
 fn i(d: Dir) -> usize {
@@ -348,6 +356,8 @@ pub struct FlowTable {
     tls_failures: HashMap<(IpAddr, IpAddr), i64>,
     /// Bytes queued in reassembly across all flows, kept up to date per packet.
     buffered: usize,
+    /// Connections whose analysis is over (only with `report_done`), drained by the caller.
+    done: Vec<((IpAddr, u16), (IpAddr, u16))>,
 }
 
 impl FlowTable {
@@ -362,6 +372,7 @@ impl FlowTable {
             buffered: 0,
             keylog: Arc::new(KeyLog::default()),
             tls_failures: HashMap::new(),
+            done: Vec::new(),
         }
     }
 
@@ -382,6 +393,13 @@ impl FlowTable {
     /// Bytes queued in reassembly across all flows.
     pub fn buffered_bytes(&self) -> usize {
         self.buffered
+    }
+
+    /// Connections (client, server) whose analysis ended since the last call: their event is out
+    /// (or they are not SMTP/TLS), and later payload would be ignored. Only their FIN/RST still
+    /// matter. Empty unless `report_done` is set.
+    pub fn take_finished_analysis(&mut self) -> Vec<((IpAddr, u16), (IpAddr, u16))> {
+        std::mem::take(&mut self.done)
     }
 
     /// Events completed so far (drained).
@@ -449,10 +467,12 @@ impl FlowTable {
                         after_tls: None,
                     },
                     fin: [false; 2],
+                    close_seen: [false; 2],
                     packets: [0; 2],
                     bytes: [0; 2],
                     any_payload: false,
                     emitted: false,
+                    done_reported: false,
                 }),
             );
         }
@@ -492,18 +512,29 @@ impl FlowTable {
             let Flow { reasm, conv, .. } = flow;
             reasm[1 - d].on_peer_ack(seg.ack, &mut |c| conv.deliver(dir.flip(), c, ts));
         }
-        if seg.flags.fin || seg.flags.rst {
-            if seg.flags.fin {
-                flow.fin[d] = true;
-            }
-            if seg.flags.rst {
-                flow.conv.weird(if dir == Dir::ToServer {
-                    "rst_by_client"
-                } else {
-                    "rst_by_server"
-                });
-            }
+        if seg.flags.fin {
+            flow.fin[d] = true;
+            flow.reasm[d].on_fin(seg.seq.wrapping_add(seg.payload.len() as u32));
+        }
+        if seg.flags.rst {
+            flow.conv.weird(if dir == Dir::ToServer {
+                "rst_by_client"
+            } else {
+                "rst_by_server"
+            });
+            // The sender's stream ends here: bytes it sent before the RST that we never saw are
+            // a gap, not a clean close.
+            let Flow { reasm, conv, .. } = flow;
+            reasm[d].on_fin(seg.seq.wrapping_add(seg.payload.len() as u32));
+            reasm[d].close_at_fin(&mut |c| conv.deliver(dir, c, ts));
             flow.conv.on_close(dir);
+        }
+        // A FIN closes its direction once the bytes before it are in (it may overtake them).
+        for (k, kd) in [(0, Dir::ToServer), (1, Dir::ToClient)] {
+            if flow.fin[k] && !flow.close_seen[k] && flow.reasm[k].reached_fin() {
+                flow.close_seen[k] = true;
+                flow.conv.on_close(kd);
+            }
         }
         if self.buffered + flow.reasm[0].buffered() + flow.reasm[1].buffered()
             > self.cfg.memcap + queued_before
@@ -517,6 +548,10 @@ impl FlowTable {
         if flow.conv.proto == Proto::Done || flow.conv.proto == Proto::Ignore {
             flow.reasm[0].stop();
             flow.reasm[1].stop();
+            if self.cfg.report_done && !flow.done_reported {
+                flow.done_reported = true;
+                self.done.push((flow.client, flow.server));
+            }
         }
         let ready = (flow.conv.proto == Proto::Done && !flow.emitted).then(|| {
             flow.emitted = true;
@@ -575,9 +610,20 @@ impl FlowTable {
             return;
         }
         let last_ts = flow.last_ts;
-        let Flow { reasm, conv, .. } = &mut *flow;
+        let Flow {
+            reasm,
+            conv,
+            fin,
+            close_seen,
+            ..
+        } = &mut *flow;
         for (d, dir) in [(0, Dir::ToServer), (1, Dir::ToClient)] {
-            reasm[d].flush(&mut |c| conv.deliver(dir, c, last_ts));
+            // Queued bytes, then whatever never arrived before a FIN (a gap), then the FIN.
+            reasm[d].close_at_fin(&mut |c| conv.deliver(dir, c, last_ts));
+            if fin[d] && !close_seen[d] {
+                close_seen[d] = true;
+                conv.on_close(dir);
+            }
         }
         if flow.conv.reportable() {
             let ev = make_event(&flow, &self.cfg);

@@ -12,6 +12,8 @@ pub mod capture;
 pub mod cli;
 pub mod config;
 pub mod decode;
+#[cfg(feature = "ebpf")]
+pub mod ebpf;
 pub mod event;
 pub mod flow;
 #[cfg(feature = "live")]

@@ -1,5 +1,5 @@
-//! Live observation (feature `live`): libpcap capture on an interface feeding the same pipeline as
-//! offline analysis, and a small HTTP exporter: `/metrics` (Prometheus text), `/peers` (the full
+//! Live observation (feature `live`): packets from an interface — libpcap, or the eBPF program
+//! (feature `ebpf`, see [`crate::ebpf`]) — feeding the same pipeline as offline analysis, and a small HTTP exporter: `/metrics` (Prometheus text), `/peers` (the full
 //! per-peer JSON, no cardinality limit), `/healthz`. Events are written as each connection's outcome
 //! is known. SIGINT/SIGTERM stop the capture cleanly: the last events are flushed and the final
 //! counters stay served until exit.
@@ -33,6 +33,20 @@ pub enum LiveError {
     Events(std::io::Error),
     #[error("cannot switch to user {0}: {1}")]
     User(String, String),
+    #[cfg(feature = "ebpf")]
+    #[error(transparent)]
+    Ebpf(#[from] crate::ebpf::EbpfError),
+    #[error("{0}")]
+    Usage(String),
+}
+
+/// Where packets come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// libpcap: every packet of the watched ports is copied to user space.
+    Pcap,
+    /// The eBPF program: packets only until each connection's handshake outcome is known.
+    Ebpf,
 }
 
 pub struct LiveConfig {
@@ -50,6 +64,142 @@ pub struct LiveConfig {
     pub user: Option<String>,
     /// Flow-table limits (from the configuration file).
     pub flow: FlowConfig,
+    pub backend: Backend,
+    /// eBPF: per-direction payload bytes the kernel forwards at most per connection.
+    pub ebpf_budget: u64,
+    /// eBPF: perf buffer pages per CPU.
+    pub ebpf_buffer_pages: usize,
+}
+
+/// An open capture.
+enum Source {
+    Pcap {
+        cap: pcap::Capture<pcap::Active>,
+        linktype: u32,
+        /// (kernel, interface) drops, as last read.
+        drops: (u64, u64),
+    },
+    #[cfg(feature = "ebpf")]
+    Ebpf {
+        cap: Box<crate::ebpf::EbpfCapture>,
+        batch: Vec<Packet>,
+    },
+}
+
+impl Source {
+    fn open(cfg: &LiveConfig, ports: &[u16]) -> Result<(Source, String), LiveError> {
+        match cfg.backend {
+            Backend::Pcap => {
+                // Non-blocking: the loop also serves signals and publishes counters when no packet
+                // arrives (libpcap's TPACKET_V3 read may otherwise wait past its timeout).
+                let mut cap = pcap::Capture::from_device(cfg.interface.as_str())
+                    .and_then(|c| {
+                        c.immediate_mode(true)
+                            .snaplen(65535)
+                            .promisc(false)
+                            .timeout(100)
+                            .open()
+                    })
+                    .and_then(|c| c.setnonblock())
+                    .map_err(|e| LiveError::Open(cfg.interface.clone(), e.to_string()))?;
+                let filter = cfg.filter.clone().unwrap_or_else(|| default_filter(ports));
+                cap.filter(&filter, true)
+                    .map_err(|e| LiveError::Filter(filter.clone(), e.to_string()))?;
+                let linktype = cap.get_datalink().0 as u32;
+                let source = Source::Pcap {
+                    cap,
+                    linktype,
+                    drops: (0, 0),
+                };
+                Ok((source, format!("pcap, filter {filter:?}")))
+            }
+            #[cfg(feature = "ebpf")]
+            Backend::Ebpf => {
+                if cfg.filter.is_some() {
+                    return Err(LiveError::Usage(
+                        "a capture filter applies to the pcap backend; the eBPF backend watches the ports (--port)".into(),
+                    ));
+                }
+                let cap = crate::ebpf::EbpfCapture::open(&crate::ebpf::EbpfOptions {
+                    interface: cfg.interface.clone(),
+                    ports: ports.to_vec(),
+                    budget: cfg.ebpf_budget,
+                    buffer_pages: cfg.ebpf_buffer_pages,
+                })?;
+                let source = Source::Ebpf {
+                    cap: Box::new(cap),
+                    batch: Vec::new(),
+                };
+                Ok((source, format!("ebpf, ports {ports:?}")))
+            }
+            #[cfg(not(feature = "ebpf"))]
+            Backend::Ebpf => Err(LiveError::Usage(
+                "this build has no eBPF backend (build with --features ebpf)".into(),
+            )),
+        }
+    }
+
+    /// Reads what is there (waiting a little when nothing is) into the pipeline.
+    fn read(&mut self, pipe: &mut Pipeline) -> Result<(), LiveError> {
+        match self {
+            Source::Pcap { cap, linktype, .. } => match cap.next_packet() {
+                Ok(p) => {
+                    let ts = p.header.ts;
+                    let ts_ns = i64::from(ts.tv_sec) * 1_000_000_000 + i64::from(ts.tv_usec) * 1000;
+                    pipe.packet(&Packet {
+                        ts_ns,
+                        linktype: *linktype,
+                        data: p.data.to_vec(),
+                        orig_len: p.header.len,
+                    });
+                    Ok(())
+                }
+                Err(pcap::Error::TimeoutExpired) => {
+                    std::thread::sleep(Duration::from_millis(10));
+                    Ok(())
+                }
+                Err(e) => Err(LiveError::Capture(e.to_string())),
+            },
+            #[cfg(feature = "ebpf")]
+            Source::Ebpf { cap, batch } => {
+                batch.clear();
+                cap.poll(Duration::from_millis(100), batch)?;
+                for p in batch.iter() {
+                    pipe.packet(p);
+                }
+                // Connections whose outcome is known: the kernel stops forwarding them.
+                let done = pipe.flows.take_finished_analysis();
+                if !done.is_empty() {
+                    cap.mark_done(&done);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Capture counters into the metrics.
+    fn publish(&mut self, pipe: &Pipeline, metrics: &mut Metrics) {
+        let (source, drops) = match self {
+            Source::Pcap { cap, drops, .. } => {
+                if let Ok(st) = cap.stats() {
+                    *drops = (u64::from(st.dropped), u64::from(st.if_dropped));
+                }
+                ("pcap", vec![("kernel", drops.0), ("interface", drops.1)])
+            }
+            #[cfg(feature = "ebpf")]
+            Source::Ebpf { cap, .. } => {
+                metrics.set_ebpf(&cap.counters().0, cap.marks().1);
+                ("ebpf", vec![("ring_buffer", cap.lost())])
+            }
+        };
+        metrics.set_capture(
+            source,
+            pipe.stats.packets,
+            &drops,
+            pipe.flows.active_flows(),
+            &pipe.stats.parse_errors,
+        );
+    }
 }
 
 /// What the HTTP thread serves.
@@ -160,37 +310,24 @@ pub fn run(mut cfg: LiveConfig) -> Result<(), LiveError> {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         let _ = signal_hook::flag::register(sig, Arc::clone(&stop));
     }
-    // Non-blocking: the loop also serves signals and publishes counters when no packet arrives
-    // (libpcap's TPACKET_V3 read may otherwise wait for packets past its timeout).
-    let mut cap = pcap::Capture::from_device(cfg.interface.as_str())
-        .and_then(|c| {
-            c.immediate_mode(true)
-                .snaplen(65535)
-                .promisc(false)
-                .timeout(100)
-                .open()
-        })
-        .and_then(|c| c.setnonblock())
-        .map_err(|e| LiveError::Open(cfg.interface.clone(), e.to_string()))?;
-    let filter = cfg
-        .filter
-        .clone()
-        .unwrap_or_else(|| default_filter(&cfg.ports));
-    cap.filter(&filter, true)
-        .map_err(|e| LiveError::Filter(filter.clone(), e.to_string()))?;
-    let linktype = cap.get_datalink().0 as u32;
+    let mut smtp_ports = vec![25, 465, 587];
+    for p in &cfg.ports {
+        if !smtp_ports.contains(p) {
+            smtp_ports.push(*p);
+        }
+    }
+    let (mut source, what) = Source::open(&cfg, &smtp_ports)?;
     let listener = TcpListener::bind(cfg.listen).map_err(|e| LiveError::Listen(cfg.listen, e))?;
-    tracing::info!(interface = %cfg.interface, %filter, listen = %cfg.listen, "capturing");
+    tracing::info!(interface = %cfg.interface, backend = %what, listen = %cfg.listen, "capturing");
 
     if cfg.local_nets.is_empty() {
         cfg.local_nets = interface_nets(&cfg.interface);
     }
-    let mut smtp_ports = vec![25, 465, 587];
-    smtp_ports.extend(&cfg.ports);
     drop_privileges(cfg.user.as_deref())?;
     let mut pipe = Pipeline::new(FlowConfig {
         local_nets: cfg.local_nets.clone(),
         smtp_ports,
+        report_done: cfg.backend == Backend::Ebpf,
         ..cfg.flow.clone()
     });
     let mut metrics = Metrics::new(cfg.top_peers, cfg.watch.clone());
@@ -203,14 +340,8 @@ pub fn run(mut cfg: LiveConfig) -> Result<(), LiveError> {
         std::thread::spawn(move || serve(listener, sh, st))
     };
     let publish =
-        |pipe: &mut Pipeline, metrics: &mut Metrics, book: &mut PeerBook, drops: (u64, u64)| {
-            metrics.set_capture(
-                "pcap",
-                pipe.stats.packets,
-                &[("kernel", drops.0), ("interface", drops.1)],
-                pipe.flows.active_flows(),
-                &pipe.stats.parse_errors,
-            );
+        |pipe: &mut Pipeline, metrics: &mut Metrics, book: &mut PeerBook, src: &mut Source| {
+            src.publish(pipe, metrics);
             metrics.set_verdicts(book);
             let text = metrics.render();
             let peers = json_report(book, &pipe.stats, &pipe.flows.stats).to_string();
@@ -218,40 +349,23 @@ pub fn run(mut cfg: LiveConfig) -> Result<(), LiveError> {
             sh.metrics = text;
             sh.peers = peers;
         };
-    let mut drops = (0u64, 0u64);
     let mut last_publish = Instant::now() - Duration::from_secs(10);
     let mut result = Ok(());
     while !stop.load(Ordering::Relaxed) {
-        match cap.next_packet() {
-            Ok(p) => {
-                let ts = p.header.ts;
-                let ts_ns = i64::from(ts.tv_sec) * 1_000_000_000 + i64::from(ts.tv_usec) * 1000;
-                pipe.packet(&Packet {
-                    ts_ns,
-                    linktype,
-                    data: p.data.to_vec(),
-                    orig_len: p.header.len,
-                });
-            }
-            Err(pcap::Error::TimeoutExpired) => std::thread::sleep(Duration::from_millis(10)),
-            Err(e) => {
-                result = Err(LiveError::Capture(e.to_string()));
-                break;
-            }
+        if let Err(e) = source.read(&mut pipe) {
+            result = Err(e);
+            break;
         }
         drain(&mut pipe, &mut book, &mut metrics, &mut sink)?;
         if last_publish.elapsed() >= Duration::from_millis(500) {
-            if let Ok(st) = cap.stats() {
-                drops = (u64::from(st.dropped), u64::from(st.if_dropped));
-            }
-            publish(&mut pipe, &mut metrics, &mut book, drops);
+            publish(&mut pipe, &mut metrics, &mut book, &mut source);
             last_publish = Instant::now();
         }
     }
     // Clean shutdown: flows still open are reported, counters published once more.
     pipe.finish();
     drain(&mut pipe, &mut book, &mut metrics, &mut sink)?;
-    publish(&mut pipe, &mut metrics, &mut book, drops);
+    publish(&mut pipe, &mut metrics, &mut book, &mut source);
     // Keep serving the final counters for a last scrape.
     std::thread::sleep(cfg.linger);
     http_stop.store(true, Ordering::Relaxed);

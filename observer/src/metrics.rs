@@ -95,6 +95,26 @@ const HELP: &[(&str, Kind, &str)] = &[
         Kind::Gauge,
         "TCP flows in the flow table",
     ),
+    (
+        "ekuwatch_ebpf_packets",
+        Kind::Counter,
+        "Packets on watched ports seen by the eBPF program, by what it did with them",
+    ),
+    (
+        "ekuwatch_ebpf_bytes",
+        Kind::Counter,
+        "Bytes of those packets (forwarded: bytes copied to user space)",
+    ),
+    (
+        "ekuwatch_ebpf_flows",
+        Kind::Counter,
+        "Connections in the eBPF flow map, by event",
+    ),
+    (
+        "ekuwatch_ebpf_unparsed_packets",
+        Kind::Counter,
+        "Frames the eBPF program did not read as TCP over IPv4/IPv6",
+    ),
     ("ekuwatch_weirds", Kind::Counter, "Anomalies by kind"),
     (
         "ekuwatch_parse_errors",
@@ -367,6 +387,39 @@ impl Metrics {
                 *n as f64,
             );
         }
+    }
+
+    /// The eBPF program's counters (names from `ekuwatch_ebpf_common::counter::NAMES`) and the
+    /// connections user space failed to mark done.
+    pub fn set_ebpf(&mut self, kernel: &[(&str, u64)], mark_failed: u64) {
+        for (name, v) in kernel {
+            let v = *v as f64;
+            let (family, label, value) = match *name {
+                "packets_forwarded" => ("ekuwatch_ebpf_packets", "action", "forwarded"),
+                "packets_skipped_done" => ("ekuwatch_ebpf_packets", "action", "skipped_done"),
+                "packets_skipped_budget" => ("ekuwatch_ebpf_packets", "action", "skipped_budget"),
+                "packets_untracked" => ("ekuwatch_ebpf_packets", "action", "untracked"),
+                "bytes_forwarded" => ("ekuwatch_ebpf_bytes", "action", "forwarded"),
+                "bytes_skipped_done" => ("ekuwatch_ebpf_bytes", "action", "skipped_done"),
+                "bytes_skipped_budget" => ("ekuwatch_ebpf_bytes", "action", "skipped_budget"),
+                "bytes_untracked" => ("ekuwatch_ebpf_bytes", "action", "untracked"),
+                "flows_tracked" => ("ekuwatch_ebpf_flows", "event", "tracked"),
+                "flows_marked_done" => ("ekuwatch_ebpf_flows", "event", "marked_done"),
+                "flows_over_budget" => ("ekuwatch_ebpf_flows", "event", "over_budget"),
+                "map_insert_failed" => ("ekuwatch_ebpf_flows", "event", "map_full"),
+                "not_parsed" => {
+                    self.set("ekuwatch_ebpf_unparsed_packets", vec![], v);
+                    continue;
+                }
+                _ => continue, // totals (packets_seen, bytes_seen) are the sums of the above
+            };
+            self.set(family, vec![(label, value.into())], v);
+        }
+        self.set(
+            "ekuwatch_ebpf_flows",
+            vec![("event", "mark_failed".into())],
+            mark_failed as f64,
+        );
     }
 
     fn sample_name(&self, name: &str) -> String {

@@ -42,6 +42,8 @@ pub struct Reassembler {
     pub gap_bytes: u64,
     pub overflows: u32,
     pub mid_stream: bool,
+    /// Stream offset of this direction's FIN, once seen.
+    fin_at: Option<u64>,
 }
 
 impl Reassembler {
@@ -59,6 +61,7 @@ impl Reassembler {
             gap_bytes: 0,
             overflows: 0,
             mid_stream: false,
+            fin_at: None,
         }
     }
 
@@ -77,6 +80,37 @@ impl Reassembler {
         if !self.started {
             self.started = true;
             self.base = seq.wrapping_add(1);
+        }
+    }
+
+    /// A FIN at `seq` (its own sequence number: after the segment's payload). The close takes
+    /// effect in stream order: once every byte before it was delivered ([`Reassembler::reached_fin`]),
+    /// or as a gap when the stream ends without them ([`Reassembler::close_at_fin`]).
+    pub fn on_fin(&mut self, seq: u32) {
+        if self.started && self.fin_at.is_none() {
+            let at = self.unwrap(seq);
+            if at >= 0 {
+                self.fin_at = Some(at as u64);
+            }
+        }
+    }
+
+    /// Everything before the FIN has been handed up (true too when no FIN offset is known).
+    pub fn reached_fin(&self) -> bool {
+        self.stopped || self.fin_at.is_none_or(|f| self.next >= f)
+    }
+
+    /// End of the stream: hand up what is queued, then the bytes missing before the FIN as a gap.
+    pub fn close_at_fin(&mut self, out: &mut dyn FnMut(Chunk<'_>)) {
+        self.flush(out);
+        if let Some(f) = self.fin_at {
+            if !self.stopped && f > self.next {
+                let n = f - self.next;
+                self.gaps += 1;
+                self.gap_bytes += n;
+                out(Chunk::Gap(n));
+                self.next = f;
+            }
         }
     }
 
@@ -255,6 +289,33 @@ mod tests {
         s.extend(run(&mut r, |r, o| r.on_data(1000, b"hello ", o)));
         assert_eq!(s, b"hello world");
         assert_eq!(r.buffered(), 0);
+    }
+
+    /// A FIN takes effect in stream order: after the bytes it follows, or as a gap when they
+    /// never come (the eBPF backend's byte budget, or loss).
+    #[test]
+    fn fin_waits_for_the_bytes_before_it() {
+        let mut r = Reassembler::new(1 << 20);
+        r.on_syn(999);
+        assert!(run(&mut r, |r, o| r.on_data(1000, b"abc", o)) == b"abc");
+        r.on_fin(1008); // "defgh" (1003..1008) not here yet
+        assert!(!r.reached_fin());
+        assert_eq!(run(&mut r, |r, o| r.on_data(1003, b"defgh", o)), b"defgh");
+        assert!(r.reached_fin());
+
+        let mut r = Reassembler::new(1 << 20);
+        r.on_syn(999);
+        run(&mut r, |r, o| r.on_data(1000, b"abc", o));
+        r.on_fin(1010);
+        run(&mut r, |r, o| r.on_data(1005, b"fg", o));
+        assert_eq!(run(&mut r, |r, o| r.close_at_fin(o)), b"??fg???");
+        assert!(r.reached_fin());
+        assert_eq!((r.gaps, r.gap_bytes), (2, 5));
+
+        // No SYN and no data: nothing to wait for.
+        let mut r = Reassembler::new(1 << 20);
+        r.on_fin(5);
+        assert!(r.reached_fin());
     }
 
     #[test]

@@ -23,13 +23,6 @@ impl Drop for Kill {
     }
 }
 
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-}
-
 fn http_get(port: u16, path: &str) -> Option<String> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
@@ -371,14 +364,6 @@ fn live_capture_scraped_by_real_prometheus() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-fn sh(cmd: &str) -> bool {
-    Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 /// Two observers — one on a veth pair to a network namespace, one on `lo` — scraped by the same
 /// Prometheus: the dashboards' `sum by` queries aggregate across instances.
 #[test]
@@ -542,65 +527,21 @@ fn postfix_across_a_network_namespace() {
     if !is_root() {
         return skip_or_fail("needs root (network namespace, Postfix, packet capture)");
     }
-    for tool in [
+    let tools = [
         "postfix",
         "prometheus",
         "swaks",
         "gnutls-cli",
         "tshark",
         "tcpdump",
-    ] {
-        if Command::new("sh")
-            .arg("-c")
-            .arg(format!("command -v {tool}"))
-            .output()
-            .map_or(true, |o| !o.status.success())
-        {
-            return skip_or_fail(&format!(
-                "{tool} not installed (scripts/setup.sh installs it)"
-            ));
-        }
+    ];
+    if let Some(tool) = missing_tool(&tools) {
+        return skip_or_fail(&format!(
+            "{tool} not installed (scripts/setup.sh installs it)"
+        ));
     }
-    let id = std::process::id() % 10000;
-    let (ns, veth, peer) = (format!("ekp{id}"), format!("ekp{id}a"), format!("ekp{id}b"));
-    let net = 150 + id % 100;
-    let work = std::env::temp_dir().join(format!("ekuwatch-pf-{}", std::process::id()));
-    struct Cleanup(String, String, std::path::PathBuf);
-    impl Drop for Cleanup {
-        fn drop(&mut self) {
-            let conf = self.2.join("etc");
-            let _ = Command::new("ip")
-                .args(["netns", "exec", &self.0, "postfix", "-c"])
-                .arg(&conf)
-                .arg("stop")
-                .output();
-            let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-            let _ = Command::new("ip").args(["link", "del", &self.1]).status();
-            let _ = std::fs::remove_dir_all(&self.2);
-        }
-    }
-    let _c = Cleanup(ns.clone(), veth.clone(), work.clone());
-    let (srv, cli) = (format!("10.{net}.0.2"), format!("10.{net}.0.1"));
-    assert!(sh(&format!(
-        "ip netns add {ns} && ip link add {veth} type veth peer name {peer} && ip link set {peer} netns {ns} \
-         && ip addr add {cli}/24 dev {veth} && ip link set {veth} up \
-         && ip netns exec {ns} ip addr add {srv}/24 dev {peer} && ip netns exec {ns} ip link set {peer} up \
-         && ip netns exec {ns} ip link set lo up"
-    )));
-    let setup = Command::new("ip")
-        .args(["netns", "exec", &ns, "env"])
-        .arg(format!("EKUWATCH_CAPTURE_WORKDIR={}", work.display()))
-        .arg(format!("EKUWATCH_CAPTURE_SERVER={srv}"))
-        .arg(repo().join("captures/generate.sh"))
-        .arg("--setup-only")
-        .output()
-        .unwrap();
-    assert!(
-        setup.status.success(),
-        "Postfix did not start: {}",
-        String::from_utf8_lossy(&setup.stderr)
-    );
-
+    let lab = PostfixLab::start("ekp");
+    let (veth, cli, srv, work) = (&lab.veth, &lab.cli, &lab.srv, &lab.work);
     let base = 50000 + (std::process::id() % 10000) as u16;
     let (exporter, prom_port) = (base, base + 1);
     let events = work.join("events.jsonl");

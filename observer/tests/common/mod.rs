@@ -273,3 +273,102 @@ pub fn have_tshark() -> bool {
         .output()
         .is_ok_and(|o| o.status.success())
 }
+
+/// Runs `sh -c CMD`; true when it succeeded.
+pub fn sh(cmd: &str) -> bool {
+    std::process::Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+pub fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// The first of `tools` not on PATH.
+pub fn missing_tool(tools: &[&str]) -> Option<String> {
+    tools
+        .iter()
+        .find(|t| !sh(&format!("command -v {t} >/dev/null")))
+        .map(|t| t.to_string())
+}
+
+/// A real Postfix (captures/generate.sh --setup-only: ports 2525 no client-cert request, 2526
+/// ask_ccert, 2527 req_ccert) in a network namespace, reached over a veth pair whose host end is
+/// `veth` (address `cli`; Postfix at `srv`). Torn down on drop.
+#[allow(dead_code)]
+pub struct PostfixLab {
+    pub ns: String,
+    pub veth: String,
+    pub cli: String,
+    pub srv: String,
+    pub work: PathBuf,
+}
+
+#[allow(dead_code)]
+impl PostfixLab {
+    /// `tag`: a short distinct prefix per test (interface names are at most 15 bytes).
+    pub fn start(tag: &str) -> PostfixLab {
+        use std::process::Command;
+        let id = std::process::id() % 10000;
+        let (ns, veth, peer) = (
+            format!("{tag}{id}"),
+            format!("{tag}{id}a"),
+            format!("{tag}{id}b"),
+        );
+        let net = 150 + (id + tag.len() as u32 * 7) % 100;
+        let work = std::env::temp_dir().join(format!("ekuwatch-{tag}-{}", std::process::id()));
+        let lab = PostfixLab {
+            ns,
+            veth,
+            cli: format!("10.{net}.0.1"),
+            srv: format!("10.{net}.0.2"),
+            work,
+        };
+        let PostfixLab {
+            ns, veth, cli, srv, ..
+        } = &lab;
+        assert!(sh(&format!(
+            "ip netns add {ns} && ip link add {veth} type veth peer name {peer} && ip link set {peer} netns {ns} \
+             && ip addr add {cli}/24 dev {veth} && ip link set {veth} up \
+             && ip netns exec {ns} ip addr add {srv}/24 dev {peer} && ip netns exec {ns} ip link set {peer} up \
+             && ip netns exec {ns} ip link set lo up"
+        )));
+        let setup = Command::new("ip")
+            .args(["netns", "exec", ns, "env"])
+            .arg(format!("EKUWATCH_CAPTURE_WORKDIR={}", lab.work.display()))
+            .arg(format!("EKUWATCH_CAPTURE_SERVER={srv}"))
+            .arg(repo().join("captures/generate.sh"))
+            .arg("--setup-only")
+            .output()
+            .unwrap();
+        assert!(
+            setup.status.success(),
+            "Postfix did not start: {}",
+            String::from_utf8_lossy(&setup.stderr)
+        );
+        lab
+    }
+}
+
+impl Drop for PostfixLab {
+    fn drop(&mut self) {
+        use std::process::Command;
+        let conf = self.work.join("etc");
+        let _ = Command::new("ip")
+            .args(["netns", "exec", &self.ns, "postfix", "-c"])
+            .arg(&conf)
+            .arg("stop")
+            .output();
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.veth])
+            .status();
+        let _ = std::fs::remove_dir_all(&self.work);
+    }
+}

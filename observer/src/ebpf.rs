@@ -1,0 +1,363 @@
+//! eBPF capture backend (feature `ebpf`): loads the kernel program built from `ebpf/`, attaches it
+//! with TC on ingress and egress of one interface, reads the packets it forwards from the per-CPU
+//! perf buffers, and tells it which connections need no more packets (their handshake outcome is
+//! known) through the `DONE` map. The kernel then forwards only their FIN/RST.
+//!
+//! What the kernel program skipped, and what the perf buffers lost, are counters ([`KernelCounters`],
+//! [`EbpfCapture::lost`]) exported as metrics.
+
+use crate::capture::Packet;
+use aya::maps::perf::{PerfEvent, PerfEventArrayBuffer};
+use aya::maps::{Array, HashMap, MapData, PerCpuArray, PerfEventArray};
+use aya::programs::{SchedClassifier, TcAttachType};
+use aya::Ebpf;
+use ekuwatch_ebpf_common::{counter, Config, FlowKey, PacketMeta, MAX_PORTS};
+use std::net::IpAddr;
+use std::os::fd::AsFd;
+use std::time::Duration;
+
+/// The classifiers: ingress, egress.
+const PROGRAMS: [&str; 2] = ["ekuwatch_ingress", "ekuwatch_egress"];
+
+/// The kernel object compiled by build.rs.
+static OBJECT: &[u8] = include_bytes!(env!("EKUWATCH_EBPF_OBJECT"));
+
+#[derive(Debug, thiserror::Error)]
+pub enum EbpfError {
+    #[error("loading the eBPF program: {0} (needs root or CAP_BPF + CAP_NET_ADMIN + CAP_PERFMON)")]
+    Load(String),
+    #[error("attaching to {0}: {1}")]
+    Attach(String, String),
+    #[error("eBPF map {0}: {1}")]
+    Map(&'static str, String),
+    #[error("too many ports for the eBPF backend ({0}; at most {MAX_PORTS})")]
+    Ports(usize),
+    #[error("interface {0}: {1}")]
+    Interface(String, String),
+    #[error("perf buffer: {0}")]
+    Perf(String),
+}
+
+pub struct EbpfOptions {
+    pub interface: String,
+    /// TCP ports whose connections the kernel tracks.
+    pub ports: Vec<u16>,
+    /// Per-direction payload bytes a connection may forward before the kernel stops on its own.
+    pub budget: u64,
+    /// Pages per CPU for the perf buffers (a power of two).
+    pub buffer_pages: usize,
+}
+
+/// Kernel counters, summed over CPUs, by name (`ekuwatch_ebpf_common::counter::NAMES`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KernelCounters(pub Vec<(&'static str, u64)>);
+
+impl KernelCounters {
+    pub fn get(&self, name: &str) -> u64 {
+        self.0
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or(0, |(_, v)| *v)
+    }
+}
+
+pub struct EbpfCapture {
+    // Dropping `Ebpf` detaches the programs.
+    bpf: Ebpf,
+    buffers: Vec<PerfEventArrayBuffer<MapData>>,
+    done: HashMap<MapData, FlowKey, u32>,
+    counters: PerCpuArray<MapData, u64>,
+    linktype: u32,
+    /// CLOCK_REALTIME − CLOCK_MONOTONIC: kernel timestamps to wall time.
+    mono_to_real_ns: i64,
+    lost: u64,
+    marked: u64,
+    mark_failed: u64,
+}
+
+fn map_err(name: &'static str) -> impl Fn(aya::maps::MapError) -> EbpfError {
+    move |e| EbpfError::Map(name, e.to_string())
+}
+
+/// Ethernet (and loopback, which carries a zero Ethernet header) or raw IP.
+fn link_layer(interface: &str) -> Result<(u32, u32), EbpfError> {
+    let path = format!("/sys/class/net/{interface}/type");
+    let ty = std::fs::read_to_string(&path)
+        .map_err(|e| EbpfError::Interface(interface.into(), e.to_string()))?;
+    match ty.trim() {
+        // ARPHRD_ETHER, ARPHRD_LOOPBACK: 14-byte Ethernet header, LINKTYPE_ETHERNET.
+        "1" | "772" => Ok((14, 1)),
+        // ARPHRD_NONE (tun, wireguard), ARPHRD_IPGRE...: packets start at the IP header.
+        _ => Ok((0, 101)),
+    }
+}
+
+fn clock_offset() -> i64 {
+    use nix::time::{clock_gettime, ClockId};
+    let ns = |c| {
+        clock_gettime(c)
+            .map(|t| t.tv_sec() * 1_000_000_000 + t.tv_nsec())
+            .unwrap_or(0)
+    };
+    ns(ClockId::CLOCK_REALTIME) - ns(ClockId::CLOCK_MONOTONIC)
+}
+
+/// The kernel's key for a connection.
+pub fn flow_key(a: (IpAddr, u16), b: (IpAddr, u16)) -> FlowKey {
+    let bytes = |ip: IpAddr| match ip {
+        IpAddr::V4(v) => ekuwatch_ebpf_common::mapped_v4(v.octets()),
+        IpAddr::V6(v) => v.octets(),
+    };
+    FlowKey::canonical(bytes(a.0), a.1, bytes(b.0), b.1).0
+}
+
+/// Splits one perf sample into its metadata and packet bytes. None: a sample too short for what
+/// its header claims (counted by the caller).
+pub fn parse_sample(sample: &[u8]) -> Option<(PacketMeta, &[u8])> {
+    const META: usize = std::mem::size_of::<PacketMeta>();
+    let h = sample.get(..META)?;
+    let u32_at = |o: usize| u32::from_ne_bytes([h[o], h[o + 1], h[o + 2], h[o + 3]]);
+    let meta = PacketMeta {
+        ktime_ns: u64::from_ne_bytes(h[..8].try_into().ok()?),
+        len: u32_at(8),
+        caplen: u32_at(12),
+        egress: u32_at(16),
+        _pad: 0,
+    };
+    let data = sample.get(META..META + meta.caplen as usize)?;
+    Some((meta, data))
+}
+
+impl EbpfCapture {
+    /// Loads, configures and attaches the kernel program, and opens one perf buffer per CPU.
+    pub fn open(opts: &EbpfOptions) -> Result<Self, EbpfError> {
+        let mut cap = Self::load(opts)?;
+        cap.attach(&opts.interface)?;
+        Ok(cap)
+    }
+
+    /// Loads and configures the kernel program (through the verifier) without attaching it; the
+    /// link layer is the interface's. Tests drive it with [`EbpfCapture::test_run`].
+    pub fn load(opts: &EbpfOptions) -> Result<Self, EbpfError> {
+        if opts.ports.len() > MAX_PORTS {
+            return Err(EbpfError::Ports(opts.ports.len()));
+        }
+        let (l2_len, linktype) = link_layer(&opts.interface)?;
+        let mut bpf = Ebpf::load(OBJECT).map_err(|e| EbpfError::Load(e.to_string()))?;
+
+        let mut cfg = Config {
+            nports: opts.ports.len() as u32,
+            l2_len,
+            budget: opts.budget,
+            ..Config::default()
+        };
+        cfg.ports[..opts.ports.len()].copy_from_slice(&opts.ports);
+        let mut config: Array<_, Config> = bpf
+            .map_mut("CONFIG")
+            .ok_or(EbpfError::Map("CONFIG", "missing".into()))?
+            .try_into()
+            .map_err(map_err("CONFIG"))?;
+        config.set(0, cfg, 0).map_err(map_err("CONFIG"))?;
+
+        let mut perf: PerfEventArray<MapData> = bpf
+            .take_map("PACKETS")
+            .ok_or(EbpfError::Map("PACKETS", "missing".into()))?
+            .try_into()
+            .map_err(map_err("PACKETS"))?;
+        let cpus = aya::util::online_cpus()
+            .map_err(|(what, e)| EbpfError::Perf(format!("{what}: {e}")))?;
+        let mut buffers = Vec::new();
+        for cpu in cpus {
+            buffers.push(
+                perf.open(cpu, Some(opts.buffer_pages))
+                    .map_err(|e| EbpfError::Perf(e.to_string()))?,
+            );
+        }
+        let done: HashMap<MapData, FlowKey, u32> = bpf
+            .take_map("DONE")
+            .ok_or(EbpfError::Map("DONE", "missing".into()))?
+            .try_into()
+            .map_err(map_err("DONE"))?;
+        let counters: PerCpuArray<MapData, u64> = bpf
+            .take_map("COUNTERS")
+            .ok_or(EbpfError::Map("COUNTERS", "missing".into()))?
+            .try_into()
+            .map_err(map_err("COUNTERS"))?;
+
+        for name in PROGRAMS {
+            let prog: &mut SchedClassifier = bpf
+                .program_mut(name)
+                .ok_or_else(|| EbpfError::Load(format!("program {name} missing")))?
+                .try_into()
+                .map_err(|e: aya::programs::ProgramError| EbpfError::Load(e.to_string()))?;
+            prog.load().map_err(|e| EbpfError::Load(e.to_string()))?;
+        }
+        Ok(EbpfCapture {
+            bpf,
+            buffers,
+            done,
+            counters,
+            linktype,
+            mono_to_real_ns: clock_offset(),
+            lost: 0,
+            marked: 0,
+            mark_failed: 0,
+        })
+    }
+
+    /// Attaches the programs with TC: ingress and egress of `interface`.
+    pub fn attach(&mut self, interface: &str) -> Result<(), EbpfError> {
+        let tcx = aya::util::KernelVersion::current()
+            .is_ok_and(|v| v >= aya::util::KernelVersion::new(6, 6, 0));
+        if !tcx {
+            // Before TCX, TC programs hang off a clsact qdisc (already there is fine).
+            let _ = aya::programs::tc::qdisc_add_clsact(interface);
+        }
+        for (name, at) in PROGRAMS
+            .into_iter()
+            .zip([TcAttachType::Ingress, TcAttachType::Egress])
+        {
+            let attach_err = |e: String| EbpfError::Attach(interface.to_string(), e);
+            let prog: &mut SchedClassifier = self
+                .bpf
+                .program_mut(name)
+                .ok_or_else(|| attach_err(format!("program {name} missing")))?
+                .try_into()
+                .map_err(|e: aya::programs::ProgramError| attach_err(e.to_string()))?;
+            prog.attach(interface, at)
+                .map_err(|e| attach_err(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Runs the ingress (or egress) program once on `frame` with `BPF_PROG_TEST_RUN`, as if the
+    /// frame had crossed the interface; returns the program's verdict. Forwarded packets land in
+    /// the perf buffers as usual ([`EbpfCapture::poll`]).
+    pub fn test_run(&self, frame: &[u8], egress: bool) -> Result<i32, EbpfError> {
+        use aya::programs::{TestRun, TestRunOptions};
+        let name = PROGRAMS[usize::from(egress)];
+        let prog: &SchedClassifier = self
+            .bpf
+            .program(name)
+            .ok_or_else(|| EbpfError::Load(format!("program {name} missing")))?
+            .try_into()
+            .map_err(|e: aya::programs::ProgramError| EbpfError::Load(e.to_string()))?;
+        let opts = TestRunOptions {
+            data_in: Some(frame),
+            ..TestRunOptions::new()
+        };
+        let r = prog
+            .test_run(opts)
+            .map_err(|e| EbpfError::Load(format!("test run: {e:?}")))?;
+        Ok(r.return_value as i32)
+    }
+
+    /// Waits up to `timeout` for packets, then appends everything the perf buffers hold to `out`,
+    /// in timestamp order (each CPU has its own buffer).
+    pub fn poll(&mut self, timeout: Duration, out: &mut Vec<Packet>) -> Result<(), EbpfError> {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        if !self.buffers.iter().any(|b| b.readable()) {
+            let mut fds: Vec<PollFd<'_>> = self
+                .buffers
+                .iter()
+                .map(|b| PollFd::new(b.as_fd(), PollFlags::POLLIN))
+                .collect();
+            let t = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
+            match poll(&mut fds, t) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(EbpfError::Perf(e.to_string())),
+            }
+        }
+        let start = out.len();
+        let (linktype, offset) = (self.linktype, self.mono_to_real_ns);
+        let mut lost = 0u64;
+        let mut scratch = Vec::new();
+        for b in &mut self.buffers {
+            b.for_each(|ev| match ev {
+                PerfEvent::Sample { head, tail } => {
+                    let sample: &[u8] = if tail.is_empty() {
+                        head
+                    } else {
+                        scratch.clear();
+                        scratch.extend_from_slice(head);
+                        scratch.extend_from_slice(tail);
+                        &scratch
+                    };
+                    match parse_sample(sample) {
+                        Some((meta, data)) => out.push(Packet {
+                            ts_ns: (meta.ktime_ns as i64).saturating_add(offset),
+                            linktype,
+                            data: data.to_vec(),
+                            orig_len: meta.len,
+                        }),
+                        None => lost += 1,
+                    }
+                }
+                PerfEvent::Lost { count } => lost += count,
+            });
+        }
+        self.lost += lost;
+        out[start..].sort_by_key(|p| p.ts_ns);
+        Ok(())
+    }
+
+    /// Tells the kernel these connections need no more packets (but their FIN/RST).
+    pub fn mark_done(&mut self, flows: &[((IpAddr, u16), (IpAddr, u16))]) {
+        for (a, b) in flows {
+            match self.done.insert(flow_key(*a, *b), 1, 0) {
+                Ok(()) => self.marked += 1,
+                Err(_) => self.mark_failed += 1,
+            }
+        }
+    }
+
+    /// Samples lost: the perf buffers were full, or a sample was malformed.
+    pub fn lost(&self) -> u64 {
+        self.lost
+    }
+
+    /// Connections marked done in the kernel (and marks the kernel map refused).
+    pub fn marks(&self) -> (u64, u64) {
+        (self.marked, self.mark_failed)
+    }
+
+    /// The kernel program's counters, summed over CPUs.
+    pub fn counters(&self) -> KernelCounters {
+        let mut v = Vec::with_capacity(counter::NAMES.len());
+        for (i, name) in counter::NAMES.iter().enumerate() {
+            let sum = self
+                .counters
+                .get(&(i as u32), 0)
+                .map(|per_cpu| per_cpu.iter().copied().sum())
+                .unwrap_or(0);
+            v.push((*name, sum));
+        }
+        KernelCounters(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flow_key_is_canonical() {
+        let a = ("10.0.0.1".parse().unwrap(), 40000);
+        let b = ("10.0.0.2".parse().unwrap(), 25);
+        assert_eq!(flow_key(a, b), flow_key(b, a));
+        let k = flow_key(a, b);
+        assert_eq!(k.addr_a[10..], [0xff, 0xff, 10, 0, 0, 1]);
+        assert_eq!((k.port_a, k.port_b), (40000, 25));
+    }
+
+    #[test]
+    fn samples_shorter_than_claimed_are_refused() {
+        let mut s = vec![0u8; 24];
+        s[12..16].copy_from_slice(&10u32.to_ne_bytes());
+        assert!(parse_sample(&s).is_none());
+        s.extend_from_slice(&[7; 12]); // 10 bytes + kernel padding
+        let (m, d) = parse_sample(&s).unwrap();
+        assert_eq!((m.caplen, d.len()), (10, 10));
+        assert!(parse_sample(&s[..5]).is_none());
+    }
+}

@@ -1,0 +1,545 @@
+//! The eBPF backend, as root, on the real kernel.
+//!
+//! 1. BPF_PROG_TEST_RUN: the kernel program runs on every frame of the bundled captures (real
+//!    Postfix/OpenSSL/GnuTLS/rustls traffic) exactly as the live loop drives it — frame in, perf
+//!    buffer drained into the pipeline, connections whose outcome is known marked done in the
+//!    kernel — and the events equal those of analysing the capture file directly. Frames after a
+//!    connection is marked done are skipped, except FIN/RST.
+//! 2. Hostile and odd frames (truncated, VLAN, IPv6, non-TCP, other ports) never change the
+//!    verdict and are counted.
+//! 3. End to end: real Postfix in a network namespace, real TLS clients sending messages with
+//!    20–200 KB bodies across a veth pair, `ekuwatch live --backend ebpf` and `--backend pcap` on
+//!    the same interface at once: the same events, and the eBPF backend delivered a small fraction
+//!    of the bytes.
+#![cfg(feature = "ebpf")]
+
+mod common;
+use common::*;
+use ekuwatch::capture::{CaptureReader, Item, Packet};
+use ekuwatch::ebpf::{EbpfCapture, EbpfOptions};
+use ekuwatch::flow::FlowConfig;
+use ekuwatch::pipeline::Pipeline;
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// `TC_ACT_UNSPEC`: the program never decides a packet's fate.
+const NO_VERDICT: i32 = -1;
+
+fn frames(path: &Path) -> Vec<Packet> {
+    let mut r = CaptureReader::open(path).unwrap();
+    let mut v = Vec::new();
+    while let Some(item) = r.next_item() {
+        if let Ok(Item::Packet(p)) = item {
+            v.push(p);
+        }
+    }
+    v
+}
+
+fn load(ports: &[u16], budget: u64) -> Option<EbpfCapture> {
+    if !is_root() {
+        skip_or_fail("needs root (loading eBPF programs)");
+        return None;
+    }
+    Some(
+        EbpfCapture::load(&EbpfOptions {
+            interface: "lo".into(),
+            ports: ports.to_vec(),
+            budget,
+            buffer_pages: 64,
+        })
+        .expect("the kernel program loads and passes the verifier"),
+    )
+}
+
+/// Events without their timestamps (kernel time differs from capture time).
+fn untimed(evs: Vec<ekuwatch::event::SessionEvent>) -> Vec<Value> {
+    evs.iter()
+        .map(|e| {
+            let mut v = serde_json::to_value(e).unwrap();
+            v.as_object_mut().unwrap().remove("ts");
+            v
+        })
+        .collect()
+}
+
+/// What the live loop does, one frame at a time through BPF_PROG_TEST_RUN.
+struct Replay {
+    frames_in: usize,
+    forwarded: Vec<Vec<u8>>,
+    events: Vec<Value>,
+}
+
+fn replay(cap: &mut EbpfCapture, frames: &[Packet], cfg: FlowConfig, mark_done: bool) -> Replay {
+    let mut pipe = Pipeline::new(FlowConfig {
+        report_done: true,
+        ..cfg
+    });
+    let mut forwarded = Vec::new();
+    let mut batch = Vec::new();
+    for (i, f) in frames.iter().enumerate() {
+        let egress = i % 2 == 1; // both hooks see traffic
+        assert_eq!(cap.test_run(&f.data, egress).unwrap(), NO_VERDICT);
+        batch.clear();
+        cap.poll(Duration::ZERO, &mut batch).unwrap();
+        for p in &batch {
+            forwarded.push(p.data.clone());
+            pipe.packet(p);
+        }
+        let done = pipe.flows.take_finished_analysis();
+        if mark_done {
+            cap.mark_done(&done);
+        }
+    }
+    pipe.finish();
+    Replay {
+        frames_in: frames.len(),
+        forwarded,
+        events: untimed(pipe.take_events()),
+    }
+}
+
+fn direct(path: &Path, cfg: FlowConfig) -> Vec<Value> {
+    let mut p = Pipeline::new(cfg);
+    let _ = p.read_file(path, |_, _| {});
+    p.finish();
+    untimed(p.take_events())
+}
+
+/// Every bundled capture, frame by frame through the kernel program and the live loop: the same
+/// events as reading the file, and after each connection's outcome only its FIN/RST go up.
+#[test]
+fn classifier_on_captured_frames_gives_the_same_events() {
+    let cfg = FlowConfig {
+        smtp_ports: vec![25, 465, 587, 2465],
+        ..FlowConfig::default()
+    };
+    let files = pcaps_in(&captures());
+    assert!(files.len() >= 50);
+    // The servers' ports in the captures (Postfix 2525-2527, 2465 wrapper mode; test servers).
+    let mut ports = BTreeSet::new();
+    for f in &files {
+        for e in direct(f, cfg.clone()) {
+            ports.insert(e["server"]["port"].as_u64().unwrap() as u16);
+        }
+    }
+    let ports: Vec<u16> = ports.into_iter().collect();
+    assert!(ports.len() <= ekuwatch_ebpf_common::MAX_PORTS, "{ports:?}");
+    let Some(mut cap) = load(&ports, 64 * 1024) else {
+        return;
+    };
+    let (mut frames_in, mut forwarded, mut skipped_files) = (0, 0, 0);
+    for f in &files {
+        let want = direct(f, cfg.clone());
+        let fr = frames(f);
+        let r = replay(&mut cap, &fr, cfg.clone(), true);
+        assert_eq!(r.events, want, "{}", f.display());
+        // What went up is byte-for-byte what came in, in order (a subsequence).
+        let mut it = fr.iter();
+        for p in &r.forwarded {
+            assert!(
+                it.any(|f| &f.data == p),
+                "{}: a forwarded frame differs",
+                f.display()
+            );
+        }
+        frames_in += r.frames_in;
+        forwarded += r.forwarded.len();
+        if r.forwarded.len() < r.frames_in {
+            skipped_files += 1;
+        }
+    }
+    let c = cap.counters();
+    assert_eq!(c.get("packets_seen") as usize, frames_in);
+    assert_eq!(c.get("packets_forwarded") as usize, forwarded);
+    assert_eq!(
+        c.get("packets_seen"),
+        c.get("packets_forwarded")
+            + c.get("packets_skipped_done")
+            + c.get("packets_skipped_budget")
+            + c.get("packets_untracked")
+    );
+    assert_eq!(cap.lost(), 0);
+    assert_eq!(cap.marks().1, 0, "marks refused by the kernel map");
+    assert!(c.get("flows_marked_done") > 0);
+    // Connections that go on after their outcome (QUIT, the message, close) lose those packets.
+    assert!(
+        skipped_files >= files.len() / 2,
+        "{skipped_files} of {} files had packets skipped",
+        files.len()
+    );
+    eprintln!(
+        "{} frames, {forwarded} forwarded, {} skipped after done, {} untracked",
+        frames_in,
+        c.get("packets_skipped_done"),
+        c.get("packets_untracked")
+    );
+}
+
+/// Without marks, every frame of a tracked connection goes up until the byte budget; past it,
+/// only FIN/RST/SYN. Counted as over budget.
+#[test]
+fn byte_budget_is_a_kernel_backstop() {
+    let path = captures().join("pf-askccert-tls12-openssl-both.pcap");
+    let fr = frames(&path);
+    let Some(mut cap) = load(&[2526], 1 << 30) else {
+        return;
+    };
+    let all = replay(&mut cap, &fr, FlowConfig::default(), false);
+    assert_eq!(
+        all.forwarded.len(),
+        fr.len(),
+        "no budget, no marks: everything"
+    );
+    assert_eq!(all.events, direct(&path, FlowConfig::default()));
+
+    let Some(mut cap) = load(&[2526], 600) else {
+        return;
+    };
+    let cut = replay(&mut cap, &fr, FlowConfig::default(), false);
+    let c = cap.counters();
+    assert!(c.get("flows_over_budget") >= 1, "{c:?}");
+    assert!(c.get("packets_skipped_budget") > 0);
+    assert!(cut.forwarded.len() < fr.len());
+    // The handshake did not fit: the event says so (gap), it is not silently wrong.
+    let w = &cut.events[0]["weirds"];
+    assert!(
+        w.as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x.as_str().unwrap().contains("gap")),
+        "{:?}",
+        cut.events
+    );
+}
+
+fn ipv4_tcp(sport: u16, dport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![0u8; 14];
+    f[12] = 0x08;
+    let total = (20 + 20 + payload.len()) as u16;
+    let mut ip = vec![
+        0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+    ];
+    ip[2..4].copy_from_slice(&total.to_be_bytes());
+    f.extend(ip);
+    let mut tcp = vec![0u8; 20];
+    tcp[0..2].copy_from_slice(&sport.to_be_bytes());
+    tcp[2..4].copy_from_slice(&dport.to_be_bytes());
+    tcp[12] = 5 << 4;
+    tcp[13] = flags;
+    f.extend(tcp);
+    f.extend_from_slice(payload);
+    f
+}
+
+/// Odd frames: the verdict is always "no verdict", nothing crashes, and each lands in a counter.
+#[test]
+fn odd_frames_are_counted_not_forwarded() {
+    let Some(mut cap) = load(&[25], 64 * 1024) else {
+        return;
+    };
+    let syn = ipv4_tcp(40000, 25, 0x02, b"");
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("IPv6, truncated in the TCP header", {
+            let mut f = vec![0u8; 14 + 40 + 6];
+            f[12] = 0x86;
+            f[13] = 0xdd;
+            f[14] = 0x60;
+            f[14 + 6] = 6;
+            f
+        }),
+        ("truncated in the TCP header", syn[..40].to_vec()),
+        ("ARP", {
+            let mut f = vec![0u8; 42];
+            f[12] = 0x08;
+            f[13] = 0x06;
+            f
+        }),
+        ("UDP", {
+            let mut f = syn.clone();
+            f[14 + 9] = 17;
+            f
+        }),
+        ("IPv4 fragment", {
+            let mut f = syn.clone();
+            f[14 + 6] = 0x20; // more fragments
+            f
+        }),
+        ("bad IHL", {
+            let mut f = syn.clone();
+            f[14] = 0x41;
+            f
+        }),
+        ("bad TCP offset", {
+            let mut f = syn.clone();
+            f[14 + 20 + 12] = 1 << 4;
+            f
+        }),
+    ];
+    for (what, f) in &cases {
+        assert_eq!(cap.test_run(f, false).unwrap(), NO_VERDICT, "{what}");
+    }
+    // (A frame shorter than its IP header cannot be tested: the kernel's test harness refuses it
+    // with EINVAL before the program runs.)
+    assert!(cap.test_run(&syn[..20], false).is_err());
+    let c = cap.counters();
+    assert_eq!(c.get("not_parsed") as usize, cases.len(), "{c:?}");
+    assert_eq!(c.get("packets_seen"), 0);
+
+    // Other ports: ignored without a trace. A watched port without a SYN or SMTP-looking payload:
+    // untracked. A 220 banner mid-stream: tracked.
+    cap.test_run(&ipv4_tcp(40000, 80, 0x02, b""), false)
+        .unwrap();
+    cap.test_run(&ipv4_tcp(40001, 25, 0x10, b"xyzw body"), false)
+        .unwrap();
+    cap.test_run(&ipv4_tcp(25, 40002, 0x18, b"220 mx ESMTP\r\n"), false)
+        .unwrap();
+    // VLAN-tagged (802.1Q left in the frame) and IPv6 SYNs: tracked.
+    let mut vlan = syn.clone();
+    vlan.splice(12..12, [0x81, 0x00, 0x00, 0x07]);
+    cap.test_run(&vlan, true).unwrap();
+    let mut v6 = vec![0u8; 14];
+    v6[12] = 0x86;
+    v6[13] = 0xdd;
+    let mut ip6 = vec![0x60, 0, 0, 0, 0, 20, 6, 64];
+    ip6.extend([0x20, 0x01, 0x0d, 0xb8].iter().chain(&[0; 11]).chain(&[1]));
+    ip6.extend([0x20, 0x01, 0x0d, 0xb8].iter().chain(&[0; 11]).chain(&[2]));
+    v6.extend(ip6);
+    v6.extend_from_slice(&syn[34..54]);
+    cap.test_run(&v6, false).unwrap();
+    let c = cap.counters();
+    assert_eq!(c.get("packets_seen"), 4, "{c:?}");
+    assert_eq!(c.get("packets_untracked"), 1);
+    assert_eq!(c.get("flows_tracked"), 3);
+    let mut got = Vec::new();
+    cap.poll(Duration::ZERO, &mut got).unwrap();
+    assert_eq!(got.len(), 3);
+    assert_eq!(got[1].data, vlan);
+    assert_eq!(got[2].data, v6);
+}
+
+struct Kill(Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn http_get(port: u16, path: &str) -> Option<String> {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\n\r\n").ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    Some(body.split("\r\n\r\n").nth(1)?.to_string())
+}
+
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let t = std::time::Instant::now();
+    while !f() {
+        assert!(t.elapsed().as_secs() < secs, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A message body of about `kb` KB: real text lines, as an MTA would carry.
+fn body(kb: usize, seed: usize) -> String {
+    let mut s = format!("Subject: ekuwatch e2e {seed}\r\n\r\n");
+    let mut i = 0;
+    while s.len() < kb * 1024 {
+        s.push_str(&format!(
+            "line {i} of message {seed}: the quick brown fox jumps over the lazy dog 0123456789\r\n"
+        ));
+        i += 1;
+    }
+    s
+}
+
+/// Real Postfix, real clients with real bodies, both backends on the same veth at once.
+#[test]
+fn same_events_as_libpcap_with_real_postfix() {
+    if !is_root() {
+        return skip_or_fail("needs root (network namespace, Postfix, eBPF)");
+    }
+    if let Some(tool) = missing_tool(&["postfix", "swaks", "openssl", "gnutls-cli", "tshark"]) {
+        return skip_or_fail(&format!(
+            "{tool} not installed (scripts/setup.sh installs it)"
+        ));
+    }
+    let lab = PostfixLab::start("ekb");
+    let base = 40000 + (std::process::id() % 10000) as u16;
+    let observer = |backend: &str, port: u16, events: &Path, user: &str| {
+        Kill(
+            Command::new(env!("CARGO_BIN_EXE_ekuwatch"))
+                .args(["live", "--backend", backend, "--interface", &lab.veth])
+                .args(["--port", "2525", "--port", "2526", "--port", "2527"])
+                .args(["--listen", &format!("127.0.0.1:{port}")])
+                .args(["--local-net", &format!("{}/32", lab.cli), "--user", user])
+                .arg("--events")
+                .arg(events)
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let (ev_pcap, ev_ebpf) = (lab.work.join("pcap.jsonl"), lab.work.join("ebpf.jsonl"));
+    let _pcap = observer("pcap", base, &ev_pcap, "-");
+    // The eBPF observer drops to `nobody` after attaching: marking flows done must still work.
+    let _ebpf = observer("ebpf", base + 1, &ev_ebpf, "nobody");
+    for p in [base, base + 1] {
+        wait_for("exporter", 20, || http_get(p, "/healthz").is_some());
+    }
+    let pki = captures().join("pki");
+    let srv = lab.srv.clone();
+    let mut sessions = 0;
+    let mut body_bytes = 0usize;
+    // swaks (OpenSSL through Net::SSLeay): TLS 1.2 and 1.3, each client-certificate variant,
+    // bodies from 20 to 200 KB.
+    let variants: [(u16, Option<&str>, &str); 6] = [
+        (2525, None, "tlsv1_3"),
+        (2526, Some("both"), "tlsv1_3"),
+        (2526, Some("serveronly"), "tlsv1_2"),
+        (2527, Some("serveronly"), "tlsv1_3"),
+        (2527, Some("both"), "tlsv1_2"),
+        (2526, None, "tlsv1_2"),
+    ];
+    for (i, (port, cert, proto)) in variants.iter().enumerate() {
+        let kb = 20 + i * 36;
+        let b = body(kb, i);
+        body_bytes += b.len();
+        let file = lab.work.join(format!("body{i}.eml"));
+        std::fs::write(&file, &b).unwrap();
+        let mut c = Command::new("swaks");
+        c.args(["--server", &format!("{srv}:{port}"), "--tls"])
+            .args(["--tls-protocol", proto])
+            .args(["--from", "sender@out.lab.test", "--to", "root@lab.test"])
+            .args(["--ehlo", "out.lab.test"])
+            .arg("--data")
+            .arg(format!("@{}", file.display()));
+        if let Some(name) = cert {
+            // chain.pem: the leaf and its intermediate
+            c.arg("--tls-cert")
+                .arg(pki.join(format!("client-{name}.chain.pem")))
+                .arg("--tls-key")
+                .arg(pki.join(format!("client-{name}.key.pem")));
+        }
+        let _ = c.stdout(Stdio::null()).stderr(Stdio::null()).status();
+        sessions += 1;
+    }
+    // GnuTLS as the client, with a 120 KB body through the TLS session.
+    {
+        let b = body(120, 99);
+        body_bytes += b.len();
+        let mut child = Command::new("gnutls-cli")
+            .args(["--starttls-proto=smtp", "--port", "2526"])
+            .args([
+                "--sni-hostname",
+                "mx.lab.test",
+                "--verify-hostname",
+                "mx.lab.test",
+            ])
+            .arg("--x509cafile")
+            .arg(pki.join("root.cert.pem"))
+            .arg("--x509certfile")
+            .arg(pki.join("client-both.chain.pem"))
+            .arg("--x509keyfile")
+            .arg(pki.join("client-both.key.pem"))
+            .arg(&srv)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.as_mut().unwrap();
+        for line in [
+            "EHLO out.lab.test\r\n",
+            "MAIL FROM:<sender@out.lab.test>\r\n",
+            "RCPT TO:<root@lab.test>\r\n",
+            "DATA\r\n",
+        ] {
+            let _ = stdin.write_all(line.as_bytes());
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        let _ = stdin.write_all(b.as_bytes());
+        let _ = stdin.write_all(b"\r\n.\r\nQUIT\r\n");
+        std::thread::sleep(Duration::from_millis(1000));
+        drop(child.stdin.take());
+        let _ = child.wait();
+        sessions += 1;
+    }
+    // A plaintext session (no STARTTLS) with a body: its analysis ends at DATA as well.
+    {
+        let b = body(60, 98);
+        body_bytes += b.len();
+        let file = lab.work.join("plain.eml");
+        std::fs::write(&file, &b).unwrap();
+        let _ = Command::new("swaks")
+            .args(["--server", &format!("{srv}:2525")])
+            .args(["--from", "sender@out.lab.test", "--to", "root@lab.test"])
+            .arg("--data")
+            .arg(format!("@{}", file.display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        sessions += 1;
+    }
+    let read = |p: &Path| read_jsonl(p);
+    wait_for("both observers to report every session", 30, || {
+        read(&ev_pcap).len() >= sessions && read(&ev_ebpf).len() >= sessions
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let metrics = http_get(base + 1, "/metrics").unwrap();
+    let strip = |mut v: Vec<Value>| {
+        for e in &mut v {
+            e.as_object_mut().unwrap().remove("ts");
+        }
+        v.sort_by_key(|e| e["client"]["port"].as_u64());
+        v
+    };
+    let (a, b) = (strip(read(&ev_pcap)), strip(read(&ev_ebpf)));
+    assert_eq!(a.len(), sessions, "{a:#?}");
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x, y, "the eBPF backend's event differs from libpcap's");
+    }
+    assert_eq!(a.len(), b.len());
+    // The traffic really was what the test says: TLS with and without client certificates,
+    // rejections on req_ccert, and a plaintext session.
+    let tls = a.iter().filter(|e| !e["tls"].is_null()).count();
+    assert_eq!(tls, sessions - 1, "{a:#?}");
+    assert!(a
+        .iter()
+        .any(|e| e["tls"]["outcome"]["result"] == "closed_after_handshake"));
+
+    let forwarded = metric(&metrics, "ekuwatch_ebpf_bytes_total{action=\"forwarded\"}");
+    let skipped = metric(
+        &metrics,
+        "ekuwatch_ebpf_bytes_total{action=\"skipped_done\"}",
+    );
+    let marked = metric(&metrics, "ekuwatch_ebpf_flows_total{event=\"marked_done\"}");
+    let lost = metric(
+        &metrics,
+        "ekuwatch_capture_dropped_packets_total{source=\"ebpf\",reason=\"ring_buffer\"}",
+    );
+    eprintln!(
+        "{sessions} sessions, {body_bytes} body bytes: eBPF forwarded {forwarded} bytes, \
+         skipped {skipped} after done ({marked} connections marked done)"
+    );
+    assert_eq!(lost, 0.0);
+    assert!(marked >= (sessions - 2) as f64, "{metrics}");
+    assert!(
+        forwarded < 0.15 * (forwarded + skipped),
+        "forwarded {forwarded} of {} bytes",
+        forwarded + skipped
+    );
+}
