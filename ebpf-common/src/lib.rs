@@ -4,9 +4,8 @@
 
 /// Most ports the kernel program watches (the SMTP ports 25, 465, 587 plus configured ones).
 pub const MAX_PORTS: usize = 16;
-/// Largest packet prefix copied to user space. GSO super-packets can be 64 KB; handshake packets
-/// are far smaller, and a perf sample must fit in 64 KB with its header.
-pub const MAX_CAPLEN: u32 = 65_000;
+/// Largest packet prefix copied to user space (a power of two): a GSO super-packet can be 64 KB.
+pub const MAX_CAPLEN: u32 = 65_536;
 
 /// Canonical TCP 5-tuple: the (address, port) pair that sorts lower is `a`. IPv4 addresses are
 /// stored as IPv4-mapped IPv6 (`::ffff:a.b.c.d`), so one key type serves both families.
@@ -99,6 +98,8 @@ pub struct Config {
     /// Per-direction payload bytes forwarded before the kernel stops on its own (backstop for
     /// flows user space never marks done).
     pub budget: u64,
+    /// Wake the reader once this many bytes wait in the ring (it polls on a timer otherwise).
+    pub wake_bytes: u64,
 }
 
 /// Header of each packet sample, followed by `caplen` packet bytes (from the link layer).
@@ -138,10 +139,11 @@ pub mod counter {
     pub const MAP_INSERT_FAILED: u32 = 11;
     pub const FLOWS_MARKED_DONE: u32 = 12;
     pub const FLOWS_OVER_BUDGET: u32 = 13;
-    /// Frames that are not TCP over IPv4/IPv6 (or too short to read). Samples the perf buffer had
-    /// no room for are counted by user space (`PERF_RECORD_LOST`).
+    /// Frames that are not TCP over IPv4/IPv6 (or too short to read).
     pub const NOT_PARSED: u32 = 14;
-    pub const COUNT: u32 = 15;
+    /// Packets to forward that the ring had no room for (lost: user space is behind).
+    pub const RING_FULL: u32 = 15;
+    pub const COUNT: u32 = 16;
     /// Names, in index order (metric label values).
     pub const NAMES: [&str; COUNT as usize] = [
         "packets_seen",
@@ -159,6 +161,7 @@ pub mod counter {
         "flows_marked_done",
         "flows_over_budget",
         "not_parsed",
+        "ring_full",
     ];
 }
 

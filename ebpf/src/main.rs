@@ -13,15 +13,25 @@
 #![no_main]
 
 use aya_ebpf::{
-    helpers::bpf_ktime_get_ns,
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    helpers::{bpf_get_smp_processor_id, bpf_ktime_get_ns, bpf_skb_load_bytes},
     macros::{classifier, map},
-    maps::{Array, LruHashMap, PerCpuArray, PerfEventArray},
+    maps::{Array, LruHashMap, PerCpuArray, RingBuf},
     programs::TcContext,
+    EbpfContext,
 };
 use ekuwatch_ebpf_common::{
     counter, mapped_v4, Config, FlowKey, FlowState, PacketMeta, FLAG_DONE, FLAG_FIN_0, FLAG_FIN_1,
     FLAG_OVER_BUDGET_0, FLAG_OVER_BUDGET_1, MAX_CAPLEN, MAX_PORTS,
 };
+
+/// A packet on its way to the ring: metadata and up to `MAX_CAPLEN` bytes, assembled in a per-CPU
+/// slot (the stack is 512 bytes) and copied into the ring with one `bpf_ringbuf_output`.
+#[repr(C)]
+struct Sample {
+    meta: PacketMeta,
+    data: [u8; MAX_CAPLEN as usize],
+}
 
 /// A fresh flow's state (inserted by reference from read-only data, not from the small stack).
 static ZERO: FlowState = FlowState {
@@ -44,8 +54,13 @@ static FLOWS: LruHashMap<FlowKey, FlowState> = LruHashMap::with_max_entries(65_5
 static DONE: LruHashMap<FlowKey, u32> = LruHashMap::with_max_entries(16_384, 0);
 #[map]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
+/// One ring for all CPUs (packets arrive in order). Its size is set by user space at load time.
 #[map]
-static PACKETS: PerfEventArray<PacketMeta> = PerfEventArray::new(0);
+static PACKETS: RingBuf = RingBuf::with_byte_size(1 << 24, 0);
+/// One slot per CPU (indexed by CPU id; user space sizes it): per-CPU maps cap values at 32 KB.
+/// TC programs do not nest on a CPU, so a slot is never used twice at once.
+#[map]
+static SCRATCH: Array<Sample> = Array::with_max_entries(1, 0);
 
 /// `TC_ACT_UNSPEC` / `TCX_NEXT`.
 const NO_VERDICT: i32 = -1;
@@ -252,6 +267,7 @@ fn observe(ctx: &TcContext, egress: u32) {
         FLAG_OVER_BUDGET_1
     };
     let control = fin || rst || syn;
+    let mut cut = u32::MAX;
     let forward = if st.flags & FLAG_DONE != 0 {
         control
     } else if st.flags & over != 0 {
@@ -259,7 +275,10 @@ fn observe(ctx: &TcContext, egress: u32) {
     } else if st.forwarded[d] + u64::from(p.payload_len) > cfg.budget {
         st.flags |= over;
         count(counter::FLOWS_OVER_BUDGET, 1);
-        control
+        // This packet goes up cut after its headers: user space sees a snaplen-cut packet
+        // (weird `truncated_packet`) and, at the FIN, the missing bytes as a gap.
+        cut = p.payload_off;
+        true
     } else {
         true
     };
@@ -267,22 +286,21 @@ fn observe(ctx: &TcContext, egress: u32) {
         st.flags |= if d == 0 { FLAG_FIN_0 } else { FLAG_FIN_1 };
     }
     if forward {
-        let caplen = if ctx.len() < MAX_CAPLEN {
-            ctx.len()
-        } else {
-            MAX_CAPLEN
-        };
+        st.forwarded[d] += u64::from(p.payload_len);
         let meta = PacketMeta {
             ktime_ns: now,
             len: ctx.len(),
-            caplen,
+            caplen: 0,
             egress,
             _pad: 0,
         };
-        st.forwarded[d] += u64::from(p.payload_len);
-        PACKETS.output(ctx, &meta, caplen);
-        count(counter::PACKETS_FORWARDED, 1);
-        count(counter::BYTES_FORWARDED, u64::from(caplen));
+        match output(ctx, meta, cut, cfg.wake_bytes) {
+            Some(caplen) => {
+                count(counter::PACKETS_FORWARDED, 1);
+                count(counter::BYTES_FORWARDED, u64::from(caplen));
+            }
+            None => count(counter::RING_FULL, 1),
+        }
     } else if st.flags & FLAG_DONE != 0 {
         count(counter::PACKETS_SKIPPED_DONE, 1);
         count(counter::BYTES_SKIPPED_DONE, len);
@@ -295,6 +313,53 @@ fn observe(ctx: &TcContext, egress: u32) {
     if rst || st.flags & (FLAG_FIN_0 | FLAG_FIN_1) == (FLAG_FIN_0 | FLAG_FIN_1) {
         let _ = FLOWS.remove(key);
     }
+}
+
+/// Copies the packet (up to `MAX_CAPLEN` bytes, or its first `cut`) behind its metadata into the ring. The consumer is
+/// woken only once `wake_bytes` are waiting (it also polls on a short timer): one wake-up per
+/// packet would cost more than everything else together. Returns the bytes copied, None when the
+/// ring is full (the sample is lost).
+#[inline(always)]
+fn output(ctx: &TcContext, mut meta: PacketMeta, cut: u32, wake_bytes: u64) -> Option<u32> {
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    let slot = SCRATCH.get_ptr_mut(cpu)?;
+    // SAFETY: this CPU's slot; nothing else uses it while the program runs.
+    let sample = unsafe { &mut *slot };
+    let len = ctx.len();
+    if len == 0 {
+        return None;
+    }
+    let n = if len > cut { cut } else { len };
+    if n == 0 {
+        return None;
+    }
+    let n = if n > MAX_CAPLEN { MAX_CAPLEN } else { n };
+    // Masked so the verifier sees the bound: 1..=MAX_CAPLEN (a power of two).
+    let n = ((n - 1) & (MAX_CAPLEN - 1)) + 1;
+    meta.caplen = n;
+    sample.meta = meta;
+    // SAFETY: `n` ≤ the slot's data size; the helper bounds-checks the packet side.
+    let r = unsafe {
+        bpf_skb_load_bytes(
+            ctx.as_ptr() as *const _,
+            0,
+            sample.data.as_mut_ptr() as *mut _,
+            n,
+        )
+    };
+    if r != 0 {
+        return None;
+    }
+    let size = core::mem::size_of::<PacketMeta>() + n as usize;
+    // SAFETY: `size` ≤ size_of::<Sample>() (the slot), all of it initialised above.
+    let bytes = unsafe { core::slice::from_raw_parts(slot as *const u8, size) };
+    let flags = if PACKETS.query(BPF_RB_AVAIL_DATA as u64) >= wake_bytes {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    };
+    PACKETS.output::<[u8]>(bytes, flags as u64).ok()?;
+    Some(n)
 }
 
 #[cfg(not(test))]

@@ -56,9 +56,9 @@ pub struct LiveArgs {
     /// for connections whose outcome never becomes known).
     #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024)]
     pub ebpf_budget: u64,
-    /// eBPF: perf buffer pages per CPU (a power of two).
-    #[arg(long, value_name = "PAGES", default_value_t = 256, value_parser = pages)]
-    pub ebpf_buffer_pages: usize,
+    /// eBPF: size of the ring buffer to user space, in MiB (a power of two).
+    #[arg(long, value_name = "MIB", default_value_t = 16, value_parser = ring_mib)]
+    pub ebpf_ring_mib: u32,
     /// BPF capture filter (default: TCP on ports 25, 465, 587 and every --port).
     #[arg(long, value_name = "BPF")]
     pub filter: Option<String>,
@@ -86,10 +86,10 @@ pub struct LiveArgs {
 }
 
 #[cfg(feature = "live")]
-fn pages(s: &str) -> std::result::Result<usize, String> {
-    match s.parse::<usize>() {
-        Ok(n) if n.is_power_of_two() && n <= 65536 => Ok(n),
-        _ => Err("a power of two, at most 65536".into()),
+fn ring_mib(s: &str) -> std::result::Result<u32, String> {
+    match s.parse::<u32>() {
+        Ok(n) if n.is_power_of_two() && n <= 1024 => Ok(n),
+        _ => Err("a power of two, at most 1024".into()),
     }
 }
 
@@ -97,12 +97,14 @@ fn pages(s: &str) -> std::result::Result<usize, String> {
 fn live(a: LiveArgs) -> Result<()> {
     let events: Option<Box<dyn Write + Send>> = match &a.events {
         None => None,
-        Some(p) if p.as_os_str() == "-" => Some(Box::new(std::io::stdout())),
-        Some(p) => {
-            Some(Box::new(std::fs::File::create(p).with_context(|| {
-                format!("cannot write events to {}", p.display())
-            })?))
+        // Buffered: an event is serialised in many small pieces; live mode flushes per event.
+        Some(p) if p.as_os_str() == "-" => {
+            Some(Box::new(std::io::BufWriter::new(std::io::stdout())))
         }
+        Some(p) => Some(Box::new(std::io::BufWriter::new(
+            std::fs::File::create(p)
+                .with_context(|| format!("cannot write events to {}", p.display()))?,
+        ))),
     };
     let file = match &a.config {
         Some(p) => Config::load(p)?,
@@ -135,7 +137,7 @@ fn live(a: LiveArgs) -> Result<()> {
             crate::live::Backend::Pcap
         },
         ebpf_budget: a.ebpf_budget,
-        ebpf_buffer_pages: a.ebpf_buffer_pages,
+        ebpf_ring_bytes: a.ebpf_ring_mib << 20,
     })?;
     Ok(())
 }

@@ -1,16 +1,18 @@
 //! eBPF capture backend (feature `ebpf`): loads the kernel program built from `ebpf/`, attaches it
-//! with TC on ingress and egress of one interface, reads the packets it forwards from the per-CPU
-//! perf buffers, and tells it which connections need no more packets (their handshake outcome is
-//! known) through the `DONE` map. The kernel then forwards only their FIN/RST.
+//! with TC on ingress and egress of one interface, reads the packets it forwards from one BPF ring
+//! buffer, and tells it which connections need no more packets (their handshake outcome is known)
+//! through the `DONE` map. The kernel then forwards only their FIN/RST.
 //!
-//! What the kernel program skipped, and what the perf buffers lost, are counters ([`KernelCounters`],
-//! [`EbpfCapture::lost`]) exported as metrics.
+//! The ring is read in batches: the kernel wakes the reader only when `wake_bytes` wait (a wake-up
+//! per packet costs more than the packet), and the reader polls every `POLL` otherwise.
+//!
+//! What the kernel program skipped, and what the ring had no room for, are counters
+//! ([`KernelCounters`]) exported as metrics.
 
 use crate::capture::Packet;
-use aya::maps::perf::{PerfEvent, PerfEventArrayBuffer};
-use aya::maps::{Array, HashMap, MapData, PerCpuArray, PerfEventArray};
+use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
 use aya::programs::{SchedClassifier, TcAttachType};
-use aya::Ebpf;
+use aya::{Ebpf, EbpfLoader};
 use ekuwatch_ebpf_common::{counter, Config, FlowKey, PacketMeta, MAX_PORTS};
 use std::net::IpAddr;
 use std::os::fd::AsFd;
@@ -34,8 +36,8 @@ pub enum EbpfError {
     Ports(usize),
     #[error("interface {0}: {1}")]
     Interface(String, String),
-    #[error("perf buffer: {0}")]
-    Perf(String),
+    #[error("ring buffer: {0}")]
+    Ring(String),
 }
 
 pub struct EbpfOptions {
@@ -44,9 +46,15 @@ pub struct EbpfOptions {
     pub ports: Vec<u16>,
     /// Per-direction payload bytes a connection may forward before the kernel stops on its own.
     pub budget: u64,
-    /// Pages per CPU for the perf buffers (a power of two).
-    pub buffer_pages: usize,
+    /// Size of the ring buffer in bytes (a power of two, at least a page).
+    pub ring_bytes: u32,
 }
+
+/// Longest the reader sleeps between drains when the kernel has not woken it, while packets flow
+/// (the sooner a connection's outcome is read, the sooner the kernel stops forwarding it)...
+const POLL: Duration = Duration::from_millis(1);
+/// ... and after a second without any (an idle observer should not wake a thousand times a second).
+const POLL_IDLE: Duration = Duration::from_millis(50);
 
 /// Kernel counters, summed over CPUs, by name (`ekuwatch_ebpf_common::counter::NAMES`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -64,15 +72,17 @@ impl KernelCounters {
 pub struct EbpfCapture {
     // Dropping `Ebpf` detaches the programs.
     bpf: Ebpf,
-    buffers: Vec<PerfEventArrayBuffer<MapData>>,
+    ring: RingBuf<MapData>,
     done: HashMap<MapData, FlowKey, u32>,
     counters: PerCpuArray<MapData, u64>,
     linktype: u32,
     /// CLOCK_REALTIME − CLOCK_MONOTONIC: kernel timestamps to wall time.
     mono_to_real_ns: i64,
-    lost: u64,
+    /// Samples shorter than their header claims (never seen; counted, not trusted).
+    malformed: u64,
     marked: u64,
     mark_failed: u64,
+    last_packet: std::time::Instant,
 }
 
 fn map_err(name: &'static str) -> impl Fn(aya::maps::MapError) -> EbpfError {
@@ -143,12 +153,25 @@ impl EbpfCapture {
             return Err(EbpfError::Ports(opts.ports.len()));
         }
         let (l2_len, linktype) = link_layer(&opts.interface)?;
-        let mut bpf = Ebpf::load(OBJECT).map_err(|e| EbpfError::Load(e.to_string()))?;
+        if !opts.ring_bytes.is_power_of_two() || opts.ring_bytes < 4096 {
+            return Err(EbpfError::Ring(format!(
+                "size {} is not a power of two of at least 4096",
+                opts.ring_bytes
+            )));
+        }
+        let cpus =
+            aya::util::nr_cpus().map_err(|(what, e)| EbpfError::Ring(format!("{what}: {e}")))?;
+        let mut bpf = EbpfLoader::new()
+            .map_max_entries("PACKETS", opts.ring_bytes)
+            .map_max_entries("SCRATCH", cpus as u32)
+            .load(OBJECT)
+            .map_err(|e| EbpfError::Load(e.to_string()))?;
 
         let mut cfg = Config {
             nports: opts.ports.len() as u32,
             l2_len,
             budget: opts.budget,
+            wake_bytes: u64::from(opts.ring_bytes / 8),
             ..Config::default()
         };
         cfg.ports[..opts.ports.len()].copy_from_slice(&opts.ports);
@@ -159,20 +182,11 @@ impl EbpfCapture {
             .map_err(map_err("CONFIG"))?;
         config.set(0, cfg, 0).map_err(map_err("CONFIG"))?;
 
-        let mut perf: PerfEventArray<MapData> = bpf
+        let ring: RingBuf<MapData> = bpf
             .take_map("PACKETS")
             .ok_or(EbpfError::Map("PACKETS", "missing".into()))?
             .try_into()
             .map_err(map_err("PACKETS"))?;
-        let cpus = aya::util::online_cpus()
-            .map_err(|(what, e)| EbpfError::Perf(format!("{what}: {e}")))?;
-        let mut buffers = Vec::new();
-        for cpu in cpus {
-            buffers.push(
-                perf.open(cpu, Some(opts.buffer_pages))
-                    .map_err(|e| EbpfError::Perf(e.to_string()))?,
-            );
-        }
         let done: HashMap<MapData, FlowKey, u32> = bpf
             .take_map("DONE")
             .ok_or(EbpfError::Map("DONE", "missing".into()))?
@@ -194,14 +208,15 @@ impl EbpfCapture {
         }
         Ok(EbpfCapture {
             bpf,
-            buffers,
+            ring,
             done,
             counters,
             linktype,
             mono_to_real_ns: clock_offset(),
-            lost: 0,
+            malformed: 0,
             marked: 0,
             mark_failed: 0,
+            last_packet: std::time::Instant::now(),
         })
     }
 
@@ -234,6 +249,21 @@ impl EbpfCapture {
     /// frame had crossed the interface; returns the program's verdict. Forwarded packets land in
     /// the perf buffers as usual ([`EbpfCapture::poll`]).
     pub fn test_run(&self, frame: &[u8], egress: bool) -> Result<i32, EbpfError> {
+        Ok(self.run(frame, egress, 1)?.return_value as i32)
+    }
+
+    /// The program's average run time on `frame` over `repeat` runs (BPF_PROG_TEST_RUN), for the
+    /// benchmarks: what one packet costs in the kernel.
+    pub fn time_run(&self, frame: &[u8], egress: bool, repeat: u32) -> Result<Duration, EbpfError> {
+        Ok(self.run(frame, egress, repeat)?.duration)
+    }
+
+    fn run(
+        &self,
+        frame: &[u8],
+        egress: bool,
+        repeat: u32,
+    ) -> Result<aya::programs::TestRunResult, EbpfError> {
         use aya::programs::{TestRun, TestRunOptions};
         let name = PROGRAMS[usize::from(egress)];
         let prog: &SchedClassifier = self
@@ -244,61 +274,65 @@ impl EbpfCapture {
             .map_err(|e: aya::programs::ProgramError| EbpfError::Load(e.to_string()))?;
         let opts = TestRunOptions {
             data_in: Some(frame),
+            repeat,
             ..TestRunOptions::new()
         };
-        let r = prog
-            .test_run(opts)
-            .map_err(|e| EbpfError::Load(format!("test run: {e:?}")))?;
-        Ok(r.return_value as i32)
+        prog.test_run(opts)
+            .map_err(|e| EbpfError::Load(format!("test run: {e:?}")))
     }
 
-    /// Waits up to `timeout` for packets, then appends everything the perf buffers hold to `out`,
-    /// in timestamp order (each CPU has its own buffer).
+    /// Appends everything the ring holds to `out`; when it is empty, first waits up to `timeout`
+    /// (at most [`POLL`], or [`POLL_IDLE`] when idle) for the kernel's wake-up.
     pub fn poll(&mut self, timeout: Duration, out: &mut Vec<Packet>) -> Result<(), EbpfError> {
+        self.poll_with(timeout, &mut |ts_ns, linktype, data, orig_len| {
+            out.push(Packet {
+                ts_ns,
+                linktype,
+                data: data.to_vec(),
+                orig_len,
+            })
+        })
+    }
+
+    /// Like [`EbpfCapture::poll`], handing each frame to `f(ts_ns, linktype, bytes, orig_len)`
+    /// straight from the ring (no copy). Returns after the ring was drained once.
+    pub fn poll_with(
+        &mut self,
+        timeout: Duration,
+        f: &mut dyn FnMut(i64, u32, &[u8], u32),
+    ) -> Result<(), EbpfError> {
         use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-        if !self.buffers.iter().any(|b| b.readable()) {
-            let mut fds: Vec<PollFd<'_>> = self
-                .buffers
-                .iter()
-                .map(|b| PollFd::new(b.as_fd(), PollFlags::POLLIN))
-                .collect();
-            let t = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
+        if self.drain(f) == 0 && !timeout.is_zero() {
+            let mut fds = [PollFd::new(self.ring.as_fd(), PollFlags::POLLIN)];
+            let idle = self.last_packet.elapsed() > Duration::from_secs(1);
+            let wait = timeout.min(if idle { POLL_IDLE } else { POLL });
+            let t = PollTimeout::try_from(wait).unwrap_or(PollTimeout::MAX);
             match poll(&mut fds, t) {
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => return Err(EbpfError::Perf(e.to_string())),
+                Err(e) => return Err(EbpfError::Ring(e.to_string())),
+            }
+            self.drain(f);
+        }
+        Ok(())
+    }
+
+    fn drain(&mut self, f: &mut dyn FnMut(i64, u32, &[u8], u32)) -> usize {
+        let mut n = 0;
+        let linktype = self.linktype;
+        while let Some(item) = self.ring.next() {
+            match parse_sample(&item) {
+                Some((meta, data)) => {
+                    let ts = (meta.ktime_ns as i64).saturating_add(self.mono_to_real_ns);
+                    f(ts, linktype, data, meta.len);
+                    n += 1;
+                }
+                None => self.malformed += 1,
             }
         }
-        let start = out.len();
-        let (linktype, offset) = (self.linktype, self.mono_to_real_ns);
-        let mut lost = 0u64;
-        let mut scratch = Vec::new();
-        for b in &mut self.buffers {
-            b.for_each(|ev| match ev {
-                PerfEvent::Sample { head, tail } => {
-                    let sample: &[u8] = if tail.is_empty() {
-                        head
-                    } else {
-                        scratch.clear();
-                        scratch.extend_from_slice(head);
-                        scratch.extend_from_slice(tail);
-                        &scratch
-                    };
-                    match parse_sample(sample) {
-                        Some((meta, data)) => out.push(Packet {
-                            ts_ns: (meta.ktime_ns as i64).saturating_add(offset),
-                            linktype,
-                            data: data.to_vec(),
-                            orig_len: meta.len,
-                        }),
-                        None => lost += 1,
-                    }
-                }
-                PerfEvent::Lost { count } => lost += count,
-            });
+        if n > 0 {
+            self.last_packet = std::time::Instant::now();
         }
-        self.lost += lost;
-        out[start..].sort_by_key(|p| p.ts_ns);
-        Ok(())
+        n
     }
 
     /// Tells the kernel these connections need no more packets (but their FIN/RST).
@@ -311,9 +345,9 @@ impl EbpfCapture {
         }
     }
 
-    /// Samples lost: the perf buffers were full, or a sample was malformed.
+    /// Samples lost: the ring was full (kernel counter), or a sample was malformed.
     pub fn lost(&self) -> u64 {
-        self.lost
+        self.counters().get("ring_full") + self.malformed
     }
 
     /// Connections marked done in the kernel (and marks the kernel map refused).

@@ -295,12 +295,26 @@ struct Flow {
     fin: [bool; 2],
     /// The FIN reached the analyzers (in stream order, after every byte before it).
     close_seen: [bool; 2],
+    /// Which direction's FIN came first (closes reach the analyzers in that order).
+    first_fin: Option<u8>,
     packets: [u64; 2],
     bytes: [u64; 2],
     any_payload: bool,
     emitted: bool,
     /// Its end of analysis was reported (`report_done`).
     done_reported: bool,
+}
+
+/// Direction by index (`i`'s inverse).
+const DIRS: [Dir; 2] = [Dir::ToServer, Dir::ToClient];
+
+/// Direction indexes, the one whose FIN came first first.
+fn fin_order(first: Option<u8>) -> [usize; 2] {
+    if first == Some(1) {
+        [1, 0]
+    } else {
+        [0, 1]
+    }
 }
 
 fn i(d: Dir) -> usize {
@@ -468,6 +482,7 @@ impl FlowTable {
                     },
                     fin: [false; 2],
                     close_seen: [false; 2],
+                    first_fin: None,
                     packets: [0; 2],
                     bytes: [0; 2],
                     any_payload: false,
@@ -513,6 +528,9 @@ impl FlowTable {
             reasm[1 - d].on_peer_ack(seg.ack, &mut |c| conv.deliver(dir.flip(), c, ts));
         }
         if seg.flags.fin {
+            if flow.first_fin.is_none() {
+                flow.first_fin = Some(d as u8);
+            }
             flow.fin[d] = true;
             flow.reasm[d].on_fin(seg.seq.wrapping_add(seg.payload.len() as u32));
         }
@@ -529,11 +547,15 @@ impl FlowTable {
             reasm[d].close_at_fin(&mut |c| conv.deliver(dir, c, ts));
             flow.conv.on_close(dir);
         }
-        // A FIN closes its direction once the bytes before it are in (it may overtake them).
-        for (k, kd) in [(0, Dir::ToServer), (1, Dir::ToClient)] {
-            if flow.fin[k] && !flow.close_seen[k] && flow.reasm[k].reached_fin() {
+        // A FIN closes its direction once the bytes before it are in (it may overtake them);
+        // closes reach the analyzers in the order the FINs came.
+        for k in fin_order(flow.first_fin) {
+            if flow.fin[k] && !flow.close_seen[k] {
+                if !flow.reasm[k].reached_fin() {
+                    break;
+                }
                 flow.close_seen[k] = true;
-                flow.conv.on_close(kd);
+                flow.conv.on_close(DIRS[k]);
             }
         }
         if self.buffered + flow.reasm[0].buffered() + flow.reasm[1].buffered()
@@ -615,9 +637,11 @@ impl FlowTable {
             conv,
             fin,
             close_seen,
+            first_fin,
             ..
         } = &mut *flow;
-        for (d, dir) in [(0, Dir::ToServer), (1, Dir::ToClient)] {
+        for d in fin_order(*first_fin) {
+            let dir = DIRS[d];
             // Queued bytes, then whatever never arrived before a FIN (a gap), then the FIN.
             reasm[d].close_at_fin(&mut |c| conv.deliver(dir, c, last_ts));
             if fin[d] && !close_seen[d] {

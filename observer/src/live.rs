@@ -4,7 +4,6 @@
 //! is known. SIGINT/SIGTERM stop the capture cleanly: the last events are flushed and the final
 //! counters stay served until exit.
 
-use crate::capture::Packet;
 use crate::flow::FlowConfig;
 use crate::metrics::Metrics;
 use crate::peers::{peer_name, registered_domain, PeerBook};
@@ -67,9 +66,13 @@ pub struct LiveConfig {
     pub backend: Backend,
     /// eBPF: per-direction payload bytes the kernel forwards at most per connection.
     pub ebpf_budget: u64,
-    /// eBPF: perf buffer pages per CPU.
-    pub ebpf_buffer_pages: usize,
+    /// eBPF: ring buffer size in bytes.
+    pub ebpf_ring_bytes: u32,
 }
+
+/// Kernel buffer of the libpcap capture: ~0.5 s of a saturated gigabit link, so a busy moment in
+/// the analysis does not drop packets (libpcap's default, 2 MB, does at a few hundred Mbit/s).
+const PCAP_BUFFER_BYTES: i32 = 64 << 20;
 
 /// An open capture.
 enum Source {
@@ -80,10 +83,7 @@ enum Source {
         drops: (u64, u64),
     },
     #[cfg(feature = "ebpf")]
-    Ebpf {
-        cap: Box<crate::ebpf::EbpfCapture>,
-        batch: Vec<Packet>,
-    },
+    Ebpf { cap: Box<crate::ebpf::EbpfCapture> },
 }
 
 impl Source {
@@ -95,6 +95,7 @@ impl Source {
                 let mut cap = pcap::Capture::from_device(cfg.interface.as_str())
                     .and_then(|c| {
                         c.immediate_mode(true)
+                            .buffer_size(PCAP_BUFFER_BYTES)
                             .snaplen(65535)
                             .promisc(false)
                             .timeout(100)
@@ -124,12 +125,9 @@ impl Source {
                     interface: cfg.interface.clone(),
                     ports: ports.to_vec(),
                     budget: cfg.ebpf_budget,
-                    buffer_pages: cfg.ebpf_buffer_pages,
+                    ring_bytes: cfg.ebpf_ring_bytes,
                 })?;
-                let source = Source::Ebpf {
-                    cap: Box::new(cap),
-                    batch: Vec::new(),
-                };
+                let source = Source::Ebpf { cap: Box::new(cap) };
                 Ok((source, format!("ebpf, ports {ports:?}")))
             }
             #[cfg(not(feature = "ebpf"))]
@@ -146,27 +144,20 @@ impl Source {
                 Ok(p) => {
                     let ts = p.header.ts;
                     let ts_ns = i64::from(ts.tv_sec) * 1_000_000_000 + i64::from(ts.tv_usec) * 1000;
-                    pipe.packet(&Packet {
-                        ts_ns,
-                        linktype: *linktype,
-                        data: p.data.to_vec(),
-                        orig_len: p.header.len,
-                    });
+                    pipe.frame(ts_ns, *linktype, p.data);
                     Ok(())
                 }
                 Err(pcap::Error::TimeoutExpired) => {
-                    std::thread::sleep(Duration::from_millis(10));
+                    std::thread::sleep(Duration::from_millis(1));
                     Ok(())
                 }
                 Err(e) => Err(LiveError::Capture(e.to_string())),
             },
             #[cfg(feature = "ebpf")]
-            Source::Ebpf { cap, batch } => {
-                batch.clear();
-                cap.poll(Duration::from_millis(100), batch)?;
-                for p in batch.iter() {
-                    pipe.packet(p);
-                }
+            Source::Ebpf { cap } => {
+                cap.poll_with(Duration::from_millis(100), &mut |ts, linktype, data, _| {
+                    pipe.frame(ts, linktype, data)
+                })?;
                 // Connections whose outcome is known: the kernel stops forwarding them.
                 let done = pipe.flows.take_finished_analysis();
                 if !done.is_empty() {
@@ -188,10 +179,11 @@ impl Source {
             }
             #[cfg(feature = "ebpf")]
             Source::Ebpf { cap, .. } => {
-                metrics.set_ebpf(&cap.counters().0, cap.marks().1);
+                metrics.set_ebpf(&cap.counters().0, cap.marks());
                 ("ebpf", vec![("ring_buffer", cap.lost())])
             }
         };
+        metrics.set_capture_bytes(source, pipe.stats.bytes);
         metrics.set_capture(
             source,
             pipe.stats.packets,

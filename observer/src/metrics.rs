@@ -86,6 +86,11 @@ const HELP: &[(&str, Kind, &str)] = &[
         "Packets read from the capture source",
     ),
     (
+        "ekuwatch_capture_bytes",
+        Kind::Counter,
+        "Bytes of the packets read from the capture source (what reached user space)",
+    ),
+    (
         "ekuwatch_capture_dropped_packets",
         Kind::Counter,
         "Packets dropped before analysis",
@@ -389,9 +394,18 @@ impl Metrics {
         }
     }
 
+    /// Bytes of the packets read (libpcap: every packet of the SMTP ports; eBPF: what it forwarded).
+    pub fn set_capture_bytes(&mut self, source: &str, bytes: u64) {
+        self.set(
+            "ekuwatch_capture_bytes",
+            vec![("source", source.into())],
+            bytes as f64,
+        );
+    }
+
     /// The eBPF program's counters (names from `ekuwatch_ebpf_common::counter::NAMES`) and the
-    /// connections user space failed to mark done.
-    pub fn set_ebpf(&mut self, kernel: &[(&str, u64)], mark_failed: u64) {
+    /// done marks user space wrote into the kernel map (sent, refused).
+    pub fn set_ebpf(&mut self, kernel: &[(&str, u64)], marks: (u64, u64)) {
         for (name, v) in kernel {
             let v = *v as f64;
             let (family, label, value) = match *name {
@@ -407,6 +421,7 @@ impl Metrics {
                 "flows_marked_done" => ("ekuwatch_ebpf_flows", "event", "marked_done"),
                 "flows_over_budget" => ("ekuwatch_ebpf_flows", "event", "over_budget"),
                 "map_insert_failed" => ("ekuwatch_ebpf_flows", "event", "map_full"),
+                "ring_full" => continue, // exported as capture drops (reason ring_buffer)
                 "not_parsed" => {
                     self.set("ekuwatch_ebpf_unparsed_packets", vec![], v);
                     continue;
@@ -415,11 +430,13 @@ impl Metrics {
             };
             self.set(family, vec![(label, value.into())], v);
         }
-        self.set(
-            "ekuwatch_ebpf_flows",
-            vec![("event", "mark_failed".into())],
-            mark_failed as f64,
-        );
+        for (event, n) in [("mark_sent", marks.0), ("mark_failed", marks.1)] {
+            self.set(
+                "ekuwatch_ebpf_flows",
+                vec![("event", event.into())],
+                n as f64,
+            );
+        }
     }
 
     fn sample_name(&self, name: &str) -> String {

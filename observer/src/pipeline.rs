@@ -40,12 +40,17 @@ impl Pipeline {
     }
 
     pub fn packet(&mut self, p: &Packet) {
+        self.frame(p.ts_ns, p.linktype, &p.data);
+    }
+
+    /// One captured frame, borrowed (live backends hand frames over without copying them).
+    pub fn frame(&mut self, ts_ns: i64, linktype: u32, data: &[u8]) {
         self.stats.packets += 1;
-        self.stats.bytes += p.data.len() as u64;
-        self.stats.first_ts = Some(self.stats.first_ts.map_or(p.ts_ns, |t| t.min(p.ts_ns)));
-        self.stats.last_ts = Some(self.stats.last_ts.map_or(p.ts_ns, |t| t.max(p.ts_ns)));
-        match decode::decode(p.linktype, &p.data) {
-            Ok(seg) => self.flows.on_segment(&seg, p.ts_ns),
+        self.stats.bytes += data.len() as u64;
+        self.stats.first_ts = Some(self.stats.first_ts.map_or(ts_ns, |t| t.min(ts_ns)));
+        self.stats.last_ts = Some(self.stats.last_ts.map_or(ts_ns, |t| t.max(ts_ns)));
+        match decode::decode(linktype, data) {
+            Ok(seg) => self.flows.on_segment(&seg, ts_ns),
             Err(skip) => {
                 *self.stats.skipped.entry(skip.name()).or_default() += 1;
                 if skip.is_error() {

@@ -50,7 +50,7 @@ fn load(ports: &[u16], budget: u64) -> Option<EbpfCapture> {
             interface: "lo".into(),
             ports: ports.to_vec(),
             budget,
-            buffer_pages: 64,
+            ring_bytes: 1 << 24,
         })
         .expect("the kernel program loads and passes the verifier"),
     )
@@ -526,7 +526,7 @@ fn same_events_as_libpcap_with_real_postfix() {
         &metrics,
         "ekuwatch_ebpf_bytes_total{action=\"skipped_done\"}",
     );
-    let marked = metric(&metrics, "ekuwatch_ebpf_flows_total{event=\"marked_done\"}");
+    let marked = metric(&metrics, "ekuwatch_ebpf_flows_total{event=\"mark_sent\"}");
     let lost = metric(
         &metrics,
         "ekuwatch_capture_dropped_packets_total{source=\"ebpf\",reason=\"ring_buffer\"}",
@@ -536,9 +536,16 @@ fn same_events_as_libpcap_with_real_postfix() {
          skipped {skipped} after done ({marked} connections marked done)"
     );
     assert_eq!(lost, 0.0);
-    assert!(marked >= (sessions - 2) as f64, "{metrics}");
+    // Every session's outcome became known while it ran (the req_ccert rejections too).
+    assert!(marked >= sessions as f64, "{metrics}");
+    assert_eq!(
+        metric(&metrics, "ekuwatch_ebpf_flows_total{event=\"mark_failed\"}"),
+        0.0
+    );
+    // Over a veth a body moves at memory speed: whatever passes between the outcome being known
+    // and the mark landing is forwarded (docs/ebpf.md). The benchmark measures realistic pacing.
     assert!(
-        forwarded < 0.15 * (forwarded + skipped),
+        forwarded < 0.3 * (forwarded + skipped),
         "forwarded {forwarded} of {} bytes",
         forwarded + skipped
     );
