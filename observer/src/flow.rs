@@ -13,11 +13,12 @@ use crate::smtp::{self, Next, SmtpSession, StartTls};
 use crate::tcp::{Chunk, Reassembler};
 use crate::tls::keylog::KeyLog;
 use crate::tls::{OutcomeResult, TlsSession};
+use crate::x509::cache::ChainCache;
 use crate::Dir;
 use ipnet::IpNet;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 #[derive(Debug, Clone)]
 pub struct FlowConfig {
@@ -112,6 +113,7 @@ struct Conversation {
     other_scanned: u64,
     other_prefix: Vec<u8>,
     keylog: Arc<KeyLog>,
+    chains: Arc<Mutex<ChainCache>>,
     /// SMTP inside TLS, when keys let us decrypt it (reply codes only).
     after_tls: Option<smtp::PostTlsTracker>,
 }
@@ -227,7 +229,7 @@ impl Conversation {
     }
 
     fn new_tls(&self) -> TlsSession {
-        let mut t = TlsSession::with_keys(self.keylog.clone());
+        let mut t = TlsSession::with_keys_and_cache(self.keylog.clone(), Some(self.chains.clone()));
         // SMTP over TLS: follow the decrypted dialogue's reply codes when keys allow.
         t.want_app_data(self.smtp.as_ref().is_some_and(|s| s.is_smtp()));
         t
@@ -366,6 +368,8 @@ pub struct FlowTable {
     now: i64,
     last_sweep: i64,
     keylog: Arc<KeyLog>,
+    /// Certificate chains already parsed, by content (x509::cache).
+    chains: Arc<Mutex<ChainCache>>,
     /// Last TLS failure (handshake_failed / closed_after_handshake) per (client IP, server IP).
     tls_failures: HashMap<(IpAddr, IpAddr), i64>,
     /// Bytes queued in reassembly across all flows, kept up to date per packet.
@@ -385,6 +389,7 @@ impl FlowTable {
             last_sweep: i64::MIN,
             buffered: 0,
             keylog: Arc::new(KeyLog::default()),
+            chains: Arc::new(Mutex::new(ChainCache::default())),
             tls_failures: HashMap::new(),
             done: Vec::new(),
         }
@@ -478,6 +483,7 @@ impl FlowTable {
                         other_scanned: 0,
                         other_prefix: Vec::new(),
                         keylog: self.keylog.clone(),
+                        chains: self.chains.clone(),
                         after_tls: None,
                     },
                     fin: [false; 2],

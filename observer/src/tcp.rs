@@ -25,6 +25,8 @@ pub enum Chunk<'a> {
     Gap(u64),
 }
 
+const NO_FIN: u64 = u64::MAX;
+
 #[derive(Debug)]
 pub struct Reassembler {
     started: bool,
@@ -42,8 +44,9 @@ pub struct Reassembler {
     pub gap_bytes: u64,
     pub overflows: u32,
     pub mid_stream: bool,
-    /// Stream offset of this direction's FIN, once seen.
-    fin_at: Option<u64>,
+    /// Stream offset of this direction's FIN, once seen (`NO_FIN` before; a sentinel rather than
+    /// an Option keeps the per-flow state small).
+    fin_at: u64,
 }
 
 impl Reassembler {
@@ -61,7 +64,7 @@ impl Reassembler {
             gap_bytes: 0,
             overflows: 0,
             mid_stream: false,
-            fin_at: None,
+            fin_at: NO_FIN,
         }
     }
 
@@ -87,23 +90,24 @@ impl Reassembler {
     /// effect in stream order: once every byte before it was delivered ([`Reassembler::reached_fin`]),
     /// or as a gap when the stream ends without them ([`Reassembler::close_at_fin`]).
     pub fn on_fin(&mut self, seq: u32) {
-        if self.started && self.fin_at.is_none() {
+        if self.started && self.fin_at == NO_FIN {
             let at = self.unwrap(seq);
             if at >= 0 {
-                self.fin_at = Some(at as u64);
+                self.fin_at = at as u64;
             }
         }
     }
 
     /// Everything before the FIN has been handed up (true too when no FIN offset is known).
     pub fn reached_fin(&self) -> bool {
-        self.stopped || self.fin_at.is_none_or(|f| self.next >= f)
+        self.stopped || self.fin_at == NO_FIN || self.next >= self.fin_at
     }
 
     /// End of the stream: hand up what is queued, then the bytes missing before the FIN as a gap.
     pub fn close_at_fin(&mut self, out: &mut dyn FnMut(Chunk<'_>)) {
         self.flush(out);
-        if let Some(f) = self.fin_at {
+        let f = self.fin_at;
+        if f != NO_FIN {
             if !self.stopped && f > self.next {
                 let n = f - self.next;
                 self.gaps += 1;

@@ -222,6 +222,8 @@ struct Side {
 
 #[derive(Debug, Default)]
 pub struct TlsSession {
+    /// Chain facts by content, shared across connections (x509::cache).
+    chains: Option<Arc<std::sync::Mutex<x509::cache::ChainCache>>>,
     sides: [Side; 2],
     client_hello: bool,
     server_hello: bool,
@@ -290,7 +292,16 @@ impl TlsSession {
 
     /// A session that decrypts with the keys of this key log where it has them.
     pub fn with_keys(keylog: Arc<KeyLog>) -> Self {
+        Self::with_keys_and_cache(keylog, None)
+    }
+
+    /// With a chain cache shared by the connections of one flow table.
+    pub fn with_keys_and_cache(
+        keylog: Arc<KeyLog>,
+        chains: Option<Arc<std::sync::Mutex<x509::cache::ChainCache>>>,
+    ) -> Self {
         TlsSession {
+            chains,
             decryption: if keylog.is_empty() {
                 None
             } else {
@@ -957,10 +968,13 @@ impl TlsSession {
         if total > certs.len() {
             self.weird("tls_chain_too_long");
         }
-        let chain: Vec<CertFacts> = certs
-            .iter()
-            .map(|der| x509::cert_facts(der, self.ts_secs))
-            .collect();
+        let (chain, class) = match &self.chains {
+            Some(cache) => cache
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .chain(&certs, self.ts_secs),
+            None => x509::cache::compute(&certs, self.ts_secs),
+        };
         if chain.iter().any(|c| c.parse_error.is_some()) {
             self.weird("x509_parse_error");
         }
@@ -969,13 +983,6 @@ impl TlsSession {
         } else {
             CertStatus::Presented
         };
-        let class = x509::chain::classify(&certs, &chain, self.ts_secs);
-        let mut chain = chain;
-        if let Some(c) = &class {
-            for f in &mut chain {
-                f.trust = c.trust;
-            }
-        }
         self.set_cert(
             dir,
             CertificateFacts {

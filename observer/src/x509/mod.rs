@@ -8,6 +8,7 @@
 //! - `client_only`: clientAuth without serverAuth,
 //! - `other`: an EKU extension with neither (e.g. emailProtection only).
 
+pub mod cache;
 pub mod chain;
 
 use serde::Serialize;
@@ -67,6 +68,20 @@ pub struct CertFacts {
     pub size_bytes: usize,
     /// Set when the DER could not be parsed; the other fields are then null.
     pub parse_error: Option<String>,
+    /// (notBefore, notAfter) in unix seconds, for judging validity at another time.
+    #[serde(skip)]
+    pub validity_window: Option<(i64, i64)>,
+}
+
+/// Validity of a certificate valid from `nb` to `na` (unix seconds) at `at`.
+pub fn validity_at(nb: i64, na: i64, at: i64) -> Validity {
+    if at < nb {
+        Validity::NotYetValid
+    } else if at > na {
+        Validity::Expired
+    } else {
+        Validity::Valid
+    }
 }
 
 const OID_EC_P256: &str = "1.2.840.10045.3.1.7";
@@ -91,6 +106,7 @@ pub fn cert_facts(der: &[u8], at_unix_secs: i64) -> CertFacts {
         trust: "unknown",
         size_bytes: der.len(),
         parse_error: None,
+        validity_window: None,
     };
     let cert = match X509Certificate::from_der(der) {
         Ok((_, c)) => c,
@@ -105,13 +121,9 @@ pub fn cert_facts(der: &[u8], at_unix_secs: i64) -> CertFacts {
     let v = cert.validity();
     f.not_before = Some(rfc3339(v.not_before.timestamp()));
     f.not_after = Some(rfc3339(v.not_after.timestamp()));
-    f.validity = Some(if at_unix_secs < v.not_before.timestamp() {
-        Validity::NotYetValid
-    } else if at_unix_secs > v.not_after.timestamp() {
-        Validity::Expired
-    } else {
-        Validity::Valid
-    });
+    let window = (v.not_before.timestamp(), v.not_after.timestamp());
+    f.validity_window = Some(window);
+    f.validity = Some(validity_at(window.0, window.1, at_unix_secs));
     if let Ok(Some(san)) = cert.subject_alternative_name() {
         for n in &san.value.general_names {
             if let GeneralName::DNSName(d) = n {
