@@ -80,7 +80,7 @@ for rate in $INTERVALS; do
     metrics=""; bpf_ns=0
     if [ -n "$obs" ]; then
       metrics=$(curl -sf "127.0.0.1:$port/metrics" || true)
-      epid=$(pgrep -P "$obs" -x ekuwatch || echo "$obs")
+      epid=$(pgrep -P "$obs" | head -1 || true); epid=${epid:-$obs}
       [ "$backend" = ebpf ] && bpf_ns=$(prog_ns "$epid")
       kill -TERM "$epid"; wait "$obs" || true
     fi
