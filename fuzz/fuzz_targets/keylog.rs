@@ -1,11 +1,6 @@
 //! Key log parsing: any bytes, never a panic; malformed lines are counted.
+//! The body lives in `ekuwatch::fuzzing::keylog`, so `cargo test` replays saved inputs
+//! (fuzz/regressions/keylog/) through the same code.
 #![no_main]
 
-use ekuwatch::tls::keylog::KeyLog;
-use libfuzzer_sys::fuzz_target;
-
-fuzz_target!(|data: &[u8]| {
-    let mut k = KeyLog::default();
-    k.add(data);
-    let _ = k.get(&[0u8; 32]);
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| ekuwatch::fuzzing::keylog(data));

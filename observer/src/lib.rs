@@ -16,6 +16,7 @@ pub mod decode;
 pub mod ebpf;
 pub mod event;
 pub mod flow;
+pub mod fuzzing;
 #[cfg(feature = "live")]
 pub mod live;
 pub mod metrics;

@@ -1,0 +1,189 @@
+//! The fuzz targets' bodies (`fuzz/fuzz_targets/*.rs` are one-line wrappers around these), so that
+//! ordinary `cargo test` replays the same code on saved inputs: crash and coverage regressions in
+//! `fuzz/regressions/<target>/` (`observer/tests/fuzz_regressions.rs`). Each function panics only
+//! where the property it checks is broken; any other panic is a bug in the layer it drives.
+
+use crate::capture::CaptureReader;
+use crate::config::Config;
+use crate::flow::FlowConfig;
+use crate::peers::PeerBook;
+use crate::pipeline::Pipeline;
+use crate::sink::JsonlSink;
+use crate::smtp::{PostTlsTracker, SmtpSession};
+use crate::tcp::{Chunk, Reassembler};
+use crate::tls::keylog::KeyLog;
+use crate::tls::{parse_certificate_list, parse_cr12, parse_cr13, TlsSession};
+use crate::x509::{cert_facts, chain, dn_from_der};
+use crate::Dir;
+use std::sync::Arc;
+
+/// Names of the targets, as in `fuzz/Cargo.toml` and `fuzz/regressions/`.
+pub const TARGETS: [&str; 7] = [
+    "pipeline",
+    "reassembly",
+    "smtp",
+    "tls",
+    "x509",
+    "keylog",
+    "config",
+];
+
+/// Runs target `name` on `data`; `false` for an unknown name.
+pub fn run(name: &str, data: &[u8]) -> bool {
+    match name {
+        "pipeline" => pipeline(data),
+        "reassembly" => reassembly(data),
+        "smtp" => smtp(data),
+        "tls" => tls(data),
+        "x509" => x509(data),
+        "keylog" => keylog(data),
+        "config" => config(data),
+        _ => return false,
+    }
+    true
+}
+
+/// The whole offline pipeline: pcap/pcapng bytes → capture reader → decode → flows → reassembly →
+/// SMTP → TLS → X.509 → events → per-peer book. Any input must end without a panic.
+pub fn pipeline(data: &[u8]) {
+    let cfg = FlowConfig {
+        per_flow_cap: 64 * 1024,
+        max_flows: 1024,
+        ..FlowConfig::default()
+    };
+    let mut p = Pipeline::new(cfg);
+    let _ = p.read(
+        CaptureReader::new(std::path::Path::new("fuzz"), data),
+        |_, _| {},
+    );
+    p.finish();
+    let mut book = PeerBook::default();
+    let mut sink = JsonlSink::new(Vec::new());
+    for ev in p.take_events() {
+        sink.write(&ev).expect("events always serialise");
+        book.add(&ev);
+    }
+}
+
+/// TCP reassembly under arbitrary operation sequences (4-byte op headers, then up to 63 payload
+/// bytes for data ops): no panic, queue within the cap, delivered bytes never exceed those offered.
+pub fn reassembly(data: &[u8]) {
+    let cap = 4096;
+    let mut r = Reassembler::new(cap);
+    let mut delivered = 0u64;
+    let mut offered = 0u64;
+    let mut i = 0;
+    while let Some(&[op, b1, b2, b3]) = data.get(i..i + 4) {
+        let seq = u32::from_le_bytes([b1, b2, b3, op]);
+        let len = usize::from(b2 % 64);
+        i += 4;
+        let payload = &data[i..(i + len).min(data.len())];
+        i += payload.len();
+        let mut out = |c: Chunk<'_>| {
+            if let Chunk::Data(d) = c {
+                delivered += d.len() as u64;
+            }
+        };
+        match op % 5 {
+            0 => r.on_syn(seq),
+            1 | 2 => {
+                offered += payload.len() as u64;
+                r.on_data(seq, payload, &mut out)
+            }
+            3 => r.on_peer_ack(seq, &mut out),
+            _ => r.flush(&mut out),
+        }
+        assert!(r.buffered() <= cap + 64, "queue {} over cap", r.buffered());
+    }
+    assert!(delivered <= offered);
+}
+
+/// Splits `data` into two-way chunks: a control byte (bit 7: to the client; low 7 bits times
+/// `unit`: length) and that many bytes.
+fn chunks(data: &[u8], unit: usize) -> impl Iterator<Item = (u8, Dir, &[u8])> {
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        let &ctl = data.get(i)?;
+        i += 1;
+        let n = (usize::from(ctl & 0x7f) * unit).min(data.len() - i);
+        let dir = if ctl & 0x80 == 0 {
+            Dir::ToServer
+        } else {
+            Dir::ToClient
+        };
+        let chunk = &data[i..i + n];
+        i += n;
+        Some((ctl, dir, chunk))
+    })
+}
+
+/// The SMTP STARTTLS state machine and the post-TLS reply tracker on a two-way byte stream.
+pub fn smtp(data: &[u8]) {
+    let mut s = SmtpSession::new();
+    let mut t = PostTlsTracker::default();
+    for (_, dir, chunk) in chunks(data, 1) {
+        let _ = s.feed(dir, chunk);
+        t.feed(dir, chunk);
+    }
+    let f = s.facts();
+    assert!(f.banner.as_ref().is_none_or(|b| b.chars().count() <= 255));
+}
+
+/// The TLS handshake analyzer (1.2 and 1.3 shapes, with a key log so the decryption paths run) on
+/// a two-way byte stream (lengths in 4-byte units; control byte 0xff also closes its direction),
+/// plus the hand-written message parsers on the raw bytes.
+pub fn tls(data: &[u8]) {
+    let _ = parse_cr12(data, true);
+    let _ = parse_cr12(data, false);
+    let _ = parse_cr13(data);
+    let _ = parse_certificate_list(data, true);
+    let _ = parse_certificate_list(data, false);
+    let mut kl = KeyLog::default();
+    kl.add(
+        format!(
+            "CLIENT_HANDSHAKE_TRAFFIC_SECRET {} {}\n",
+            "00".repeat(32),
+            "11".repeat(32)
+        )
+        .as_bytes(),
+    );
+    let mut t = TlsSession::with_keys(Arc::new(kl));
+    t.want_app_data(true);
+    for (ctl, dir, chunk) in chunks(data, 4) {
+        t.feed(dir, chunk, 1_700_000_000_000_000_000);
+        let _ = t.take_app_plaintext();
+        if ctl == 0xff {
+            t.on_close(dir);
+        }
+    }
+    let _ = t.facts();
+}
+
+/// Certificate facts and whole-chain classification on arbitrary DER (the input, and its halves
+/// as a three-certificate chain).
+pub fn x509(data: &[u8]) {
+    let _ = dn_from_der(data);
+    let half = data.len() / 2;
+    let ders: Vec<&[u8]> = vec![data, &data[..half], &data[half..]];
+    let facts: Vec<_> = ders.iter().map(|d| cert_facts(d, 1_700_000_000)).collect();
+    let _ = chain::classify(&ders, &facts, 1_700_000_000);
+}
+
+/// Key log parsing: any bytes, never a panic; malformed lines are counted.
+pub fn keylog(data: &[u8]) {
+    let mut k = KeyLog::default();
+    k.add(data);
+    let _ = k.get(&[0u8; 32]);
+}
+
+/// Configuration parsing: any text gives a configuration or a one-line error.
+pub fn config(data: &[u8]) {
+    if let Ok(text) = std::str::from_utf8(data) {
+        match Config::parse(text) {
+            Ok(c) => {
+                let _ = c.flow_config();
+            }
+            Err(e) => assert!(!e.contains('\n'), "multi-line config error: {e}"),
+        }
+    }
+}
