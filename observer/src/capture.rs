@@ -104,6 +104,10 @@ pub struct CaptureReader<R: Read> {
     offset: u64,
     format: Format,
     done: bool,
+    /// A packet buffer handed back with [`CaptureReader::recycle`], reused for the next packet.
+    spare: Vec<u8>,
+    /// The pcapng block buffer, reused from block to block.
+    block: Vec<u8>,
 }
 
 pub type FileReader = CaptureReader<BufReader<File>>;
@@ -157,6 +161,8 @@ impl<R: Read> CaptureReader<R> {
                 linktype: 0,
             },
             done: false,
+            spare: Vec::new(),
+            block: Vec::new(),
         };
         match u32::from_le_bytes(magic) {
             0xa1b2_c3d4 | 0xa1b2_3c4d | 0xd4c3_b2a1 | 0x4d3c_b2a1 => {
@@ -223,6 +229,22 @@ impl<R: Read> CaptureReader<R> {
             interfaces: Vec::new(),
         };
         Ok(())
+    }
+
+    /// Hands a packet's buffer back once the caller is done with it: the next packet is read into
+    /// it, so reading a file costs no allocation per packet.
+    pub fn recycle(&mut self, data: Vec<u8>) {
+        if data.capacity() <= 1 << 16 {
+            self.spare = data;
+        }
+    }
+
+    /// A buffer of `len` bytes for a packet (the recycled one when there is one).
+    fn packet_buf(&mut self, len: usize) -> Vec<u8> {
+        let mut v = std::mem::take(&mut self.spare);
+        v.clear();
+        v.resize(len, 0);
+        v
     }
 
     /// Next packet or secrets block; `None` at a clean end of file.
@@ -295,7 +317,7 @@ impl<R: Read> CaptureReader<R> {
         if caplen > MAX_BLOCK {
             return Err(self.malformed(format!("record length {caplen} exceeds {MAX_BLOCK}")));
         }
-        let mut data = vec![0u8; caplen];
+        let mut data = self.packet_buf(caplen);
         self.read_exact(&mut data, "pcap record data")?;
         let ts_ns = secs * 1_000_000_000 + if nanos { frac } else { frac * 1000 };
         Ok(Some(Item::Packet(Packet {
@@ -343,9 +365,31 @@ impl<R: Read> CaptureReader<R> {
             if !(12..=MAX_BLOCK).contains(&len) || len % 4 != 0 {
                 return Err(self.malformed(format!("bad block length {len}")));
             }
-            let mut body = vec![0u8; len - 8];
-            self.read_exact(&mut body, "pcapng block body")?;
-            let body = &body[..body.len() - 4]; // trailing length copy
+            let mut block = std::mem::take(&mut self.block);
+            block.clear();
+            block.resize(len - 8, 0);
+            let r = self.read_exact(&mut block, "pcapng block body");
+            let item = r.and_then(|()| self.pcapng_block(block_type, big_endian, &block));
+            if block.capacity() <= 1 << 16 {
+                self.block = block;
+            }
+            match item? {
+                Some(item) => return Ok(Some(item)),
+                None => continue,
+            }
+        }
+    }
+
+    /// One pcapng block other than a section header: `block` is its body and trailing length.
+    /// `Ok(None)` for a block that yields nothing (interface description, unknown types).
+    fn pcapng_block(
+        &mut self,
+        block_type: u32,
+        big_endian: bool,
+        block: &[u8],
+    ) -> Result<Option<Item>, CaptureError> {
+        {
+            let body = &block[..block.len() - 4]; // trailing length copy
             let Format::PcapNg { interfaces, .. } = &mut self.format else {
                 return Ok(None);
             };
@@ -379,10 +423,12 @@ impl<R: Read> CaptureReader<R> {
                         return Err(self
                             .malformed("enhanced packet block shorter than its captured length"));
                     };
+                    let mut copy = self.packet_buf(0);
+                    copy.extend_from_slice(data);
                     return Ok(Some(Item::Packet(Packet {
                         ts_ns: ts_to_ns(ts, ifc.units_per_sec),
                         linktype: ifc.linktype,
-                        data: data.to_vec(),
+                        data: copy,
                         orig_len,
                     })));
                 }
@@ -395,10 +441,12 @@ impl<R: Read> CaptureReader<R> {
                     }
                     let orig_len = u32_of(&body[0..4], big_endian);
                     let caplen = (orig_len as usize).min(body.len() - 4);
+                    let mut copy = self.packet_buf(0);
+                    copy.extend_from_slice(&body[4..4 + caplen]);
                     return Ok(Some(Item::Packet(Packet {
                         ts_ns: 0,
                         linktype: ifc.linktype,
-                        data: body[4..4 + caplen].to_vec(),
+                        data: copy,
                         orig_len,
                     })));
                 }
@@ -421,6 +469,7 @@ impl<R: Read> CaptureReader<R> {
                 _ => {} // statistics, name resolution, custom blocks: not needed
             }
         }
+        Ok(None)
     }
 }
 

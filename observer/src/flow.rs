@@ -16,6 +16,7 @@ use crate::tls::{OutcomeResult, TlsSession};
 use crate::x509::cache::ChainCache;
 use crate::Dir;
 use ipnet::IpNet;
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -64,13 +65,36 @@ pub struct FlowStats {
     pub weirds: BTreeMap<String, u64>,
 }
 
-type Key = ((IpAddr, u16), (IpAddr, u16));
+/// A connection's two endpoints in canonical order (the smaller first), so both directions find
+/// the same flow. Ordered like the endpoints themselves (the tie-break of `finish_all`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Key((IpAddr, u16), (IpAddr, u16));
+
+/// One keyed SipHash (the table's `RandomState`: flow keys are chosen by whoever sends packets)
+/// over a 36-byte image of the key, instead of the derived field-by-field hashing: the flow
+/// lookup is on every packet's path.
+impl std::hash::Hash for Key {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        fn put(b: &mut [u8], (ip, port): (IpAddr, u16)) {
+            let octets = match ip {
+                IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
+                IpAddr::V6(a) => a.octets(),
+            };
+            b[..16].copy_from_slice(&octets);
+            b[16..18].copy_from_slice(&port.to_be_bytes());
+        }
+        let mut b = [0u8; 36];
+        put(&mut b[..18], self.0);
+        put(&mut b[18..], self.1);
+        h.write(&b);
+    }
+}
 
 fn key(a: (IpAddr, u16), b: (IpAddr, u16)) -> Key {
     if a <= b {
-        (a, b)
+        Key(a, b)
     } else {
-        (b, a)
+        Key(b, a)
     }
 }
 
@@ -444,31 +468,33 @@ impl FlowTable {
         let src = (seg.src, seg.sport);
         let dst = (seg.dst, seg.dport);
         let k = key(src, dst);
-        if !self.flows.contains_key(&k) {
-            if !(seg.flags.syn || !seg.payload.is_empty()) || seg.flags.rst {
-                return; // stray ACK/FIN/RST of a connection we do not track
-            }
-            if self.flows.len() >= self.cfg.max_flows {
-                self.evict();
-            }
-            let (client, server, certain) = if seg.flags.syn {
-                if seg.flags.ack {
-                    (dst, src, true)
-                } else {
-                    (src, dst, true)
+        // One lookup per packet (two when a flow is created in a full table).
+        let opens = (seg.flags.syn || !seg.payload.is_empty()) && !seg.flags.rst;
+        if opens && self.flows.len() >= self.cfg.max_flows && !self.flows.contains_key(&k) {
+            self.evict();
+        }
+        let flow: &mut Flow = match self.flows.entry(k) {
+            Entry::Occupied(o) => o.into_mut(),
+            Entry::Vacant(v) => {
+                if !opens {
+                    return; // stray ACK/FIN/RST of a connection we do not track
                 }
-            } else if self.cfg.smtp_ports.contains(&seg.sport)
-                && !self.cfg.smtp_ports.contains(&seg.dport)
-            {
-                (dst, src, false)
-            } else {
-                (src, dst, false)
-            };
-            self.stats.flows_created += 1;
-            let cap = self.cfg.per_flow_cap;
-            self.flows.insert(
-                k,
-                Box::new(Flow {
+                let (client, server, certain) = if seg.flags.syn {
+                    if seg.flags.ack {
+                        (dst, src, true)
+                    } else {
+                        (src, dst, true)
+                    }
+                } else if self.cfg.smtp_ports.contains(&seg.sport)
+                    && !self.cfg.smtp_ports.contains(&seg.dport)
+                {
+                    (dst, src, false)
+                } else {
+                    (src, dst, false)
+                };
+                self.stats.flows_created += 1;
+                let cap = self.cfg.per_flow_cap;
+                v.insert(Box::new(Flow {
                     client,
                     server,
                     roles_certain: certain,
@@ -494,11 +520,8 @@ impl FlowTable {
                     any_payload: false,
                     emitted: false,
                     done_reported: false,
-                }),
-            );
-        }
-        let Some(flow) = self.flows.get_mut(&k).map(|b| &mut **b) else {
-            return;
+                }))
+            }
         };
         let queued_before = flow.reasm[0].buffered() + flow.reasm[1].buffered();
         flow.last_ts = ts;

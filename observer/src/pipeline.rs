@@ -92,6 +92,7 @@ impl Pipeline {
                 Ok(Item::Packet(p)) => {
                     self.packet(&p);
                     progress(self, p.data.len() as u64 + 16);
+                    r.recycle(p.data);
                 }
                 Ok(Item::Secrets { secrets_type, data }) => {
                     self.stats.secrets_blocks += 1;

@@ -11,16 +11,24 @@ use std::io::Write;
 /// Writes one JSON object per line.
 pub struct JsonlSink<W: Write> {
     out: W,
+    /// One line is serialised here first, then written with one call: serde_json writes token by
+    /// token, and each token through a (boxed) writer costs more than the copy.
+    line: Vec<u8>,
 }
 
 impl<W: Write> JsonlSink<W> {
     pub fn new(out: W) -> Self {
-        JsonlSink { out }
+        JsonlSink {
+            out,
+            line: Vec::new(),
+        }
     }
 
     pub fn write(&mut self, ev: &SessionEvent) -> std::io::Result<()> {
-        serde_json::to_writer(&mut self.out, ev)?;
-        self.out.write_all(b"\n")
+        self.line.clear();
+        serde_json::to_writer(&mut self.line, ev)?;
+        self.line.push(b'\n');
+        self.out.write_all(&self.line)
     }
 
     pub fn flush(&mut self) -> std::io::Result<()> {

@@ -1626,14 +1626,23 @@ fn hash12(s: &str) -> String {
     if s.is_empty() {
         return "000000000000".into();
     }
-    hex::encode(Sha256::digest(s.as_bytes()))[..12].to_string()
+    hex::encode(&Sha256::digest(s.as_bytes())[..6])
 }
 
+/// `0a0b,1301,...`: four lowercase hex digits per value, comma-separated (JA4's lists), written
+/// without a `format!` per value (this runs for every ClientHello).
 fn hex_list(v: &[u16]) -> String {
-    v.iter()
-        .map(|x| format!("{x:04x}"))
-        .collect::<Vec<_>>()
-        .join(",")
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(v.len() * 5);
+    for (i, x) in v.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        for shift in [12, 8, 4, 0] {
+            s.push(char::from(HEX[usize::from((x >> shift) & 0xf)]));
+        }
+    }
+    s
 }
 
 pub fn ja4(
@@ -1695,6 +1704,18 @@ pub fn ja4s(version: u16, cipher: u16, exts: &[(u16, &[u8])], alpn: Option<&[u8]
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_lists_as_ja4_writes_them() {
+        assert_eq!(hex_list(&[]), "");
+        assert_eq!(
+            hex_list(&[0x0a0b, 0x1301, 0, 0xffff]),
+            "0a0b,1301,0000,ffff"
+        );
+        assert_eq!(hash12(""), "000000000000");
+        // SHA-256("abc") = ba7816bf8f01...
+        assert_eq!(hash12("abc"), "ba7816bf8f01");
+    }
 
     #[test]
     fn grease() {
