@@ -139,7 +139,7 @@ struct Conversation {
     keylog: Arc<KeyLog>,
     chains: Arc<Mutex<ChainCache>>,
     /// SMTP inside TLS, when keys let us decrypt it (reply codes only).
-    after_tls: Option<smtp::PostTlsTracker>,
+    after_tls: Option<Box<smtp::PostTlsTracker>>,
 }
 
 impl Conversation {
@@ -266,9 +266,7 @@ impl Conversation {
         if chunks.is_empty() {
             return;
         }
-        let tracker = self
-            .after_tls
-            .get_or_insert_with(smtp::PostTlsTracker::default);
+        let tracker = self.after_tls.get_or_insert_with(Box::default);
         for (dir, pt) in chunks {
             tracker.feed(dir, &pt);
         }
@@ -281,6 +279,15 @@ impl Conversation {
         if self.tls.as_ref().is_some_and(|t| t.is_done()) {
             self.proto = Proto::Done;
         }
+    }
+
+    /// The event is out and later bytes are ignored: the analyzers and what they hold (facts,
+    /// buffers) are freed, so a connection that goes on (a message body) keeps only its `Flow`.
+    fn release(&mut self) {
+        self.smtp = None;
+        self.tls = None;
+        self.after_tls = None;
+        self.other_prefix = Vec::new();
     }
 
     fn on_close(&mut self, dir: Dir) {
@@ -599,6 +606,9 @@ impl FlowTable {
         if flow.conv.proto == Proto::Done || flow.conv.proto == Proto::Ignore {
             flow.reasm[0].stop();
             flow.reasm[1].stop();
+            if flow.conv.proto == Proto::Ignore {
+                flow.conv.release(); // no event will come from it
+            }
             if self.cfg.report_done && !flow.done_reported {
                 flow.done_reported = true;
                 self.done.push((flow.client, flow.server));
@@ -606,7 +616,9 @@ impl FlowTable {
         }
         let ready = (flow.conv.proto == Proto::Done && !flow.emitted).then(|| {
             flow.emitted = true;
-            (make_event(flow, &self.cfg), flow.first_ts, flow.last_ts)
+            let ev = make_event(flow, &self.cfg);
+            flow.conv.release();
+            (ev, flow.first_ts, flow.last_ts)
         });
         self.buffered =
             self.buffered + flow.reasm[0].buffered() + flow.reasm[1].buffered() - queued_before;

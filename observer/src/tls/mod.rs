@@ -220,6 +220,33 @@ struct Side {
     dec_finished: bool,
 }
 
+/// A Certificate message as held until the event is built: the chain's facts are shared with the
+/// chain cache (`x509::cache::Shared`) and judged at the message's time only then.
+#[derive(Debug)]
+struct HeldCert {
+    status: CertStatus,
+    evidence: Evidence,
+    chain: Option<x509::cache::Shared>,
+    at: i64,
+    size_bytes: Option<usize>,
+}
+
+impl HeldCert {
+    fn facts(&self) -> CertificateFacts {
+        let (chain, chain_class) = match &self.chain {
+            Some(shared) => x509::cache::retime(shared, self.at),
+            None => (Vec::new(), None),
+        };
+        CertificateFacts {
+            status: self.status,
+            evidence: self.evidence,
+            chain,
+            chain_class,
+            size_bytes: self.size_bytes,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct TlsSession {
     /// Chain facts by content, shared across connections (x509::cache).
@@ -233,9 +260,11 @@ pub struct TlsSession {
     client_session_id: Vec<u8>,
     server_kex_seen: bool,
     cr_seen: bool,
-    cr: Option<CertificateRequestFacts>,
-    client_cert: Option<CertificateFacts>,
-    server_cert: Option<CertificateFacts>,
+    // Boxed: most of a session's life they are absent, and a handshaking connection's fixed
+    // state must stay small (flow::tests::flow_state_is_small).
+    cr: Option<Box<CertificateRequestFacts>>,
+    client_cert: Option<Box<HeldCert>>,
+    server_cert: Option<Box<HeldCert>>,
     sni: Option<String>,
     alpn: Option<String>,
     offered_versions: Vec<u16>,
@@ -954,28 +983,30 @@ impl TlsSession {
             Some(x) => x,
             None => {
                 self.weird("tls_bad_certificate_message");
-                let f = CertificateFacts {
-                    status: CertStatus::Unknown,
-                    evidence,
-                    chain: vec![],
-                    chain_class: None,
-                    size_bytes: None,
-                };
-                self.set_cert(dir, f);
+                self.set_cert(
+                    dir,
+                    HeldCert {
+                        status: CertStatus::Unknown,
+                        evidence,
+                        chain: None,
+                        at: self.ts_secs,
+                        size_bytes: None,
+                    },
+                );
                 return;
             }
         };
         if total > certs.len() {
             self.weird("tls_chain_too_long");
         }
-        let (chain, class) = match &self.chains {
+        let shared = match &self.chains {
             Some(cache) => cache
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .chain(&certs, self.ts_secs),
-            None => x509::cache::compute(&certs, self.ts_secs),
+                .shared(&certs, self.ts_secs),
+            None => Arc::new(x509::cache::compute(&certs, self.ts_secs)),
         };
-        if chain.iter().any(|c| c.parse_error.is_some()) {
+        if shared.0.iter().any(|c| c.parse_error.is_some()) {
             self.weird("x509_parse_error");
         }
         let status = if total == 0 {
@@ -985,20 +1016,20 @@ impl TlsSession {
         };
         self.set_cert(
             dir,
-            CertificateFacts {
+            HeldCert {
                 status,
                 evidence,
-                chain,
-                chain_class: class,
+                chain: Some(shared),
+                at: self.ts_secs,
                 size_bytes: Some(size),
             },
         );
     }
 
-    fn set_cert(&mut self, dir: Dir, f: CertificateFacts) {
+    fn set_cert(&mut self, dir: Dir, f: HeldCert) {
         match dir {
-            Dir::ToServer => self.client_cert = Some(f),
-            Dir::ToClient => self.server_cert = Some(f),
+            Dir::ToServer => self.client_cert = Some(Box::new(f)),
+            Dir::ToClient => self.server_cert = Some(Box::new(f)),
         }
     }
 
@@ -1016,11 +1047,14 @@ impl TlsSession {
                 if dropped {
                     self.weird("tls_too_many_ca_names");
                 }
-                self.cr = Some(f);
+                self.cr = Some(Box::new(f));
             }
             None => {
                 self.weird("tls_bad_certificate_request");
-                self.cr = Some(CertificateRequestFacts::bare(Some(true), evidence));
+                self.cr = Some(Box::new(CertificateRequestFacts::bare(
+                    Some(true),
+                    evidence,
+                )));
             }
         }
     }
@@ -1074,7 +1108,8 @@ impl TlsSession {
         let tls13 = self.tls13();
         let mut cr = self
             .cr
-            .clone()
+            .as_deref()
+            .cloned()
             .unwrap_or(CertificateRequestFacts::bare(None, Evidence::Unknown));
         let unknown_cert = CertificateFacts {
             status: CertStatus::Unknown,
@@ -1083,8 +1118,8 @@ impl TlsSession {
             chain_class: None,
             size_bytes: None,
         };
-        let mut client = self.client_cert.clone();
-        let server = self.server_cert.clone();
+        let mut client = self.client_cert.as_deref().map(HeldCert::facts);
+        let server = self.server_cert.as_deref().map(HeldCert::facts);
         if tls13 {
             let (present, status, size, ev) = self.tls13_inference();
             if self.cr.is_none() && self.sides[1].dec_finished {

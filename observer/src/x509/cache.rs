@@ -1,20 +1,26 @@
 //! Chain facts by content. The same chains come back all the time — a peer's MTA presents the same
 //! certificates in every session — and parsing them is the costliest part of a handshake. The
 //! cache keeps, per chain (SHA-256 over its DER certificates), the facts and the classification,
-//! and re-judges what depends on time (validity, days to the leaf's expiry) for each use.
-//! Bounded: when full it starts over (`MAX_CHAINS`).
+//! shared ([`Shared`]) with the connections that presented the chain until their events are built,
+//! where what depends on time (validity, days to the leaf's expiry) is judged again ([`retime`]).
+//! So a handshaking connection holds a pointer, not its own copy of a chain's facts.
+//! Bounded: when full it starts over (`MAX_CHAINS`; connections keep what they hold).
 
 use super::chain::{self, ChainClass};
 use super::{cert_facts, validity_at, CertFacts};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
+use std::sync::Arc;
+
+/// A chain's facts and classification, judged at the time it was first seen.
+pub type Shared = Arc<(Vec<CertFacts>, Option<ChainClass>)>;
 
 /// Chains kept (each a few KB of facts).
 pub const MAX_CHAINS: usize = 4096;
 
 #[derive(Debug, Default)]
 pub struct ChainCache {
-    chains: HashMap<[u8; 32], (Vec<CertFacts>, Option<ChainClass>)>,
+    chains: HashMap<[u8; 32], Shared>,
     pub hits: u64,
     pub misses: u64,
 }
@@ -27,18 +33,23 @@ impl ChainCache {
         certs: &[&[u8]],
         at_unix_secs: i64,
     ) -> (Vec<CertFacts>, Option<ChainClass>) {
+        retime(&self.shared(certs, at_unix_secs), at_unix_secs)
+    }
+
+    /// The shared facts of a presented chain; [`retime`] them to the time of use.
+    pub fn shared(&mut self, certs: &[&[u8]], at_unix_secs: i64) -> Shared {
         let mut h = Sha256::new();
         for c in certs {
             h.update((c.len() as u64).to_be_bytes());
             h.update(c);
         }
         let key: [u8; 32] = h.finalize().into();
-        if let Some((facts, class)) = self.chains.get(&key) {
+        if let Some(shared) = self.chains.get(&key) {
             self.hits += 1;
-            return retime(facts.clone(), class.clone(), at_unix_secs);
+            return shared.clone();
         }
         self.misses += 1;
-        let computed = compute(certs, at_unix_secs);
+        let computed = Arc::new(compute(certs, at_unix_secs));
         if self.chains.len() >= MAX_CHAINS {
             self.chains.clear();
         }
@@ -62,12 +73,12 @@ pub fn compute(certs: &[&[u8]], at_unix_secs: i64) -> (Vec<CertFacts>, Option<Ch
     (facts, class)
 }
 
-/// What depends on the time of the packet, judged again.
-fn retime(
-    mut facts: Vec<CertFacts>,
-    mut class: Option<ChainClass>,
+/// Shared facts as judged at `at`: what depends on the time of the packet, judged again.
+pub fn retime(
+    shared: &(Vec<CertFacts>, Option<ChainClass>),
     at: i64,
 ) -> (Vec<CertFacts>, Option<ChainClass>) {
+    let (mut facts, mut class) = shared.clone();
     for f in &mut facts {
         if let Some((nb, na)) = f.validity_window {
             f.validity = Some(validity_at(nb, na, at));

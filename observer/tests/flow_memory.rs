@@ -1,0 +1,105 @@
+//! Heap held per connection over its life (issue 7: per-flow state while handshaking, memory
+//! flat). A counting allocator measures the live heap of one flow table holding 1 000 copies of
+//! a real session (each its own client address), all at the same packet: the heap per
+//! connection after every packet. Printed as `packet:bytes` (docs/robustness.md), and bounded:
+//! - before TLS (TCP + SMTP dialogue): ≤ 1 KiB;
+//! - at any moment of the handshake: ≤ 8 KiB (fixed state ~1.4 KB, the facts gathered so far —
+//!   chains, CertificateRequest, hello — and the partial record being buffered);
+//! - once the connection's event is out (a message body may follow for minutes): ≤ 640 B, the
+//!   analyzers and their facts are freed (`flow::Conversation::release`);
+//! - after the close: nothing but the table's share.
+
+use ekuwatch::capture::{CaptureReader, Item, Packet};
+use ekuwatch::flow::FlowConfig;
+use ekuwatch::pipeline::Pipeline;
+use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
+use std::alloc::System;
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+/// Bytes live on the heap since `r` was opened.
+fn live(r: &Region<'_, System>) -> isize {
+    let c = r.change();
+    // (growth by realloc is in bytes_allocated, shrinking in bytes_deallocated)
+    c.bytes_allocated as isize - c.bytes_deallocated as isize
+}
+
+fn frames(name: &str) -> Vec<Packet> {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../captures")
+        .join(name);
+    let mut r = CaptureReader::open(&p).unwrap();
+    let mut v = Vec::new();
+    while let Some(Ok(item)) = r.next_item() {
+        if let Item::Packet(p) = item {
+            v.push(p);
+        }
+    }
+    v
+}
+
+#[test]
+fn per_connection_heap() {
+    for name in [
+        "pf-askccert-tls12-openssl-both.pcap",
+        "pf-askccert-tls13-openssl-both.pcap",
+        "pf-askccert-tls12-gnutls-serveronly.pcap",
+    ] {
+        let t = frames(name);
+        let k = 1000u32;
+        let mut pipe = Pipeline::new(FlowConfig::default());
+        let f = &t[0].data;
+        let (cip, cport) = ([f[26], f[27], f[28], f[29]], [f[34], f[35]]);
+        let region = Region::new(GLOBAL);
+        let mut line = Vec::new();
+        let mut per_packet = Vec::new();
+        for (j, p) in t.iter().enumerate() {
+            for c in 0..k {
+                let mut d = p.data.clone();
+                let from_client = d[26..30] == cip && d[34..36] == cport;
+                let (a, _) = if from_client { (26, 34) } else { (30, 36) };
+                d[a..a + 4].copy_from_slice(&[10, 9, (c >> 8) as u8, c as u8]);
+                pipe.frame(p.ts_ns, p.linktype, &d);
+            }
+            let events = pipe.take_events().len(); // handed on, as a sink would
+            let per = live(&region) / k as isize;
+            line.push(format!("{j}:{per}"));
+            per_packet.push((j, per, events));
+        }
+        eprintln!("{name}: {}", line.join(" "));
+        // The packet whose processing gave the event (all 1 000 at once).
+        let ev_at = per_packet
+            .iter()
+            .position(|&(_, _, n)| n > 0)
+            .unwrap_or_else(|| panic!("{name}: no event before the close"));
+        let hello = t
+            .iter()
+            .position(|p| {
+                p.data
+                    .windows(6)
+                    .any(|w| w[0] == 0x16 && w[1] == 0x03 && w[5] == 0x01)
+            })
+            .expect("a ClientHello");
+        for &(j, per, _) in &per_packet {
+            let bound = if j < hello {
+                1024
+            } else if j < ev_at {
+                8 * 1024
+            } else {
+                640
+            };
+            assert!(
+                per <= bound,
+                "{name}: {per} B per connection after packet {j} (bound {bound}; ClientHello at \
+                 {hello}, event at {ev_at})"
+            );
+        }
+        let end = per_packet.last().unwrap().1;
+        assert!(
+            end <= 160,
+            "{name}: {end} B per connection left after the close"
+        );
+        assert_eq!(pipe.flows.active_flows(), 0, "{name}: flows left");
+    }
+}
