@@ -9,6 +9,9 @@ cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
 cargo fmt --manifest-path ebpf/Cargo.toml -- --check   # the kernel program is its own workspace
 cargo test --workspace --locked --all-features
+# concurrency benchmark, bounded (docs/performance.md has the full runs): its own checks must hold —
+# one event per session, each session's outcome as its template's alone, no flow evicted or left
+cargo bench --locked -p ekuwatch --bench concurrency -- --sessions 20000 1 1000
 # dashboards and alert rules: structure, PromQL parse, rule unit tests
 python3 dashboards/check.py
 promtool check rules dashboards/prometheus/alerts.yml
