@@ -760,9 +760,10 @@ mod tests {
             std::mem::size_of::<SmtpSession>(),
             std::mem::size_of::<TlsSession>()
         );
-        assert!(flow <= 512, "Flow is {flow} bytes");
+        assert!(flow <= 384, "Flow is {flow} bytes");
         let live = flow + std::mem::size_of::<SmtpSession>() + std::mem::size_of::<TlsSession>();
-        assert!(live <= 2048, "Flow + analyzers is {live} bytes");
+        // 1 248 B on x86_64 (docs/robustness.md); the goal is 1 KiB.
+        assert!(live <= 1280, "Flow + analyzers is {live} bytes");
     }
 
     #[test]

@@ -133,8 +133,11 @@ pub fn prf12(
     Some(out)
 }
 
-/// Decrypts one direction's records, counting sequence numbers from 0.
-pub struct RecordDecryptor {
+/// Decrypts one direction's records, counting sequence numbers from 0. Boxed: a TLS session keeps
+/// four of these slots and most sessions (no key log) never fill them.
+pub struct RecordDecryptor(Box<State>);
+
+struct State {
     cipher: Cipher,
     iv: [u8; 12],
     /// TLS 1.2 AES-GCM: 4-byte implicit salt + 8-byte explicit nonce in the record.
@@ -148,7 +151,7 @@ impl std::fmt::Debug for RecordDecryptor {
         write!(
             f,
             "RecordDecryptor {{ tls13: {}, seq: {} }}",
-            self.tls13, self.seq
+            self.0.tls13, self.0.seq
         )
     }
 }
@@ -162,13 +165,13 @@ impl RecordDecryptor {
         }
         let key = hkdf_expand_label(hash, secret, "key", &[], key_len(aead))?;
         let iv = hkdf_expand_label(hash, secret, "iv", &[], 12)?;
-        Some(RecordDecryptor {
+        Some(RecordDecryptor(Box::new(State {
             cipher: Cipher::new(aead, &key)?,
             iv: iv.try_into().ok()?,
             explicit_nonce: false,
             tls13: true,
             seq: 0,
-        })
+        })))
     }
 
     /// The (client, server) decryptors of a TLS 1.2 AEAD session from its master secret.
@@ -197,48 +200,49 @@ impl RecordDecryptor {
         let mk = |key: &[u8], iv: &[u8]| -> Option<Self> {
             let mut full = [0u8; 12];
             full[..iv.len()].copy_from_slice(iv);
-            Some(RecordDecryptor {
+            Some(RecordDecryptor(Box::new(State {
                 cipher: Cipher::new(aead, key)?,
                 iv: full,
                 explicit_nonce: aead != AeadKind::ChaCha20Poly1305,
                 tls13: false,
                 seq: 0,
-            })
+            })))
         };
         Some((mk(ck, civ)?, mk(sk, siv)?))
     }
 
     /// A record of this direction passed by without decryption: keep the sequence number right.
     pub fn skip(&mut self) {
-        self.seq += 1;
+        self.0.seq += 1;
     }
 
     /// Decrypts one record (`header` = its 5 bytes). Returns (content type, plaintext) or None when
     /// the key is wrong or the record malformed. TLS 1.3 padding and inner type are removed.
     pub fn open(&mut self, header: &[u8; 5], body: &[u8]) -> Option<(u8, Vec<u8>)> {
-        let seq = self.seq;
-        self.seq += 1;
-        if self.tls13 {
-            let mut nonce = self.iv;
+        let s = &mut *self.0;
+        let seq = s.seq;
+        s.seq += 1;
+        if s.tls13 {
+            let mut nonce = s.iv;
             for (i, b) in seq.to_be_bytes().iter().enumerate() {
                 nonce[4 + i] ^= b;
             }
-            let mut pt = self.cipher.open(&nonce, header, body)?;
+            let mut pt = s.cipher.open(&nonce, header, body)?;
             while pt.last() == Some(&0) {
                 pt.pop();
             }
             let ty = pt.pop()?;
             return Some((ty, pt));
         }
-        let (nonce, ct) = if self.explicit_nonce {
+        let (nonce, ct) = if s.explicit_nonce {
             if body.len() < 8 + 16 {
                 return None;
             }
-            let mut n = self.iv;
+            let mut n = s.iv;
             n[4..].copy_from_slice(&body[..8]);
             (n, &body[8..])
         } else {
-            let mut n = self.iv;
+            let mut n = s.iv;
             for (i, b) in seq.to_be_bytes().iter().enumerate() {
                 n[4 + i] ^= b;
             }
@@ -248,7 +252,7 @@ impl RecordDecryptor {
         let mut aad = seq.to_be_bytes().to_vec();
         aad.extend_from_slice(&header[..3]);
         aad.extend_from_slice(&pt_len.to_be_bytes());
-        let pt = self.cipher.open(&nonce, &aad, ct)?;
+        let pt = s.cipher.open(&nonce, &aad, ct)?;
         Some((header[0], pt))
     }
 }
