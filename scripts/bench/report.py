@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Markdown tables from run.sh's results.tsv (file, tool, seconds, peak RSS KB, scale)."""
+"""Markdown tables from run.sh's results.tsv (file, tool, wall s, peak RSS KB, scale, CPU s)."""
 import collections
 import json
 import os
@@ -9,8 +9,8 @@ import sys
 res, files = sys.argv[1], sys.argv[2:]
 runs = collections.defaultdict(list)
 for line in open(res):
-    f, tool, secs, kb, scale = line.rstrip("\n").split("\t")
-    runs[(f, tool)].append((float(secs), int(kb), float(scale)))
+    f, tool, secs, kb, scale, *cpu = line.rstrip("\n").split("\t")
+    runs[(f, tool)].append((float(secs), int(kb), float(scale), float(cpu[0]) if cpu else None))
 
 info = {}
 print("| file | size MB | packets | sessions | TLS body MB |")
@@ -22,9 +22,10 @@ for path in files:
     print(f"| {name} | {m['bytes'] / 1e6:.1f} | {m['packets']:,} | {m['sessions']:,} | "
           f"{m['body_bytes'] / 1e6:.1f} |")
 print()
-print("| file | tool | runs (s) | median s | MB/s | packets/s | peak RSS MB |")
-print("|---|---|---|---:|---:|---:|---:|")
+print("| file | tool | runs (s) | median s | MB/s | packets/s | median CPU s (user+sys) | peak RSS MB |")
+print("|---|---|---|---:|---:|---:|---:|---:|")
 med = {}
+cpu_med = {}
 for path in files:
     name = os.path.basename(path)
     m = info[name]
@@ -37,15 +38,27 @@ for path in files:
         full = secs * scale
         rss = max(x[1] for x in r) / 1024
         med[(name, tool.split("-")[0])] = full
+        cpus = [x[3] for x in r if x[3] is not None]
+        cpu = statistics.median(cpus) * scale if cpus else None
+        cpu_med[(name, tool.split("-")[0])] = cpu
         label = tool if scale == 1 else f"tshark (prefix {m['bytes'] / scale / 1e6:.0f} MB, x{scale:.2f})"
         shown = f"{full:.2f}" if scale == 1 else f"{full:.1f} (measured {secs:.2f})"
         print(f"| {name} | {label} | {' / '.join(f'{x[0]:.2f}' for x in r)} | {shown} | "
-              f"{m['bytes'] / 1e6 / full:.1f} | {m['packets'] / full:,.0f} | {rss:.1f}"
+              f"{m['bytes'] / 1e6 / full:.1f} | {m['packets'] / full:,.0f} | "
+              f"{'-' if cpu is None else f'{cpu:.2f}'} | {rss:.1f}"
               f"{' (prefix)' if scale != 1 else ''} |")
 print()
-print("| file | ekuwatch vs tshark (speed-up) | ekuwatch vs read loop (time ratio) |")
-print("|---|---:|---:|")
+print("| file | ekuwatch vs tshark (wall) | ekuwatch vs read loop (wall) | ekuwatch vs tshark (CPU) | ekuwatch vs read loop (CPU) |")
+print("|---|---:|---:|---:|---:|")
+
+
+def ratio(a, b, fmt):
+    return "-" if a is None or b is None or b == 0 else fmt.format(a / b)
+
+
 for path in files:
     name = os.path.basename(path)
     e, t, r = med.get((name, "ekuwatch")), med.get((name, "tshark")), med.get((name, "readloop"))
-    print(f"| {name} | {t / e:.1f}x faster | {e / r:.1f}x slower |")
+    ec, tc, rc = (cpu_med.get((name, k)) for k in ("ekuwatch", "tshark", "readloop"))
+    print(f"| {name} | {ratio(t, e, '{:.1f}x faster')} | {ratio(e, r, '{:.2f}x its time')} | "
+          f"{ratio(tc, ec, '{:.1f}x faster')} | {ratio(ec, rc, '{:.2f}x its time')} |")

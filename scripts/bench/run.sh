@@ -65,11 +65,12 @@ measure() {
   local label="$1" file="$2" scale="$3"; shift 3
   local i
   for i in $(seq 1 "$REPS"); do
-    /usr/bin/time -f "%e %M" -o "$BENCH_DIR/time.out" "$@" > "$BENCH_DIR/$label.out" 2> "$BENCH_DIR/$label.err" \
+    /usr/bin/time -f "%e %U %S %M" -o "$BENCH_DIR/time.out" "$@" > "$BENCH_DIR/$label.out" 2> "$BENCH_DIR/$label.err" \
       || { echo "FAILED: $label $*" >&2; cat "$BENCH_DIR/$label.err" >&2; exit 1; }
-    read -r secs kb < <(tail -1 "$BENCH_DIR/time.out")
-    printf '%s\t%s\t%s\t%s\t%s\n' "$(basename "$file")" "$label" "$secs" "$kb" "$scale" >> "$RES"
-    echo "  $label $(basename "$file") run $i: ${secs}s ${kb}KB" >&2
+    read -r secs user sys kb < <(tail -1 "$BENCH_DIR/time.out")
+    cpu=$(python3 -c "print(round($user + $sys, 2))")
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$(basename "$file")" "$label" "$secs" "$kb" "$scale" "$cpu" >> "$RES"
+    echo "  $label $(basename "$file") run $i: ${secs}s wall, ${cpu}s CPU, ${kb}KB" >&2
   done
 }
 
