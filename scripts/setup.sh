@@ -22,6 +22,8 @@ command -v openssl >/dev/null || need_apt+=(openssl)
 # real Postfix (and the clients captures/generate.sh checks for) for the live end-to-end test
 command -v postfix >/dev/null || need_apt+=(postfix)
 command -v swaks >/dev/null || need_apt+=(swaks)
+# swaks --tls needs Net::SSLeay, only a "Recommends" of swaks (not installed with --no-install-recommends)
+perl -MNet::SSLeay -e1 2>/dev/null || need_apt+=(libnet-ssleay-perl)
 command -v gnutls-cli >/dev/null || need_apt+=(gnutls-bin)                    # peak-RSS checks on hostile captures
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]} (apt)"
