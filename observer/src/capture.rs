@@ -15,6 +15,10 @@ use std::path::{Path, PathBuf};
 /// Largest pcap record / pcapng block we accept (a jumbo frame is 9 KiB; 16 MiB covers any sane snaplen).
 pub const MAX_BLOCK: usize = 16 * 1024 * 1024;
 
+/// Packet and block buffers up to this capacity are kept for the next read; a rare larger one is
+/// freed rather than held for the rest of the file.
+const MAX_REUSED_BUFFER: usize = 64 * 1024;
+
 /// Link-layer types (tcpdump.org LINKTYPE_* values) that [`crate::decode`] understands.
 pub mod linktype {
     pub const NULL: u32 = 0;
@@ -234,7 +238,7 @@ impl<R: Read> CaptureReader<R> {
     /// Hands a packet's buffer back once the caller is done with it: the next packet is read into
     /// it, so reading a file costs no allocation per packet.
     pub fn recycle(&mut self, data: Vec<u8>) {
-        if data.capacity() <= 1 << 16 {
+        if data.capacity() <= MAX_REUSED_BUFFER {
             self.spare = data;
         }
     }
@@ -370,7 +374,7 @@ impl<R: Read> CaptureReader<R> {
             block.resize(len - 8, 0);
             let r = self.read_exact(&mut block, "pcapng block body");
             let item = r.and_then(|()| self.pcapng_block(block_type, big_endian, &block));
-            if block.capacity() <= 1 << 16 {
+            if block.capacity() <= MAX_REUSED_BUFFER {
                 self.block = block;
             }
             match item? {
@@ -388,86 +392,81 @@ impl<R: Read> CaptureReader<R> {
         big_endian: bool,
         block: &[u8],
     ) -> Result<Option<Item>, CaptureError> {
-        {
-            let body = &block[..block.len() - 4]; // trailing length copy
-            let Format::PcapNg { interfaces, .. } = &mut self.format else {
-                return Ok(None);
-            };
-            match block_type {
-                PCAPNG_IDB => {
-                    if body.len() < 8 {
-                        return Err(self.malformed("short interface description block"));
-                    }
-                    let linktype = u16_of(&body[0..2], big_endian) as u32;
-                    let units_per_sec = idb_tsresol(&body[8..], big_endian);
-                    interfaces.push(Interface {
-                        linktype,
-                        units_per_sec,
-                    });
+        let body = &block[..block.len() - 4]; // trailing length copy
+        let Format::PcapNg { interfaces, .. } = &mut self.format else {
+            return Ok(None);
+        };
+        match block_type {
+            PCAPNG_IDB => {
+                if body.len() < 8 {
+                    return Err(self.malformed("short interface description block"));
                 }
-                PCAPNG_EPB => {
-                    if body.len() < 20 {
-                        return Err(self.malformed("short enhanced packet block"));
-                    }
-                    let iface = u32_of(&body[0..4], big_endian) as usize;
-                    let Some(&ifc) = interfaces.get(iface) else {
-                        return Err(
-                            self.malformed(format!("packet for undeclared interface {iface}"))
-                        );
-                    };
-                    let ts = (u64::from(u32_of(&body[4..8], big_endian)) << 32)
-                        | u64::from(u32_of(&body[8..12], big_endian));
-                    let caplen = u32_of(&body[12..16], big_endian) as usize;
-                    let orig_len = u32_of(&body[16..20], big_endian);
-                    let Some(data) = body.get(20..20usize.saturating_add(caplen)) else {
-                        return Err(self
-                            .malformed("enhanced packet block shorter than its captured length"));
-                    };
-                    let mut copy = self.packet_buf(0);
-                    copy.extend_from_slice(data);
-                    return Ok(Some(Item::Packet(Packet {
-                        ts_ns: ts_to_ns(ts, ifc.units_per_sec),
-                        linktype: ifc.linktype,
-                        data: copy,
-                        orig_len,
-                    })));
-                }
-                PCAPNG_SPB => {
-                    let Some(&ifc) = interfaces.first() else {
-                        return Err(self.malformed("simple packet block without an interface"));
-                    };
-                    if body.len() < 4 {
-                        return Err(self.malformed("short simple packet block"));
-                    }
-                    let orig_len = u32_of(&body[0..4], big_endian);
-                    let caplen = (orig_len as usize).min(body.len() - 4);
-                    let mut copy = self.packet_buf(0);
-                    copy.extend_from_slice(&body[4..4 + caplen]);
-                    return Ok(Some(Item::Packet(Packet {
-                        ts_ns: 0,
-                        linktype: ifc.linktype,
-                        data: copy,
-                        orig_len,
-                    })));
-                }
-                PCAPNG_DSB => {
-                    if body.len() < 8 {
-                        return Err(self.malformed("short decryption secrets block"));
-                    }
-                    let secrets_type = u32_of(&body[0..4], big_endian);
-                    let slen = u32_of(&body[4..8], big_endian) as usize;
-                    let Some(data) = body.get(8..8usize.saturating_add(slen)) else {
-                        return Err(
-                            self.malformed("decryption secrets block shorter than its length")
-                        );
-                    };
-                    return Ok(Some(Item::Secrets {
-                        secrets_type,
-                        data: data.to_vec(),
-                    }));
-                }
-                _ => {} // statistics, name resolution, custom blocks: not needed
+                let linktype = u16_of(&body[0..2], big_endian) as u32;
+                let units_per_sec = idb_tsresol(&body[8..], big_endian);
+                interfaces.push(Interface {
+                    linktype,
+                    units_per_sec,
+                });
             }
+            PCAPNG_EPB => {
+                if body.len() < 20 {
+                    return Err(self.malformed("short enhanced packet block"));
+                }
+                let iface = u32_of(&body[0..4], big_endian) as usize;
+                let Some(&ifc) = interfaces.get(iface) else {
+                    return Err(self.malformed(format!("packet for undeclared interface {iface}")));
+                };
+                let ts = (u64::from(u32_of(&body[4..8], big_endian)) << 32)
+                    | u64::from(u32_of(&body[8..12], big_endian));
+                let caplen = u32_of(&body[12..16], big_endian) as usize;
+                let orig_len = u32_of(&body[16..20], big_endian);
+                let Some(data) = body.get(20..20usize.saturating_add(caplen)) else {
+                    return Err(
+                        self.malformed("enhanced packet block shorter than its captured length")
+                    );
+                };
+                let mut copy = self.packet_buf(0);
+                copy.extend_from_slice(data);
+                return Ok(Some(Item::Packet(Packet {
+                    ts_ns: ts_to_ns(ts, ifc.units_per_sec),
+                    linktype: ifc.linktype,
+                    data: copy,
+                    orig_len,
+                })));
+            }
+            PCAPNG_SPB => {
+                let Some(&ifc) = interfaces.first() else {
+                    return Err(self.malformed("simple packet block without an interface"));
+                };
+                if body.len() < 4 {
+                    return Err(self.malformed("short simple packet block"));
+                }
+                let orig_len = u32_of(&body[0..4], big_endian);
+                let caplen = (orig_len as usize).min(body.len() - 4);
+                let mut copy = self.packet_buf(0);
+                copy.extend_from_slice(&body[4..4 + caplen]);
+                return Ok(Some(Item::Packet(Packet {
+                    ts_ns: 0,
+                    linktype: ifc.linktype,
+                    data: copy,
+                    orig_len,
+                })));
+            }
+            PCAPNG_DSB => {
+                if body.len() < 8 {
+                    return Err(self.malformed("short decryption secrets block"));
+                }
+                let secrets_type = u32_of(&body[0..4], big_endian);
+                let slen = u32_of(&body[4..8], big_endian) as usize;
+                let Some(data) = body.get(8..8usize.saturating_add(slen)) else {
+                    return Err(self.malformed("decryption secrets block shorter than its length"));
+                };
+                return Ok(Some(Item::Secrets {
+                    secrets_type,
+                    data: data.to_vec(),
+                }));
+            }
+            _ => {} // statistics, name resolution, custom blocks: not needed
         }
         Ok(None)
     }
