@@ -12,14 +12,12 @@ use crate::event::{community_id, rfc3339_micros, Direction, Endpoint, SessionEve
 use crate::smtp::{self, Next, SmtpSession, StartTls};
 use crate::tcp::{Chunk, Reassembler};
 use crate::tls::keylog::KeyLog;
-use crate::tls::{OutcomeResult, TlsSession};
-use crate::x509::cache::ChainCache;
+use crate::tls::{self, OutcomeResult, TlsSession};
 use crate::Dir;
 use ipnet::IpNet;
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
 
 #[derive(Debug, Clone)]
 pub struct FlowConfig {
@@ -126,31 +124,68 @@ fn starts_with_client_hello(d: &[u8]) -> bool {
     matches!(d, [0x16, 0x03, 0..=0x04, _, _, 0x01, ..])
 }
 
+/// The SMTP side of a connection: the analyzer while the dialogue is plaintext; once TLS takes
+/// over only its facts (line buffers and command queue freed), or nothing when the dialogue never
+/// proved to be SMTP.
+#[derive(Debug)]
+enum Smtp {
+    Live(Box<SmtpSession>),
+    Over(Option<Box<smtp::SmtpFacts>>),
+}
+
+impl Smtp {
+    fn is_smtp(&self) -> bool {
+        match self {
+            Smtp::Live(s) => s.is_smtp(),
+            Smtp::Over(f) => f.is_some(),
+        }
+    }
+
+    fn facts(&self) -> Option<smtp::SmtpFacts> {
+        match self {
+            Smtp::Live(s) => s.is_smtp().then(|| s.facts()),
+            Smtp::Over(f) => f.as_deref().cloned(),
+        }
+    }
+}
+
 /// Per-connection analyzers. Kept apart from the reassemblers so both can be borrowed at once.
+/// What all connections share (key log, chain cache) is passed in, never held per connection.
 #[derive(Debug)]
 struct Conversation {
     proto: Proto,
     // Boxed: most flows (SYN floods, other protocols) never create them, and a flow's idle
     // state must stay small (tests: `flow_state_is_small`).
-    smtp: Option<Box<SmtpSession>>,
+    smtp: Option<Smtp>,
     tls: Option<Box<TlsSession>>,
     weirds: Vec<&'static str>,
-    other_scanned: u64,
-    other_prefix: Vec<u8>,
-    keylog: Arc<KeyLog>,
-    chains: Arc<Mutex<ChainCache>>,
+    /// `OtherText`: plaintext bytes watched so far, and the first bytes of a possible ClientHello.
+    other_scanned: u32,
+    other_prefix: ([u8; 6], u8),
     /// SMTP inside TLS, when keys let us decrypt it (reply codes only).
     after_tls: Option<Box<smtp::PostTlsTracker>>,
 }
 
 impl Conversation {
+    fn new() -> Self {
+        Conversation {
+            proto: Proto::Detect,
+            smtp: None,
+            tls: None,
+            weirds: Vec::new(),
+            other_scanned: 0,
+            other_prefix: ([0; 6], 0),
+            after_tls: None,
+        }
+    }
+
     fn weird(&mut self, w: &'static str) {
         if !self.weirds.contains(&w) {
             self.weirds.push(w);
         }
     }
 
-    fn deliver(&mut self, dir: Dir, chunk: Chunk<'_>, ts: i64) {
+    fn deliver(&mut self, ctx: &mut tls::Context, dir: Dir, chunk: Chunk<'_>, ts: i64) {
         match chunk {
             Chunk::Gap(n) => {
                 self.weird("content_gap");
@@ -163,36 +198,38 @@ impl Conversation {
                     }
                     Proto::Smtp => {
                         self.weird("smtp_gap");
-                        if let Some(s) = &mut self.smtp {
+                        if let Some(Smtp::Live(s)) = &mut self.smtp {
                             s.on_gap(dir);
                         }
                     }
                     _ => {}
                 }
             }
-            Chunk::Data(d) => self.data(dir, d, ts),
+            Chunk::Data(d) => self.data(ctx, dir, d, ts),
         }
     }
 
-    fn data(&mut self, dir: Dir, d: &[u8], ts: i64) {
+    fn data(&mut self, ctx: &mut tls::Context, dir: Dir, d: &[u8], ts: i64) {
         if self.proto == Proto::Detect {
             self.proto = if smtp::looks_like_tls(d) {
-                self.tls = Some(Box::new(self.new_tls()));
+                self.tls = Some(Box::default());
                 Proto::Tls
             } else if looks_like_smtp_start(dir, d) {
-                self.smtp = Some(Box::new(SmtpSession::new()));
+                self.smtp = Some(Smtp::Live(Box::new(SmtpSession::new())));
                 Proto::Smtp
             } else {
                 Proto::OtherText
             };
         }
         if self.proto == Proto::OtherText {
-            self.other_text(dir, d, ts);
+            self.other_text(ctx, dir, d, ts);
             return;
         }
         match self.proto {
             Proto::Smtp => {
-                let Some(s) = &mut self.smtp else { return };
+                let Some(Smtp::Live(s)) = &mut self.smtp else {
+                    return;
+                };
                 match s.feed(dir, d) {
                     Next::Continue => {
                         if s.is_not_smtp() {
@@ -201,9 +238,15 @@ impl Conversation {
                     }
                     Next::Tls { offset } => {
                         self.proto = Proto::Tls;
-                        let mut t = self.new_tls();
-                        t.feed(dir, d.get(offset..).unwrap_or(&[]), ts);
-                        self.tls = Some(Box::new(t));
+                        // The SMTP analyzer's work is over (its state is final): keep its facts.
+                        let is_smtp = s.is_smtp();
+                        let facts = is_smtp.then(|| Box::new(s.facts()));
+                        self.smtp = Some(Smtp::Over(facts));
+                        let mut t = Box::new(TlsSession::default());
+                        // SMTP over TLS: follow the decrypted dialogue's reply codes when keys allow.
+                        t.want_app_data(is_smtp);
+                        t.feed(ctx, dir, d.get(offset..).unwrap_or(&[]), ts);
+                        self.tls = Some(t);
                         self.pump_app_data();
                         self.check_done();
                     }
@@ -218,7 +261,7 @@ impl Conversation {
             }
             Proto::Tls => {
                 if let Some(t) = &mut self.tls {
-                    t.feed(dir, d, ts);
+                    t.feed(ctx, dir, d, ts);
                 }
                 self.pump_app_data();
                 self.check_done();
@@ -229,35 +272,34 @@ impl Conversation {
 
     /// A non-SMTP text protocol: look for the client's ClientHello at the start of a chunk (its
     /// STARTTLS switch). The first 6 bytes may arrive in several chunks.
-    fn other_text(&mut self, dir: Dir, d: &[u8], ts: i64) {
-        if dir == Dir::ToServer && (!self.other_prefix.is_empty() || d.first() == Some(&0x16)) {
-            let take = (6 - self.other_prefix.len()).min(d.len());
-            self.other_prefix.extend_from_slice(&d[..take]);
-            if self.other_prefix.len() < 6 {
+    fn other_text(&mut self, ctx: &mut tls::Context, dir: Dir, d: &[u8], ts: i64) {
+        let (prefix, have) = &mut self.other_prefix;
+        if dir == Dir::ToServer && (*have > 0 || d.first() == Some(&0x16)) {
+            let at = usize::from(*have);
+            let take = (6 - at).min(d.len());
+            prefix[at..at + take].copy_from_slice(&d[..take]);
+            *have += take as u8; // take <= 6
+            if *have < 6 {
                 return;
             }
-            let prefix = std::mem::take(&mut self.other_prefix);
-            if starts_with_client_hello(&prefix) {
+            let first = *prefix;
+            self.other_prefix = ([0; 6], 0);
+            if starts_with_client_hello(&first) {
                 self.proto = Proto::Tls;
-                let mut t = self.new_tls();
-                t.feed(dir, &prefix, ts);
-                t.feed(dir, &d[take..], ts);
-                self.tls = Some(Box::new(t));
+                let mut t = Box::new(TlsSession::default());
+                t.feed(ctx, dir, &first, ts);
+                t.feed(ctx, dir, &d[take..], ts);
+                self.tls = Some(t);
                 self.check_done();
                 return;
             }
         }
-        self.other_scanned += d.len() as u64;
-        if self.other_scanned > OTHER_SCAN_LIMIT {
+        self.other_scanned = self
+            .other_scanned
+            .saturating_add(u32::try_from(d.len()).unwrap_or(u32::MAX));
+        if u64::from(self.other_scanned) > OTHER_SCAN_LIMIT {
             self.proto = Proto::Ignore;
         }
-    }
-
-    fn new_tls(&self) -> TlsSession {
-        let mut t = TlsSession::with_keys_and_cache(self.keylog.clone(), Some(self.chains.clone()));
-        // SMTP over TLS: follow the decrypted dialogue's reply codes when keys allow.
-        t.want_app_data(self.smtp.as_ref().is_some_and(|s| s.is_smtp()));
-        t
     }
 
     /// Decrypted SMTP after STARTTLS → reply codes; stop decryption once they are known.
@@ -288,7 +330,7 @@ impl Conversation {
         self.smtp = None;
         self.tls = None;
         self.after_tls = None;
-        self.other_prefix = Vec::new();
+        self.other_prefix = ([0; 6], 0);
     }
 
     fn on_close(&mut self, dir: Dir) {
@@ -303,7 +345,16 @@ impl Conversation {
             return false;
         }
         self.tls.as_ref().is_some_and(|t| t.saw_client_hello())
-            || self.smtp.as_ref().is_some_and(|s| s.is_smtp())
+            || self.smtp.as_ref().is_some_and(Smtp::is_smtp)
+    }
+
+    /// Bytes held of data still arriving (partial TLS records and messages, SMTP lines).
+    fn buffered_bytes(&self) -> usize {
+        let smtp = match &self.smtp {
+            Some(Smtp::Live(s)) => s.buffered_bytes(),
+            _ => 0,
+        };
+        smtp + self.tls.as_ref().map_or(0, |t| t.buffered_bytes())
     }
 }
 
@@ -399,9 +450,9 @@ pub struct FlowTable {
     out: Vec<SessionEvent>,
     now: i64,
     last_sweep: i64,
-    keylog: Arc<KeyLog>,
-    /// Certificate chains already parsed, by content (x509::cache).
-    chains: Arc<Mutex<ChainCache>>,
+    /// What the connections' TLS analyzers share: the key log, and certificate chains already
+    /// parsed, by content (x509::cache).
+    ctx: tls::Context,
     /// Last TLS failure (handshake_failed / closed_after_handshake) per (client IP, server IP).
     tls_failures: HashMap<(IpAddr, IpAddr), i64>,
     /// Bytes queued in reassembly across all flows, kept up to date per packet.
@@ -420,8 +471,7 @@ impl FlowTable {
             now: i64::MIN,
             last_sweep: i64::MIN,
             buffered: 0,
-            keylog: Arc::new(KeyLog::default()),
-            chains: Arc::new(Mutex::new(ChainCache::default())),
+            ctx: tls::Context::default(),
             tls_failures: HashMap::new(),
             done: Vec::new(),
         }
@@ -430,11 +480,11 @@ impl FlowTable {
     /// Adds TLS key log lines (a `--keylog` file or a pcapng Decryption Secrets Block). Connections
     /// that start afterwards decrypt with them.
     pub fn add_keylog(&mut self, text: &[u8]) {
-        Arc::make_mut(&mut self.keylog).add(text);
+        self.ctx.keylog.add(text);
     }
 
     pub fn keylog(&self) -> &KeyLog {
-        &self.keylog
+        &self.ctx.keylog
     }
 
     pub fn active_flows(&self) -> usize {
@@ -444,6 +494,15 @@ impl FlowTable {
     /// Bytes queued in reassembly across all flows.
     pub fn buffered_bytes(&self) -> usize {
         self.buffered
+    }
+
+    /// Bytes of stream data held across all flows: reassembly queues plus the analyzers' partial
+    /// lines, records and handshake messages. Walks every flow (tests, diagnostics).
+    pub fn held_stream_bytes(&self) -> usize {
+        self.flows
+            .values()
+            .map(|f| f.reasm[0].buffered() + f.reasm[1].buffered() + f.conv.buffered_bytes())
+            .sum()
     }
 
     /// Connections (client, server) whose analysis ended since the last call: their event is out
@@ -509,17 +568,7 @@ impl FlowTable {
                     first_ts: ts,
                     last_ts: ts,
                     reasm: [Reassembler::new(cap), Reassembler::new(cap)],
-                    conv: Conversation {
-                        proto: Proto::Detect,
-                        smtp: None,
-                        tls: None,
-                        weirds: Vec::new(),
-                        other_scanned: 0,
-                        other_prefix: Vec::new(),
-                        keylog: self.keylog.clone(),
-                        chains: self.chains.clone(),
-                        after_tls: None,
-                    },
+                    conv: Conversation::new(),
                     fin: [false; 2],
                     close_seen: [false; 2],
                     first_fin: None,
@@ -555,14 +604,16 @@ impl FlowTable {
             flow.any_payload = true;
             flow.bytes[d] += seg.payload.len() as u64;
             let Flow { reasm, conv, .. } = flow;
-            reasm[d].on_data(seg.seq, seg.payload, &mut |c| conv.deliver(dir, c, ts));
+            let ctx = &mut self.ctx;
+            reasm[d].on_data(seg.seq, seg.payload, &mut |c| conv.deliver(ctx, dir, c, ts));
             if reasm[d].mid_stream && !conv.weirds.contains(&"mid_stream_start") {
                 conv.weird("mid_stream_start");
             }
         }
         if seg.flags.ack {
             let Flow { reasm, conv, .. } = flow;
-            reasm[1 - d].on_peer_ack(seg.ack, &mut |c| conv.deliver(dir.flip(), c, ts));
+            let ctx = &mut self.ctx;
+            reasm[1 - d].on_peer_ack(seg.ack, &mut |c| conv.deliver(ctx, dir.flip(), c, ts));
         }
         if seg.flags.fin {
             if flow.first_fin.is_none() {
@@ -580,8 +631,9 @@ impl FlowTable {
             // The sender's stream ends here: bytes it sent before the RST that we never saw are
             // a gap, not a clean close.
             let Flow { reasm, conv, .. } = flow;
+            let ctx = &mut self.ctx;
             reasm[d].on_fin(seg.seq.wrapping_add(seg.payload.len() as u32));
-            reasm[d].close_at_fin(&mut |c| conv.deliver(dir, c, ts));
+            reasm[d].close_at_fin(&mut |c| conv.deliver(ctx, dir, c, ts));
             flow.conv.on_close(dir);
         }
         // A FIN closes its direction once the bytes before it are in (it may overtake them);
@@ -602,7 +654,8 @@ impl FlowTable {
             self.stats.memcap_flushes += 1;
             flow.conv.weird("memcap_exceeded");
             let Flow { reasm, conv, .. } = flow;
-            reasm[d].flush(&mut |c| conv.deliver(dir, c, ts));
+            let ctx = &mut self.ctx;
+            reasm[d].flush(&mut |c| conv.deliver(ctx, dir, c, ts));
         }
         if flow.conv.proto == Proto::Done || flow.conv.proto == Proto::Ignore {
             flow.reasm[0].stop();
@@ -682,10 +735,11 @@ impl FlowTable {
             first_fin,
             ..
         } = &mut *flow;
+        let ctx = &mut self.ctx;
         for d in fin_order(*first_fin) {
             let dir = DIRS[d];
             // Queued bytes, then whatever never arrived before a FIN (a gap), then the FIN.
-            reasm[d].close_at_fin(&mut |c| conv.deliver(dir, c, last_ts));
+            reasm[d].close_at_fin(&mut |c| conv.deliver(ctx, dir, c, last_ts));
             if fin[d] && !close_seen[d] {
                 close_seen[d] = true;
                 conv.on_close(dir);
@@ -812,11 +866,7 @@ fn count_event(stats: &mut FlowStats, ev: &SessionEvent) {
 
 fn make_event(flow: &Flow, cfg: &FlowConfig) -> SessionEvent {
     let conv = &flow.conv;
-    let mut smtp = conv
-        .smtp
-        .as_ref()
-        .filter(|s| s.is_smtp())
-        .map(|s| s.facts());
+    let mut smtp = conv.smtp.as_ref().and_then(Smtp::facts);
     let tls = conv.tls.as_ref().filter(|t| t.saw_client_hello()).map(|t| {
         let mut f = t.facts();
         f.smtp_reply_after_tls = conv

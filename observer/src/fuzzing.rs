@@ -12,10 +12,9 @@ use crate::sink::JsonlSink;
 use crate::smtp::{PostTlsTracker, SmtpSession};
 use crate::tcp::{Chunk, Reassembler};
 use crate::tls::keylog::KeyLog;
-use crate::tls::{parse_certificate_list, parse_cr12, parse_cr13, TlsSession};
+use crate::tls::{parse_certificate_list, parse_cr12, parse_cr13, Context, TlsSession};
 use crate::x509::{cert_facts, chain, dn_from_der};
 use crate::Dir;
-use std::sync::Arc;
 
 /// Names of the targets, as in `fuzz/Cargo.toml` and `fuzz/regressions/`.
 pub const TARGETS: [&str; 7] = [
@@ -138,8 +137,8 @@ pub fn tls(data: &[u8]) {
     let _ = parse_cr13(data);
     let _ = parse_certificate_list(data, true);
     let _ = parse_certificate_list(data, false);
-    let mut kl = KeyLog::default();
-    kl.add(
+    let mut ctx = Context::default();
+    ctx.keylog.add(
         format!(
             "CLIENT_HANDSHAKE_TRAFFIC_SECRET {} {}\n",
             "00".repeat(32),
@@ -147,10 +146,10 @@ pub fn tls(data: &[u8]) {
         )
         .as_bytes(),
     );
-    let mut t = TlsSession::with_keys(Arc::new(kl));
+    let mut t = TlsSession::new();
     t.want_app_data(true);
     for (ctl, dir, chunk) in chunks(data, 4) {
-        t.feed(dir, chunk, 1_700_000_000_000_000_000);
+        t.feed(&mut ctx, dir, chunk, 1_700_000_000_000_000_000);
         let _ = t.take_app_plaintext();
         if ctl == 0xff {
             t.on_close(dir);

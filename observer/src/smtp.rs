@@ -158,6 +158,11 @@ impl SmtpSession {
         self.confirmed && !self.not_smtp
     }
 
+    /// Bytes held of lines still arriving.
+    pub fn buffered_bytes(&self) -> usize {
+        self.client.buf.capacity() + self.server.buf.capacity()
+    }
+
     pub fn is_not_smtp(&self) -> bool {
         self.not_smtp
     }

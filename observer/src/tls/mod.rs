@@ -19,7 +19,6 @@ use decrypt::RecordDecryptor;
 use keylog::KeyLog;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use std::sync::Arc;
 
 pub const MAX_RECORD: usize = 16384 + 2048;
 pub const MAX_HANDSHAKE_MSG: usize = 256 * 1024;
@@ -185,39 +184,33 @@ pub struct TlsFacts {
     pub smtp_reply_after_tls: Option<crate::smtp::RepliesAfterTls>,
 }
 
-/// An encrypted record as seen on the wire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EncRecord {
-    pub content_type: u8,
-    pub len: u16,
-}
-
 #[derive(Debug, Default)]
 struct Side {
     hdr: [u8; 5],
-    hdr_len: usize,
-    body: Vec<u8>,
-    body_need: usize,
-    /// Encrypted body bytes still to skip.
-    skip: usize,
+    hdr_len: u8,
     cur_type: u8,
-    hs: Vec<u8>,
     lost: bool,
     encrypted: bool,
-    enc_records: Vec<EncRecord>,
-    records: u32,
-    bytes: u64,
     /// ≤1.2: an encrypted handshake record (Finished) after CCS.
     finished: bool,
     ccs: bool,
-    app_records: u32,
     certificate_seen: bool,
-    /// Record decryption for this direction (key log), and whether the record being buffered
-    /// is an encrypted one to decrypt.
-    dec: Option<RecordDecryptor>,
+    /// The record being buffered is an encrypted one to decrypt (key log).
     decrypting: bool,
     /// This side's Finished was decrypted (its handshake flight is fully known).
     dec_finished: bool,
+    /// Body bytes of the current plaintext (or to-be-decrypted) record; 0 when none is open.
+    body_need: u32,
+    /// Encrypted body bytes still to skip.
+    skip: u32,
+    records: u32,
+    app_records: u32,
+    bytes: u64,
+    /// The part of a record that arrived so far, when a record spans segments (otherwise records
+    /// are parsed where they lie in the segment, and this stays unallocated).
+    body: Vec<u8>,
+    /// The part of a handshake message that arrived so far, when a message spans records.
+    hs: Vec<u8>,
 }
 
 /// A Certificate message as held until the event is built: the chain's facts are shared with the
@@ -226,9 +219,9 @@ struct Side {
 struct HeldCert {
     status: CertStatus,
     evidence: Evidence,
+    size_bytes: Option<u32>,
     chain: Option<x509::cache::Shared>,
     at: i64,
-    size_bytes: Option<usize>,
 }
 
 impl HeldCert {
@@ -242,44 +235,124 @@ impl HeldCert {
             evidence: self.evidence,
             chain,
             chain_class,
-            size_bytes: self.size_bytes,
+            size_bytes: self.size_bytes.map(|n| n as usize),
         }
     }
 }
 
+/// Which wire shape a CertificateRequest body has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CrShape {
+    Tls13,
+    /// TLS 1.2: with signature algorithms.
+    Tls12,
+    /// TLS ≤ 1.1: without.
+    Tls11,
+    /// Did not parse: present, no details.
+    Malformed,
+}
+
+/// A CertificateRequest as held until the event: its body as received, checked when it came; the
+/// names (CA distinguished names, algorithms) are built only for the event.
+#[derive(Debug)]
+struct HeldCr {
+    evidence: Evidence,
+    shape: CrShape,
+    body: Box<[u8]>,
+}
+
+impl HeldCr {
+    fn facts(&self) -> CertificateRequestFacts {
+        let raw = match self.shape {
+            CrShape::Tls13 => RawCr::parse13(&self.body),
+            CrShape::Tls12 => RawCr::parse12(&self.body, true),
+            CrShape::Tls11 => RawCr::parse12(&self.body, false),
+            CrShape::Malformed => None,
+        };
+        let mut f = match raw {
+            Some(r) => r.facts(),
+            None => CertificateRequestFacts::bare(Some(true), self.evidence),
+        };
+        f.evidence = self.evidence;
+        f
+    }
+}
+
+/// An alert as seen: numbers, named only for the event.
+#[derive(Debug, Clone, Copy)]
+struct RawAlert {
+    sender: Dir,
+    encrypted: bool,
+    /// Level and description; None while encrypted.
+    level: Option<u8>,
+    code: Option<u8>,
+}
+
+impl RawAlert {
+    fn fatal(&self) -> bool {
+        self.level == Some(2)
+    }
+
+    fn facts(&self) -> Alert {
+        Alert {
+            level: self.level.map(|l| match l {
+                1 => "warning".to_string(),
+                2 => "fatal".to_string(),
+                n => n.to_string(),
+            }),
+            description: self.code.map(alert_name),
+            code: self.code,
+            sender: sender(self.sender),
+            encrypted: self.encrypted,
+        }
+    }
+}
+
+/// Key-log decryption of one session. Boxed and only there when a key log is: most sessions have
+/// none, and a handshaking connection's state must stay small (flow::tests::flow_state_is_small).
+#[derive(Debug)]
+struct Keys {
+    client_random: [u8; 32],
+    /// TLS 1.2: decryptors waiting for each side's ChangeCipherSpec.
+    pending12: [Option<RecordDecryptor>; 2],
+    /// Record decryption per direction.
+    dec: [Option<RecordDecryptor>; 2],
+    /// Decrypted application data not yet taken by the connection (SMTP after TLS).
+    app_plaintext: Vec<(Dir, Vec<u8>)>,
+}
+
+/// The `decryption` fact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Decryption {
+    /// No key log given.
+    #[default]
+    Off,
+    NoKey,
+    Failed,
+    Ok,
+}
+
+/// What the TLS sessions of one flow table share: the key log and the certificate-chain cache.
+/// Passed to [`TlsSession::feed`] rather than held by every session, whose own state stays small.
+#[derive(Debug, Default)]
+pub struct Context {
+    pub keylog: KeyLog,
+    pub chains: x509::cache::ChainCache,
+}
+
+/// One TLS connection's analysis. Its fixed part is kept small (a busy MX has thousands of
+/// handshakes in flight): hello facts as boxed slices, the CertificateRequest as its wire body,
+/// alerts as numbers, decryption state in one box only when a key log is given; names and
+/// strings are built by [`TlsSession::facts`].
 #[derive(Debug, Default)]
 pub struct TlsSession {
-    /// Chain facts by content, shared across connections (x509::cache).
-    chains: Option<Arc<std::sync::Mutex<x509::cache::ChainCache>>>,
     sides: [Side; 2],
     client_hello: bool,
     server_hello: bool,
-    /// Negotiated version code (0x0303, 0x0304, ...).
-    version: Option<u16>,
-    cipher: Option<u16>,
-    client_session_id: Vec<u8>,
     server_kex_seen: bool,
-    cr_seen: bool,
-    // Boxed: most of a session's life they are absent, and a handshaking connection's fixed
-    // state must stay small (flow::tests::flow_state_is_small).
-    cr: Option<Box<CertificateRequestFacts>>,
-    client_cert: Option<Box<HeldCert>>,
-    server_cert: Option<Box<HeldCert>>,
-    sni: Option<String>,
-    alpn: Option<String>,
-    offered_versions: Vec<u16>,
     post_handshake_auth: bool,
     hrr: bool,
     resumed: Option<bool>,
-    ja4: Option<String>,
-    ja4s: Option<String>,
-    alerts: Vec<Alert>,
-    /// TLS 1.3: index in the client's encrypted records where its handshake flight ended (inclusive).
-    client_flight_end: Option<usize>,
-    /// TLS 1.3: server encrypted records before the client's first one (its whole flight).
-    server_flight_len: Option<usize>,
-    /// Server records seen after the client finished its handshake flight.
-    server_after_client_flight: Vec<u16>,
     closed_first: Option<Dir>,
     /// The server ended (alert or close) after the handshake, before the client's 2nd application record.
     server_ended_early: bool,
@@ -287,17 +360,35 @@ pub struct TlsSession {
     client_ended: bool,
     failed_before_complete: bool,
     done: bool,
-    ts_secs: i64,
-    pub weirds: Vec<&'static str>,
-    keylog: Arc<KeyLog>,
-    client_random: Option<[u8; 32]>,
-    /// TLS 1.2: decryptors waiting for each side's ChangeCipherSpec.
-    pending12: [Option<RecordDecryptor>; 2],
-    decryption: Option<&'static str>,
-    /// Decrypted application data not yet taken by the connection (SMTP after TLS).
-    app_plaintext: Vec<(Dir, Vec<u8>)>,
     /// The connection still wants decrypted application data (keeps the analysis going).
     want_app_data: bool,
+    decryption: Decryption,
+    /// Negotiated version code (0x0303, 0x0304, ...).
+    version: Option<u16>,
+    cipher: Option<u16>,
+    /// TLS 1.3: index in the client's encrypted records where its handshake flight ended (inclusive).
+    client_flight_end: Option<u16>,
+    /// TLS 1.3: server encrypted records before the client's first one (its whole flight).
+    server_flight_len: Option<u16>,
+    ts_secs: i64,
+    cr: Option<HeldCr>,
+    client_cert: Option<Box<HeldCert>>,
+    server_cert: Option<Box<HeldCert>>,
+    sni: Option<Box<str>>,
+    alpn: Option<Box<str>>,
+    offered_versions: Box<[u16]>,
+    client_session_id: Box<[u8]>,
+    ja4: Option<Box<str>>,
+    ja4s: Option<Box<str>>,
+    alerts: Vec<RawAlert>,
+    /// TLS 1.3: lengths of the client's first encrypted records ([`MAX_ENC_RECORDS`]), and how
+    /// many the server sent (counted up to the same limit): the record-length inference.
+    client_enc: Vec<u16>,
+    server_enc: u16,
+    /// TLS 1.3: the server sent a record other than an alert after the client's flight.
+    server_spoke_after_client_flight: bool,
+    pub weirds: Vec<&'static str>,
+    keys: Option<Box<Keys>>,
 }
 
 fn idx(d: Dir) -> usize {
@@ -319,31 +410,12 @@ impl TlsSession {
         Self::default()
     }
 
-    /// A session that decrypts with the keys of this key log where it has them.
-    pub fn with_keys(keylog: Arc<KeyLog>) -> Self {
-        Self::with_keys_and_cache(keylog, None)
-    }
-
-    /// With a chain cache shared by the connections of one flow table.
-    pub fn with_keys_and_cache(
-        keylog: Arc<KeyLog>,
-        chains: Option<Arc<std::sync::Mutex<x509::cache::ChainCache>>>,
-    ) -> Self {
-        TlsSession {
-            chains,
-            decryption: if keylog.is_empty() {
-                None
-            } else {
-                Some("no_key")
-            },
-            keylog,
-            ..Self::default()
-        }
-    }
-
     /// Decrypted application data since the last call (direction, plaintext).
     pub fn take_app_plaintext(&mut self) -> Vec<(Dir, Vec<u8>)> {
-        std::mem::take(&mut self.app_plaintext)
+        self.keys
+            .as_mut()
+            .map(|k| std::mem::take(&mut k.app_plaintext))
+            .unwrap_or_default()
     }
 
     /// Whether the connection still wants decrypted application data; when it stops wanting it,
@@ -357,7 +429,29 @@ impl TlsSession {
     }
 
     fn app_decrypting(&self) -> bool {
-        self.want_app_data && (self.sides[1].dec.is_some() || self.pending12[1].is_some())
+        self.want_app_data
+            && self
+                .keys
+                .as_ref()
+                .is_some_and(|k| k.dec[1].is_some() || k.pending12[1].is_some())
+    }
+
+    /// This direction's record decryption, when keys are known.
+    fn dec(&self, i: usize) -> Option<&RecordDecryptor> {
+        self.keys.as_ref().and_then(|k| k.dec[i].as_ref())
+    }
+
+    /// The key log's secrets for this session.
+    fn secrets<'c>(&self, ctx: &'c Context) -> Option<&'c keylog::Secrets> {
+        ctx.keylog.get(&self.keys.as_ref()?.client_random)
+    }
+
+    /// Bytes this session holds of a record or handshake message still arriving (its buffers).
+    pub fn buffered_bytes(&self) -> usize {
+        self.sides
+            .iter()
+            .map(|s| s.body.capacity() + s.hs.capacity())
+            .sum()
     }
 
     fn weird(&mut self, w: &'static str) {
@@ -379,16 +473,11 @@ impl TlsSession {
         self.client_hello
     }
 
-    /// Encrypted record lengths seen per direction (client→server, server→client).
-    pub fn encrypted_records(&self, dir: Dir) -> &[EncRecord] {
-        &self.sides[idx(dir)].enc_records
-    }
-
     pub fn on_gap(&mut self, dir: Dir, len: u64) {
         let s = &mut self.sides[idx(dir)];
         if s.hdr_len == 5 && s.skip as u64 >= len && s.body_need == 0 {
             // The hole lies inside an encrypted record body we were skipping anyway: still in sync.
-            s.skip -= len as usize;
+            s.skip -= len as u32; // len <= skip
             return;
         }
         if !s.lost {
@@ -423,8 +512,13 @@ impl TlsSession {
         }
     }
 
-    pub fn feed(&mut self, dir: Dir, mut data: &[u8], ts_ns: i64) {
+    /// Bytes of one direction, in stream order. `ctx` holds what the sessions of a flow table
+    /// share (key log, chain cache).
+    pub fn feed(&mut self, ctx: &mut Context, dir: Dir, mut data: &[u8], ts_ns: i64) {
         self.ts_secs = ts_ns.div_euclid(1_000_000_000);
+        if self.decryption == Decryption::Off && !ctx.keylog.is_empty() {
+            self.decryption = Decryption::NoKey;
+        }
         let i = idx(dir);
         while !data.is_empty()
             && !self.sides[i].lost
@@ -432,8 +526,8 @@ impl TlsSession {
         {
             let s = &mut self.sides[i];
             if s.skip > 0 {
-                let n = s.skip.min(data.len());
-                s.skip -= n;
+                let n = (s.skip as usize).min(data.len());
+                s.skip -= n as u32; // n <= skip
                 data = &data[n..];
                 if s.skip == 0 {
                     s.hdr_len = 0;
@@ -441,9 +535,10 @@ impl TlsSession {
                 continue;
             }
             if s.hdr_len < 5 {
-                let n = (5 - s.hdr_len).min(data.len());
-                s.hdr[s.hdr_len..s.hdr_len + n].copy_from_slice(&data[..n]);
-                s.hdr_len += n;
+                let have = usize::from(s.hdr_len);
+                let n = (5 - have).min(data.len());
+                s.hdr[have..have + n].copy_from_slice(&data[..n]);
+                s.hdr_len += n as u8; // n <= 5
                 data = &data[n..];
                 if s.hdr_len < 5 {
                     continue;
@@ -465,16 +560,26 @@ impl TlsSession {
                 }
                 continue;
             }
-            // accumulating a plaintext record body
-            let n = (s.body_need - s.body.len()).min(data.len());
-            s.body.extend_from_slice(&data[..n]);
-            data = &data[n..];
-            if s.body.len() == s.body_need {
-                let body = std::mem::take(&mut s.body);
-                let ty = s.cur_type;
+            // A plaintext (or to-be-decrypted) record body: parsed where it lies when the segment
+            // holds all of it, else gathered in `body` across segments.
+            let need = s.body_need as usize;
+            let ty = s.cur_type;
+            if s.body.is_empty() && data.len() >= need {
+                let (body, rest) = data.split_at(need);
+                data = rest;
                 s.body_need = 0;
                 s.hdr_len = 0;
-                self.record_body(dir, ty, &body);
+                self.record_body(ctx, dir, ty, body);
+                continue;
+            }
+            let n = (need - s.body.len()).min(data.len());
+            s.body.extend_from_slice(&data[..n]);
+            data = &data[n..];
+            if s.body.len() == need {
+                let body = std::mem::take(&mut s.body);
+                s.body_need = 0;
+                s.hdr_len = 0;
+                self.record_body(ctx, dir, ty, &body);
             }
         }
     }
@@ -500,7 +605,7 @@ impl TlsSession {
         };
         s.decrypting = false;
         if buffer {
-            s.body_need = len;
+            s.body_need = len as u32; // len <= MAX_RECORD
             s.body.clear();
             return;
         }
@@ -514,25 +619,28 @@ impl TlsSession {
         };
         let handshake_over = s.dec_finished || (!tls13 && s.finished);
         let wanted = !handshake_over || self.want_app_data || may_be_alert;
-        match s.dec.as_mut() {
+        let dec = self.keys.as_mut().and_then(|k| k.dec[i].as_mut());
+        let s = &mut self.sides[i];
+        match dec {
             Some(_) if wanted && len > 0 => {
                 // Encrypted and we hold the key: buffer it to decrypt (bookkeeping below as without keys).
                 s.decrypting = true;
-                s.body_need = len;
+                s.body_need = len as u32;
                 s.body.clear();
             }
             Some(d) => {
                 d.skip();
-                s.skip = len;
+                s.skip = len as u32;
             }
-            None => s.skip = len,
+            None => s.skip = len as u32,
         }
         // An encrypted record.
-        if s.enc_records.len() < MAX_ENC_RECORDS {
-            s.enc_records.push(EncRecord {
-                content_type: ty,
-                len: len as u16,
-            });
+        match dir {
+            Dir::ToServer if self.client_enc.len() < MAX_ENC_RECORDS => {
+                self.client_enc.push(len as u16); // len <= MAX_RECORD
+            }
+            Dir::ToClient if usize::from(self.server_enc) < MAX_ENC_RECORDS => self.server_enc += 1,
+            _ => {}
         }
         match (ty, tls13) {
             (21, _) => self.push_encrypted_alert(dir),
@@ -582,20 +690,20 @@ impl TlsSession {
         match dir {
             Dir::ToServer => {
                 if self.server_flight_len.is_none() {
-                    self.server_flight_len = Some(self.sides[1].enc_records.len());
+                    self.server_flight_len = Some(self.server_enc);
                 }
-                if self.client_flight_end.is_none() && self.sides[0].dec.is_some() {
+                if self.client_flight_end.is_none() && self.dec(0).is_some() {
                     // With the key, the decrypted Finished marks the end of the flight.
                 } else if self.client_flight_end.is_none() {
-                    let n = self.sides[0].enc_records.len();
+                    let n = self.client_enc.len();
                     let fin = self.tls13_finished_len();
                     let coalesced_empty = fin.map(|f| f + 8);
                     if Some(len as u16) == fin || Some(len as u16) == coalesced_empty {
-                        self.client_flight_end = Some(n.saturating_sub(1));
+                        self.client_flight_end = Some(n.saturating_sub(1) as u16);
                     } else if fin.is_none() || n >= 4 {
                         // Pattern not recognised: assume the flight is over, say so.
                         self.weird("tls13_client_flight_unrecognised");
-                        self.client_flight_end = Some(n.saturating_sub(1));
+                        self.client_flight_end = Some(n.saturating_sub(1) as u16);
                     }
                 } else if len == alert_len {
                     // An encrypted alert (close_notify or fatal); 1-2 byte application records do
@@ -606,17 +714,17 @@ impl TlsSession {
                 }
             }
             Dir::ToClient => {
-                let client_records = self.sides[0].enc_records.len();
+                let client_records = self.client_enc.len();
                 if self.client_flight_end.is_none()
                     && client_records > 0
-                    && self.sides[0].dec.is_none()
+                    && self.dec(0).is_none()
                 {
                     // The server speaks again only after the client's Finished: the client's
                     // flight was everything it sent so far (a coalescing stack's single record).
-                    self.client_flight_end = Some(client_records - 1);
+                    self.client_flight_end = Some((client_records - 1) as u16);
                 }
                 if self.client_flight_end.is_some() {
-                    self.server_after_client_flight.push(len as u16);
+                    self.server_spoke_after_client_flight |= len != 19;
                     if len == alert_len {
                         self.push_encrypted_alert(dir);
                     } else {
@@ -628,12 +736,11 @@ impl TlsSession {
     }
 
     fn push_encrypted_alert(&mut self, dir: Dir) {
-        self.alerts.push(Alert {
-            level: None,
-            description: None,
-            code: None,
-            sender: sender(dir),
+        self.alerts.push(RawAlert {
+            sender: dir,
             encrypted: true,
+            level: None,
+            code: None,
         });
         self.on_alert(dir, true);
     }
@@ -642,7 +749,7 @@ impl TlsSession {
     pub fn handshake_complete(&self) -> bool {
         if self.tls13() {
             self.client_flight_end.is_some()
-                && self.server_after_client_flight.iter().any(|&l| l != 19)
+                && self.server_spoke_after_client_flight
         } else {
             self.sides[0].finished && self.sides[1].finished
         }
@@ -666,23 +773,25 @@ impl TlsSession {
         }
     }
 
-    fn record_body(&mut self, dir: Dir, ty: u8, body: &[u8]) {
+    fn record_body(&mut self, ctx: &mut Context, dir: Dir, ty: u8, body: &[u8]) {
         let i = idx(dir);
         if self.sides[i].decrypting {
             self.sides[i].decrypting = false;
-            self.decrypted_record(dir, body);
+            self.decrypted_record(ctx, dir, body);
             return;
         }
         match ty {
             20 => {
                 let tls13 = self.tls13();
-                let pending = self.pending12[i].take();
+                let pending = self.keys.as_mut().and_then(|k| k.pending12[i].take());
                 let s = &mut self.sides[i];
                 s.ccs = true;
                 // ≤1.2 only: CCS switches to encryption. Before a ServerHello (a middlebox-compat
                 // CCS around a HelloRetryRequest) or in TLS 1.3 it changes nothing.
                 if self.server_hello && !tls13 {
-                    s.dec = pending;
+                    if let Some(k) = self.keys.as_mut() {
+                        k.dec[i] = pending;
+                    }
                     s.encrypted = true;
                     if dir == Dir::ToClient
                         && self.server_hello
@@ -694,44 +803,64 @@ impl TlsSession {
                 }
             }
             21 => {
-                if body.len() == 2 {
-                    let (level, code) = (body[0], body[1]);
-                    let fatal = level == 2;
-                    self.alerts.push(Alert {
-                        level: Some(match level {
-                            1 => "warning".to_string(),
-                            2 => "fatal".to_string(),
-                            n => n.to_string(),
-                        }),
-                        description: Some(alert_name(code)),
-                        code: Some(code),
-                        sender: sender(dir),
+                if let [level, code] = *body {
+                    self.alerts.push(RawAlert {
+                        sender: dir,
                         encrypted: false,
+                        level: Some(level),
+                        code: Some(code),
                     });
                     // close_notify (0) is a warning; user_canceled too.
-                    self.on_alert(dir, fatal || code == 0);
+                    self.on_alert(dir, level == 2 || code == 0);
                 } else {
                     self.weird("tls_bad_alert");
                 }
             }
-            22 => {
-                let s = &mut self.sides[i];
-                if s.hs.len() + body.len() > MAX_HANDSHAKE_MSG + 4 {
-                    s.lost = true;
-                    self.weird("tls_handshake_too_large");
-                    return;
-                }
-                s.hs.extend_from_slice(body);
-                self.drain_handshake(dir, Evidence::Plaintext);
-            }
+            22 => self.handshake_bytes(ctx, dir, body, Evidence::Plaintext),
             _ => {}
         }
     }
 
-    fn drain_handshake(&mut self, dir: Dir, evidence: Evidence) {
+    /// Handshake-layer bytes of one direction: whole messages are handled where they lie; a
+    /// message's start that continues in a later record is kept in `hs` (at most one message,
+    /// [`MAX_HANDSHAKE_MSG`]).
+    fn handshake_bytes(&mut self, ctx: &mut Context, dir: Dir, data: &[u8], evidence: Evidence) {
+        let i = idx(dir);
+        let held = std::mem::take(&mut self.sides[i].hs);
+        if held.len() + data.len() > MAX_HANDSHAKE_MSG + 4 {
+            self.sides[i].lost = true;
+            self.weird("tls_handshake_too_large");
+            return;
+        }
+        let (used, rest) = if held.is_empty() {
+            let used = self.drain_handshake(ctx, dir, data, evidence);
+            (used, data.get(used..).unwrap_or(&[]))
+        } else {
+            let mut all = held;
+            all.extend_from_slice(data);
+            let used = self.drain_handshake(ctx, dir, &all, evidence);
+            if used < all.len() {
+                all.drain(..used);
+                self.sides[i].hs = all;
+            }
+            return;
+        };
+        if used < data.len() && !self.sides[i].lost {
+            self.sides[i].hs = rest.to_vec();
+        }
+    }
+
+    /// Handles the whole handshake messages at the start of `hs`; returns the bytes they took
+    /// (all of them when the direction is lost or switched to encryption).
+    fn drain_handshake(
+        &mut self,
+        ctx: &mut Context,
+        dir: Dir,
+        hs: &[u8],
+        evidence: Evidence,
+    ) -> usize {
         let i = idx(dir);
         let mut off = 0;
-        let hs = std::mem::take(&mut self.sides[i].hs);
         while hs.len() - off >= 4 {
             let len = (usize::from(hs[off + 1]) << 16)
                 | (usize::from(hs[off + 2]) << 8)
@@ -739,87 +868,75 @@ impl TlsSession {
             if len > MAX_HANDSHAKE_MSG {
                 self.sides[i].lost = true;
                 self.weird("tls_handshake_too_large");
-                return;
+                return hs.len();
             }
             if hs.len() - off < 4 + len {
                 break;
             }
             let msg = &hs[off..off + 4 + len];
-            self.handshake_message(dir, msg, evidence);
+            self.handshake_message(ctx, dir, msg, evidence);
             off += 4 + len;
             if (evidence == Evidence::Plaintext && self.sides[i].encrypted) || self.sides[i].lost {
                 // TLS 1.3: anything after ServerHello in this buffer would be encrypted; never happens
                 // with a conforming peer.
-                off = hs.len();
+                return hs.len();
             }
         }
-        self.sides[i].hs = hs[off..].to_vec();
+        off
     }
 
-    fn handshake_message(&mut self, dir: Dir, msg: &[u8], evidence: Evidence) {
+    fn handshake_message(&mut self, ctx: &mut Context, dir: Dir, msg: &[u8], evidence: Evidence) {
         let ty = msg[0];
         let body = &msg[4..];
         match (dir, ty) {
-            (Dir::ToServer, 1) => self.client_hello(msg),
-            (Dir::ToClient, 2) => self.server_hello(msg),
-            (_, 11) => self.certificate(dir, body, evidence),
+            (Dir::ToServer, 1) => self.client_hello(ctx, msg),
+            (Dir::ToClient, 2) => self.server_hello(ctx, msg),
+            (_, 11) => self.certificate(ctx, dir, body, evidence),
             (Dir::ToClient, 13) => self.certificate_request(body, evidence),
             (Dir::ToClient, 12 | 14) => self.server_kex_seen = true,
-            (_, 20) if evidence == Evidence::Decrypted => self.decrypted_finished(dir),
+            (_, 20) if evidence == Evidence::Decrypted => self.decrypted_finished(ctx, dir),
             _ => {}
         }
     }
 
     /// One decrypted record (TLS 1.3: inner content type; TLS 1.2: the record's type).
-    fn decrypted_record(&mut self, dir: Dir, body: &[u8]) {
+    fn decrypted_record(&mut self, ctx: &mut Context, dir: Dir, body: &[u8]) {
         let i = idx(dir);
         let header = self.sides[i].hdr;
-        let Some(dec) = self.sides[i].dec.as_mut() else {
+        let Some(keys) = self.keys.as_mut() else {
+            return;
+        };
+        let Some(dec) = keys.dec[i].as_mut() else {
             return;
         };
         let Some((inner, pt)) = dec.open(&header, body) else {
             // Wrong key (or a record we cannot decrypt): fall back to what the lengths say.
-            self.sides[i].dec = None;
-            self.pending12[i] = None;
-            self.decryption = Some("failed");
+            keys.dec[i] = None;
+            keys.pending12[i] = None;
+            self.decryption = Decryption::Failed;
             self.weird("tls_decrypt_failed");
             return;
         };
-        if self.decryption != Some("failed") {
-            self.decryption = Some("ok");
+        if self.decryption != Decryption::Failed {
+            self.decryption = Decryption::Ok;
         }
         match inner {
-            22 => {
-                let s = &mut self.sides[i];
-                if s.hs.len() + pt.len() > MAX_HANDSHAKE_MSG + 4 {
-                    s.lost = true;
-                    self.weird("tls_handshake_too_large");
-                    return;
-                }
-                s.hs.extend_from_slice(&pt);
-                self.drain_handshake(dir, Evidence::Decrypted);
-            }
+            22 => self.handshake_bytes(ctx, dir, &pt, Evidence::Decrypted),
             21 if pt.len() == 2 => {
                 // Fill in the alert the record bookkeeping recorded as encrypted.
-                let who = sender(dir);
                 if let Some(a) = self
                     .alerts
                     .iter_mut()
                     .rev()
-                    .find(|a| a.sender == who && a.encrypted && a.code.is_none())
+                    .find(|a| a.sender == dir && a.encrypted && a.code.is_none())
                 {
-                    a.level = Some(match pt[0] {
-                        1 => "warning".to_string(),
-                        2 => "fatal".to_string(),
-                        n => n.to_string(),
-                    });
-                    a.description = Some(alert_name(pt[1]));
+                    a.level = Some(pt[0]);
                     a.code = Some(pt[1]);
                 }
             }
             23 if self.want_app_data => {
-                if self.app_plaintext.len() < 64 {
-                    self.app_plaintext.push((dir, pt));
+                if keys.app_plaintext.len() < 64 {
+                    keys.app_plaintext.push((dir, pt));
                 }
             }
             _ => {}
@@ -827,33 +944,34 @@ impl TlsSession {
     }
 
     /// A decrypted Finished: TLS 1.3 switches this direction to its application traffic key.
-    fn decrypted_finished(&mut self, dir: Dir) {
+    fn decrypted_finished(&mut self, ctx: &Context, dir: Dir) {
         let i = idx(dir);
         self.sides[i].dec_finished = true;
         if !self.tls13() {
             return;
         }
         if dir == Dir::ToServer && self.client_flight_end.is_none() {
-            self.client_flight_end = Some(self.sides[0].enc_records.len().saturating_sub(1));
+            let n = self.client_enc.len().saturating_sub(1);
+            self.client_flight_end = Some(n as u16); // <= MAX_ENC_RECORDS
         }
-        let keys = self
-            .client_random
-            .and_then(|r| self.keylog.get(&r).cloned());
-        let secret = keys.and_then(|k| {
+        let secret = self.secrets(ctx).and_then(|k| {
             if dir == Dir::ToServer {
-                k.client_traffic0
+                k.client_traffic0.as_deref()
             } else {
-                k.server_traffic0
+                k.server_traffic0.as_deref()
             }
         });
         // Application keys: for the SMTP replies while wanted, and for alerts (never for content).
-        self.sides[i].dec = match (secret, self.cipher) {
-            (Some(sec), Some(c)) => RecordDecryptor::tls13(c, &sec),
+        let dec = match (secret, self.cipher) {
+            (Some(sec), Some(c)) => RecordDecryptor::tls13(c, sec),
             _ => None,
         };
+        if let Some(k) = self.keys.as_mut() {
+            k.dec[i] = dec;
+        }
     }
 
-    fn client_hello(&mut self, msg: &[u8]) {
+    fn client_hello(&mut self, ctx: &Context, msg: &[u8]) {
         if self.client_hello {
             return; // second ClientHello after HelloRetryRequest: keep the first for JA4
         }
@@ -867,18 +985,28 @@ impl TlsSession {
             self.weird("tls_bad_client_hello");
             return;
         };
-        self.client_session_id = ch.session_id.map(<[u8]>::to_vec).unwrap_or_default();
-        self.client_random = <[u8; 32]>::try_from(ch.random).ok();
+        self.client_session_id = ch.session_id.unwrap_or_default().into();
+        if let (false, Ok(client_random)) = (ctx.keylog.is_empty(), <[u8; 32]>::try_from(ch.random))
+        {
+            self.keys = Some(Box::new(Keys {
+                client_random,
+                pending12: [None, None],
+                dec: [None, None],
+                app_plaintext: Vec::new(),
+            }));
+        }
         let ciphers: Vec<u16> = ch.ciphers.iter().map(|c| c.0).collect();
         let exts = raw_extensions(ch.ext.unwrap_or(&[]));
         let mut sig_algs: Vec<u16> = Vec::new();
         let mut first_alpn: Option<Vec<u8>> = None;
         for (ty, data) in &exts {
             match *ty {
-                0 => self.sni = parse_sni(data),
+                0 => self.sni = parse_sni(data).map(String::into_boxed_str),
                 13 => sig_algs = u16_list(data.get(2..).unwrap_or(&[])),
                 16 => first_alpn = parse_alpn(data).into_iter().next(),
-                43 => self.offered_versions = data.get(1..).map(u16_list).unwrap_or_default(),
+                43 => {
+                    self.offered_versions = data.get(1..).map(u16_list).unwrap_or_default().into()
+                }
                 49 => self.post_handshake_auth = true,
                 _ => {}
             }
@@ -893,17 +1021,20 @@ impl TlsSession {
             .filter(|v| !is_grease(*v))
             .max()
             .unwrap_or(ch.version.0);
-        self.ja4 = Some(ja4(
-            max_version,
-            self.sni.is_some(),
-            &ciphers,
-            &exts,
-            &sig_algs,
-            first_alpn.as_deref(),
-        ));
+        self.ja4 = Some(
+            ja4(
+                max_version,
+                self.sni.is_some(),
+                &ciphers,
+                &exts,
+                &sig_algs,
+                first_alpn.as_deref(),
+            )
+            .into_boxed_str(),
+        );
     }
 
-    fn server_hello(&mut self, msg: &[u8]) {
+    fn server_hello(&mut self, ctx: &Context, msg: &[u8]) {
         let parsed = tls_parser::parse_tls_message_handshake(msg);
         let Ok((
             _,
@@ -929,54 +1060,67 @@ impl TlsSession {
                     self.alpn = parse_alpn(data)
                         .into_iter()
                         .next()
-                        .map(|a| String::from_utf8_lossy(&a).into_owned())
+                        .map(|a| String::from_utf8_lossy(&a).into())
                 }
                 _ => {}
             }
         }
         self.version = Some(version);
         self.cipher = Some(sh.cipher.0);
-        self.ja4s = Some(ja4s(
-            version,
-            sh.cipher.0,
-            &exts,
-            self.alpn.as_deref().map(str::as_bytes),
-        ));
-        let keys = self
-            .client_random
-            .and_then(|r| self.keylog.get(&r).cloned());
+        self.ja4s = Some(
+            ja4s(
+                version,
+                sh.cipher.0,
+                &exts,
+                self.alpn.as_deref().map(str::as_bytes),
+            )
+            .into_boxed_str(),
+        );
+        let secrets = self.secrets(ctx);
         if version == 0x0304 {
             self.resumed = Some(psk);
             self.sides[0].encrypted = true;
             self.sides[1].encrypted = true;
-            if let Some(k) = keys {
-                if let (Some(c), Some(s)) = (&k.client_handshake, &k.server_handshake) {
-                    self.sides[0].dec = RecordDecryptor::tls13(sh.cipher.0, c);
-                    self.sides[1].dec = RecordDecryptor::tls13(sh.cipher.0, s);
-                    if self.sides[0].dec.is_none() {
-                        self.weird("tls_decrypt_unsupported_suite");
-                    }
+            if let Some((c, s)) = secrets.and_then(|k| {
+                Some((k.client_handshake.as_deref()?, k.server_handshake.as_deref()?))
+            }) {
+                let dec = [
+                    RecordDecryptor::tls13(sh.cipher.0, c),
+                    RecordDecryptor::tls13(sh.cipher.0, s),
+                ];
+                let unsupported = dec[0].is_none();
+                if let Some(k) = self.keys.as_mut() {
+                    k.dec = dec;
+                }
+                if unsupported {
+                    self.weird("tls_decrypt_unsupported_suite");
                 }
             }
         } else {
-            if let (Some(master), Some(cr), Ok(sr)) = (
-                keys.and_then(|k| k.master),
-                self.client_random,
+            if let (Some(master), Ok(sr)) = (
+                secrets.and_then(|k| k.master.as_deref()),
                 <[u8; 32]>::try_from(sh.random),
             ) {
-                match RecordDecryptor::tls12_pair(sh.cipher.0, &master, &cr, &sr) {
-                    Some((c, s)) => self.pending12 = [Some(c), Some(s)],
-                    None => self.weird("tls_decrypt_unsupported_suite"),
+                let pair = self.keys.as_mut().map(|k| {
+                    let pair = RecordDecryptor::tls12_pair(sh.cipher.0, master, &k.client_random, &sr);
+                    let found = pair.is_some();
+                    if let Some((c, s)) = pair {
+                        k.pending12 = [Some(c), Some(s)];
+                    }
+                    found
+                });
+                if pair == Some(false) {
+                    self.weird("tls_decrypt_unsupported_suite");
                 }
             }
             let sid = sh.session_id.unwrap_or(&[]);
-            if !sid.is_empty() && sid == self.client_session_id.as_slice() {
+            if !sid.is_empty() && sid == &*self.client_session_id {
                 self.resumed = Some(true);
             }
         }
     }
 
-    fn certificate(&mut self, dir: Dir, body: &[u8], evidence: Evidence) {
+    fn certificate(&mut self, ctx: &mut Context, dir: Dir, body: &[u8], evidence: Evidence) {
         let tls13 = self.tls13();
         self.sides[idx(dir)].certificate_seen = true;
         let (certs, total, size) = match parse_certificate_list(body, tls13) {
@@ -999,13 +1143,7 @@ impl TlsSession {
         if total > certs.len() {
             self.weird("tls_chain_too_long");
         }
-        let shared = match &self.chains {
-            Some(cache) => cache
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .shared(&certs, self.ts_secs),
-            None => Arc::new(x509::cache::compute(&certs, self.ts_secs)),
-        };
+        let shared = ctx.chains.shared(&certs, self.ts_secs);
         if shared.0.iter().any(|c| c.parse_error.is_some()) {
             self.weird("x509_parse_error");
         }
@@ -1021,7 +1159,7 @@ impl TlsSession {
                 evidence,
                 chain: Some(shared),
                 at: self.ts_secs,
-                size_bytes: Some(size),
+                size_bytes: Some(u32::try_from(size).unwrap_or(u32::MAX)),
             },
         );
     }
@@ -1034,29 +1172,42 @@ impl TlsSession {
     }
 
     fn certificate_request(&mut self, body: &[u8], evidence: Evidence) {
-        self.cr_seen = true;
-        let parsed = match self.version {
-            Some(0x0304) => parse_cr13(body),
-            Some(0x0303) => parse_cr12(body, true),
-            Some(_) => parse_cr12(body, false),
-            None => parse_cr12(body, true).or_else(|| parse_cr12(body, false)),
+        let shapes: &[CrShape] = match self.version {
+            Some(0x0304) => &[CrShape::Tls13],
+            Some(0x0303) => &[CrShape::Tls12],
+            Some(_) => &[CrShape::Tls11],
+            None => &[CrShape::Tls12, CrShape::Tls11],
         };
-        match parsed {
-            Some((mut f, dropped)) => {
-                f.evidence = evidence;
+        let parsed = shapes.iter().find_map(|&shape| {
+            let raw = match shape {
+                CrShape::Tls13 => RawCr::parse13(body),
+                CrShape::Tls11 => RawCr::parse12(body, false),
+                _ => RawCr::parse12(body, true),
+            };
+            raw.map(|r| (shape, r.ca_names_dropped()))
+        });
+        let shape = match parsed {
+            Some((shape, dropped)) => {
                 if dropped {
                     self.weird("tls_too_many_ca_names");
                 }
-                self.cr = Some(Box::new(f));
+                shape
             }
             None => {
                 self.weird("tls_bad_certificate_request");
-                self.cr = Some(Box::new(CertificateRequestFacts::bare(
-                    Some(true),
-                    evidence,
-                )));
+                CrShape::Malformed
             }
-        }
+        };
+        let body = if shape == CrShape::Malformed {
+            Box::default()
+        } else {
+            body.into()
+        };
+        self.cr = Some(HeldCr {
+            evidence,
+            shape,
+            body,
+        });
     }
 
     /// TLS 1.3 without keys: what the client's encrypted flight says about CR and the client cert.
@@ -1068,10 +1219,9 @@ impl TlsSession {
         let (Some(end), Some(fin)) = (self.client_flight_end, self.tls13_finished_len()) else {
             return (None, CertStatus::Unknown, None, Evidence::Unknown);
         };
-        let flight = &self.sides[0].enc_records
-            [..=end.min(self.sides[0].enc_records.len().saturating_sub(1))];
-        let lens: Vec<u16> = flight.iter().map(|r| r.len).collect();
-        let inferred = match lens.as_slice() {
+        let end = usize::from(end);
+        let flight = self.client_enc.get(..=end).unwrap_or(&self.client_enc);
+        let inferred = match flight {
             [f] if *f == fin => (Some(false), CertStatus::Absent, None, Evidence::Inferred),
             [25, f] if *f == fin => (Some(true), CertStatus::Empty, Some(0), Evidence::Inferred),
             [f] if *f == fin + 8 => (Some(true), CertStatus::Empty, Some(0), Evidence::Inferred),
@@ -1108,9 +1258,8 @@ impl TlsSession {
         let tls13 = self.tls13();
         let mut cr = self
             .cr
-            .as_deref()
-            .cloned()
-            .unwrap_or(CertificateRequestFacts::bare(None, Evidence::Unknown));
+            .as_ref()
+            .map_or(CertificateRequestFacts::bare(None, Evidence::Unknown), HeldCr::facts);
         let unknown_cert = CertificateFacts {
             status: CertStatus::Unknown,
             evidence: Evidence::Unknown,
@@ -1190,10 +1339,7 @@ impl TlsSession {
                 OutcomeResult::Established
             }
         } else if self.failed_before_complete
-            || self
-                .alerts
-                .iter()
-                .any(|a| a.level.as_deref() == Some("fatal"))
+            || self.alerts.iter().any(RawAlert::fatal)
             || (self.closed_first.is_some() && self.client_hello)
         {
             OutcomeResult::HandshakeFailed
@@ -1203,16 +1349,16 @@ impl TlsSession {
         let alert = self
             .alerts
             .iter()
-            .find(|a| a.level.as_deref() == Some("fatal") || a.encrypted)
+            .find(|a| a.fatal() || a.encrypted)
             .or_else(|| self.alerts.first())
-            .cloned()
+            .map(RawAlert::facts)
             .filter(|_| result != OutcomeResult::Established);
         TlsFacts {
             version: self.version.map(version_name),
             cipher: self.cipher.map(cipher_name),
             cipher_id: self.cipher.map(|c| format!("0x{c:04x}")),
-            sni: self.sni.clone(),
-            alpn: self.alpn.clone(),
+            sni: self.sni.as_deref().map(String::from),
+            alpn: self.alpn.as_deref().map(String::from),
             offered_versions: self
                 .offered_versions
                 .iter()
@@ -1224,8 +1370,8 @@ impl TlsSession {
             resumed: self
                 .resumed
                 .or(if self.server_hello { Some(false) } else { None }),
-            ja4: self.ja4.clone(),
-            ja4s: self.ja4s.clone(),
+            ja4: self.ja4.as_deref().map(String::from),
+            ja4s: self.ja4s.as_deref().map(String::from),
             certificate_request: cr,
             client_certificate: client.unwrap_or(unknown_cert),
             server_certificate: server,
@@ -1234,7 +1380,12 @@ impl TlsSession {
                 alert,
                 closed_by: self.closed_first.map(sender),
             },
-            decryption: self.decryption,
+            decryption: match self.decryption {
+                Decryption::Off => None,
+                Decryption::NoKey => Some("no_key"),
+                Decryption::Failed => Some("failed"),
+                Decryption::Ok => Some("ok"),
+            },
             smtp_reply_after_tls: None,
         }
     }
@@ -1348,89 +1499,118 @@ pub fn parse_certificate_list(body: &[u8], tls13: bool) -> Option<(Vec<&[u8]>, u
     Some((certs, total, size))
 }
 
-fn ca_names(b: &[u8]) -> Option<(Vec<String>, bool)> {
-    let mut c = Cur(b);
-    let mut out = Vec::new();
-    let mut dropped = false;
-    while !c.0.is_empty() {
-        let dn = c.vec16()?;
-        if out.len() >= MAX_CA_NAMES {
-            dropped = true;
-            continue;
-        }
-        out.push(x509::dn_from_der(dn).unwrap_or_else(|| format!("#{}", hex::encode(dn))));
-    }
-    Some((out, dropped))
+/// A CertificateRequest body split into its lists, every list's structure checked (so building
+/// the facts from it cannot fail). Nothing is allocated.
+#[derive(Debug, Default, Clone, Copy)]
+struct RawCr<'a> {
+    certificate_types: &'a [u8],
+    signature_algorithms: &'a [u8],
+    signature_algorithms_cert: &'a [u8],
+    /// DistinguishedName entries, each a 16-bit length and DER.
+    ca_names: &'a [u8],
+    /// TLS 1.3 oid_filters entries.
+    oid_filters: &'a [u8],
 }
 
-/// TLS ≤ 1.2 CertificateRequest (RFC 5246 §7.4.4; without signature algorithms before 1.2).
-pub fn parse_cr12(body: &[u8], with_sig_algs: bool) -> Option<(CertificateRequestFacts, bool)> {
-    let mut c = Cur(body);
-    let types = c.vec8()?;
-    let sig = if with_sig_algs {
-        u16_list(c.vec16()?)
-    } else {
-        vec![]
-    };
-    let (names, dropped) = ca_names(c.vec16()?)?;
-    if !c.0.is_empty() {
-        return None;
+/// Entries of a list of 16-bit-length-prefixed items (CA names); None if malformed.
+fn vec16_items(b: &[u8]) -> Option<usize> {
+    let mut c = Cur(b);
+    let mut n = 0;
+    while !c.0.is_empty() {
+        c.vec16()?;
+        n += 1;
     }
-    Some((
+    Some(n)
+}
+
+impl<'a> RawCr<'a> {
+    /// TLS ≤ 1.2 (RFC 5246 §7.4.4; without signature algorithms before 1.2).
+    fn parse12(body: &'a [u8], with_sig_algs: bool) -> Option<Self> {
+        let mut c = Cur(body);
+        let mut r = RawCr {
+            certificate_types: c.vec8()?,
+            ..RawCr::default()
+        };
+        if with_sig_algs {
+            r.signature_algorithms = c.vec16()?;
+        }
+        r.ca_names = c.vec16()?;
+        vec16_items(r.ca_names)?;
+        c.0.is_empty().then_some(r)
+    }
+
+    /// TLS 1.3 (RFC 8446 §4.3.2): context + extensions.
+    fn parse13(body: &'a [u8]) -> Option<Self> {
+        let mut c = Cur(body);
+        c.vec8()?;
+        let exts = c.vec16()?;
+        if !c.0.is_empty() {
+            return None;
+        }
+        let mut r = RawCr::default();
+        for (ty, data) in raw_extensions(exts) {
+            match ty {
+                13 => r.signature_algorithms = Cur(data).vec16()?,
+                50 => r.signature_algorithms_cert = Cur(data).vec16()?,
+                47 => {
+                    r.ca_names = Cur(data).vec16()?;
+                    vec16_items(r.ca_names)?;
+                }
+                48 => {
+                    r.oid_filters = Cur(data).vec16()?;
+                    let mut l = Cur(r.oid_filters);
+                    while !l.0.is_empty() {
+                        l.vec8()?;
+                        l.vec16()?;
+                    }
+                }
+                _ => {}
+            }
+        }
+        Some(r)
+    }
+
+    /// More CA names than are kept ([`MAX_CA_NAMES`]).
+    fn ca_names_dropped(&self) -> bool {
+        vec16_items(self.ca_names).unwrap_or(0) > MAX_CA_NAMES
+    }
+
+    fn facts(&self) -> CertificateRequestFacts {
+        let mut names = Cur(self.ca_names);
+        let mut ca_names = Vec::new();
+        while let (Some(dn), true) = (names.vec16(), ca_names.len() < MAX_CA_NAMES) {
+            ca_names.push(x509::dn_from_der(dn).unwrap_or_else(|| format!("#{}", hex::encode(dn))));
+        }
+        let mut oid_filters = Vec::new();
+        let mut l = Cur(self.oid_filters);
+        while let (Some(oid), Some(values)) = (l.vec8(), l.vec16()) {
+            oid_filters.push(oid_filter_desc(oid, values));
+        }
+        let names = |b: &[u8]| u16_list(b).into_iter().map(sig_alg_name).collect();
         CertificateRequestFacts {
             present: Some(true),
             evidence: Evidence::Plaintext,
-            ca_names: names,
-            signature_algorithms: sig.into_iter().map(sig_alg_name).collect(),
-            certificate_types: types.iter().map(|&t| cert_type_name(t)).collect(),
-            oid_filters: vec![],
-            signature_algorithms_cert: vec![],
-        },
-        dropped,
-    ))
-}
-
-/// TLS 1.3 CertificateRequest (RFC 8446 §4.3.2): context + extensions.
-pub fn parse_cr13(body: &[u8]) -> Option<(CertificateRequestFacts, bool)> {
-    let mut c = Cur(body);
-    c.vec8()?;
-    let exts = c.vec16()?;
-    if !c.0.is_empty() {
-        return None;
-    }
-    let mut f = CertificateRequestFacts::bare(Some(true), Evidence::Plaintext);
-    let mut dropped = false;
-    for (ty, data) in raw_extensions(exts) {
-        match ty {
-            13 => {
-                f.signature_algorithms = u16_list(Cur(data).vec16()?)
-                    .into_iter()
-                    .map(sig_alg_name)
-                    .collect()
-            }
-            50 => {
-                f.signature_algorithms_cert = u16_list(Cur(data).vec16()?)
-                    .into_iter()
-                    .map(sig_alg_name)
-                    .collect()
-            }
-            47 => {
-                let (n, d) = ca_names(Cur(data).vec16()?)?;
-                f.ca_names = n;
-                dropped |= d;
-            }
-            48 => {
-                let mut l = Cur(Cur(data).vec16()?);
-                while !l.0.is_empty() {
-                    let oid = l.vec8()?;
-                    let values = l.vec16()?;
-                    f.oid_filters.push(oid_filter_desc(oid, values));
-                }
-            }
-            _ => {}
+            ca_names,
+            signature_algorithms: names(self.signature_algorithms),
+            certificate_types: self
+                .certificate_types
+                .iter()
+                .map(|&t| cert_type_name(t))
+                .collect(),
+            oid_filters,
+            signature_algorithms_cert: names(self.signature_algorithms_cert),
         }
     }
-    Some((f, dropped))
+}
+
+/// TLS ≤ 1.2 CertificateRequest → (facts, whether CA names were dropped).
+pub fn parse_cr12(body: &[u8], with_sig_algs: bool) -> Option<(CertificateRequestFacts, bool)> {
+    RawCr::parse12(body, with_sig_algs).map(|r| (r.facts(), r.ca_names_dropped()))
+}
+
+/// TLS 1.3 CertificateRequest → (facts, whether CA names were dropped).
+pub fn parse_cr13(body: &[u8]) -> Option<(CertificateRequestFacts, bool)> {
+    RawCr::parse13(body).map(|r| (r.facts(), r.ca_names_dropped()))
 }
 
 /// `oid=values`, EKU OIDs named (e.g. `extendedKeyUsage=clientAuth`).
@@ -1841,16 +2021,16 @@ mod tests {
     #[test]
     fn bad_record_header_loses_sync_without_panic() {
         let mut t = TlsSession::new();
-        t.feed(Dir::ToServer, b"GET / HTTP/1.1\r\n", 0);
+        t.feed(&mut Context::default(), Dir::ToServer, b"GET / HTTP/1.1\r\n", 0);
         assert!(t.weirds.contains(&"tls_bad_record_header"));
-        t.feed(Dir::ToServer, b"more", 0);
+        t.feed(&mut Context::default(), Dir::ToServer, b"more", 0);
     }
 
     #[test]
     fn huge_declared_handshake_is_refused() {
         let mut t = TlsSession::new();
         // record of 4 bytes with a handshake header claiming 16 MB
-        t.feed(Dir::ToClient, &[22, 3, 3, 0, 4, 11, 0xff, 0xff, 0xff], 0);
+        t.feed(&mut Context::default(), Dir::ToClient, &[22, 3, 3, 0, 4, 11, 0xff, 0xff, 0xff], 0);
         assert!(t.weirds.contains(&"tls_handshake_too_large"));
     }
 }
