@@ -14,8 +14,8 @@ use crate::tcp::{Chunk, Reassembler};
 use crate::tls::keylog::KeyLog;
 use crate::tls::{self, OutcomeResult, TlsSession};
 use crate::Dir;
+use hashbrown::hash_table::{Entry, HashTable};
 use ipnet::IpNet;
-use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
@@ -130,7 +130,45 @@ fn starts_with_client_hello(d: &[u8]) -> bool {
 #[derive(Debug)]
 enum Smtp {
     Live(Box<SmtpSession>),
-    Over(Option<Box<smtp::SmtpFacts>>),
+    Over(Option<Box<HeldSmtp>>),
+}
+
+/// SMTP facts as held once TLS took over, strings as boxed slices.
+#[derive(Debug)]
+struct HeldSmtp {
+    banner: Option<Box<str>>,
+    helo: Option<Box<str>>,
+    anomalies: Box<[String]>,
+    starttls_offered: Option<bool>,
+    starttls: StartTls,
+    starttls_reply: Option<u16>,
+    plaintext_fallback: bool,
+}
+
+impl HeldSmtp {
+    fn new(f: smtp::SmtpFacts) -> Self {
+        HeldSmtp {
+            banner: f.banner.map(String::into_boxed_str),
+            helo: f.helo.map(String::into_boxed_str),
+            anomalies: f.anomalies.into(),
+            starttls_offered: f.starttls_offered,
+            starttls: f.starttls,
+            starttls_reply: f.starttls_reply,
+            plaintext_fallback: f.plaintext_fallback,
+        }
+    }
+
+    fn facts(&self) -> smtp::SmtpFacts {
+        smtp::SmtpFacts {
+            banner: self.banner.as_deref().map(String::from),
+            helo: self.helo.as_deref().map(String::from),
+            starttls_offered: self.starttls_offered,
+            starttls: self.starttls,
+            starttls_reply: self.starttls_reply,
+            plaintext_fallback: self.plaintext_fallback,
+            anomalies: self.anomalies.to_vec(),
+        }
+    }
 }
 
 impl Smtp {
@@ -144,7 +182,43 @@ impl Smtp {
     fn facts(&self) -> Option<smtp::SmtpFacts> {
         match self {
             Smtp::Live(s) => s.is_smtp().then(|| s.facts()),
-            Smtp::Over(f) => f.as_deref().cloned(),
+            Smtp::Over(f) => f.as_deref().map(HeldSmtp::facts),
+        }
+    }
+}
+
+/// The flow layer's anomalies ("weirds"); a connection keeps which occurred as bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Weird {
+    ContentGap,
+    SmtpGap,
+    TruncatedPacket,
+    MidStreamStart,
+    RstByClient,
+    RstByServer,
+    MemcapExceeded,
+}
+
+impl Weird {
+    const ALL: [Weird; 7] = [
+        Weird::ContentGap,
+        Weird::SmtpGap,
+        Weird::TruncatedPacket,
+        Weird::MidStreamStart,
+        Weird::RstByClient,
+        Weird::RstByServer,
+        Weird::MemcapExceeded,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Weird::ContentGap => "content_gap",
+            Weird::SmtpGap => "smtp_gap",
+            Weird::TruncatedPacket => "truncated_packet",
+            Weird::MidStreamStart => "mid_stream_start",
+            Weird::RstByClient => "rst_by_client",
+            Weird::RstByServer => "rst_by_server",
+            Weird::MemcapExceeded => "memcap_exceeded",
         }
     }
 }
@@ -158,7 +232,8 @@ struct Conversation {
     // state must stay small (tests: `flow_state_is_small`).
     smtp: Option<Smtp>,
     tls: Option<Box<TlsSession>>,
-    weirds: Vec<&'static str>,
+    /// Bit `i`: [`Weird::ALL`]`[i]` occurred.
+    weirds: u8,
     /// `OtherText`: plaintext bytes watched so far, and the first bytes of a possible ClientHello.
     other_scanned: u32,
     other_prefix: ([u8; 6], u8),
@@ -172,23 +247,21 @@ impl Conversation {
             proto: Proto::Detect,
             smtp: None,
             tls: None,
-            weirds: Vec::new(),
+            weirds: 0,
             other_scanned: 0,
             other_prefix: ([0; 6], 0),
             after_tls: None,
         }
     }
 
-    fn weird(&mut self, w: &'static str) {
-        if !self.weirds.contains(&w) {
-            self.weirds.push(w);
-        }
+    fn weird(&mut self, w: Weird) {
+        self.weirds |= 1 << w as u8;
     }
 
     fn deliver(&mut self, ctx: &mut tls::Context, dir: Dir, chunk: Chunk<'_>, ts: i64) {
         match chunk {
             Chunk::Gap(n) => {
-                self.weird("content_gap");
+                self.weird(Weird::ContentGap);
                 match self.proto {
                     Proto::Detect => self.proto = Proto::Ignore,
                     Proto::Tls => {
@@ -197,7 +270,7 @@ impl Conversation {
                         }
                     }
                     Proto::Smtp => {
-                        self.weird("smtp_gap");
+                        self.weird(Weird::SmtpGap);
                         if let Some(Smtp::Live(s)) = &mut self.smtp {
                             s.on_gap(dir);
                         }
@@ -215,7 +288,7 @@ impl Conversation {
                 self.tls = Some(Box::default());
                 Proto::Tls
             } else if looks_like_smtp_start(dir, d) {
-                self.smtp = Some(Smtp::Live(Box::new(SmtpSession::new())));
+                self.smtp = Some(Smtp::Live(Box::default()));
                 Proto::Smtp
             } else {
                 Proto::OtherText
@@ -240,7 +313,7 @@ impl Conversation {
                         self.proto = Proto::Tls;
                         // The SMTP analyzer's work is over (its state is final): keep its facts.
                         let is_smtp = s.is_smtp();
-                        let facts = is_smtp.then(|| Box::new(s.facts()));
+                        let facts = is_smtp.then(|| Box::new(HeldSmtp::new(s.facts())));
                         self.smtp = Some(Smtp::Over(facts));
                         let mut t = Box::new(TlsSession::default());
                         // SMTP over TLS: follow the decrypted dialogue's reply codes when keys allow.
@@ -369,8 +442,10 @@ fn looks_like_smtp_start(dir: Dir, d: &[u8]) -> bool {
 
 #[derive(Debug)]
 struct Flow {
-    client: (IpAddr, u16),
-    server: (IpAddr, u16),
+    /// Both endpoints (the table finds flows by it).
+    key: Key,
+    /// The client is the key's first endpoint.
+    client_first: bool,
     /// Roles come from a SYN (certain) or from content (heuristic, may swap once).
     roles_certain: bool,
     first_ts: i64,
@@ -382,7 +457,8 @@ struct Flow {
     close_seen: [bool; 2],
     /// Which direction's FIN came first (closes reach the analyzers in that order).
     first_fin: Option<u8>,
-    packets: [u64; 2],
+    /// Packets per direction (saturating: a count past 4 billion on one connection stays there).
+    packets: [u32; 2],
     bytes: [u64; 2],
     any_payload: bool,
     emitted: bool,
@@ -410,8 +486,18 @@ fn i(d: Dir) -> usize {
 }
 
 impl Flow {
+    /// (client, server).
+    fn roles(&self) -> ((IpAddr, u16), (IpAddr, u16)) {
+        let Key(a, b) = self.key;
+        if self.client_first {
+            (a, b)
+        } else {
+            (b, a)
+        }
+    }
+
     fn dir_of(&self, src: (IpAddr, u16)) -> Dir {
-        if src == self.client {
+        if src == self.roles().0 {
             Dir::ToServer
         } else {
             Dir::ToClient
@@ -445,7 +531,8 @@ pub struct FlowTable {
     cfg: FlowConfig,
     /// Boxed values keep the table's buckets small (a million idle flows: ~100 MB of buckets
     /// plus ~0.5 KB per flow, instead of 2^21 buckets of whole flows).
-    flows: HashMap<Key, Box<Flow>, ahash::RandomState>,
+    flows: HashTable<Box<Flow>>,
+    hasher: ahash::RandomState,
     pub stats: FlowStats,
     out: Vec<SessionEvent>,
     now: i64,
@@ -465,7 +552,8 @@ impl FlowTable {
     pub fn new(cfg: FlowConfig) -> Self {
         FlowTable {
             cfg,
-            flows: HashMap::with_hasher(ahash::RandomState::new()),
+            flows: HashTable::new(),
+            hasher: ahash::RandomState::new(),
             stats: FlowStats::default(),
             out: Vec::new(),
             now: i64::MIN,
@@ -500,7 +588,7 @@ impl FlowTable {
     /// lines, records and handshake messages. Walks every flow (tests, diagnostics).
     pub fn held_stream_bytes(&self) -> usize {
         self.flows
-            .values()
+            .iter()
             .map(|f| f.reasm[0].buffered() + f.reasm[1].buffered() + f.conv.buffered_bytes())
             .sum()
     }
@@ -537,65 +625,76 @@ impl FlowTable {
         let k = key(src, dst);
         // One lookup per packet (two when a flow is created in a full table).
         let opens = (seg.flags.syn || !seg.payload.is_empty()) && !seg.flags.rst;
-        if opens && self.flows.len() >= self.cfg.max_flows && !self.flows.contains_key(&k) {
+        let hash = self.hasher.hash_one(k);
+        if opens
+            && self.flows.len() >= self.cfg.max_flows
+            && self.flows.find(hash, |f| f.key == k).is_none()
+        {
             self.evict();
         }
-        let flow: &mut Flow = match self.flows.entry(k) {
-            Entry::Occupied(o) => o.into_mut(),
-            Entry::Vacant(v) => {
-                if !opens {
-                    return; // stray ACK/FIN/RST of a connection we do not track
-                }
-                let (client, server, certain) = if seg.flags.syn {
-                    if seg.flags.ack {
-                        (dst, src, true)
-                    } else {
-                        (src, dst, true)
+        let hasher = &self.hasher;
+        let flow: &mut Flow =
+            match self
+                .flows
+                .entry(hash, |f| f.key == k, |f| hasher.hash_one(f.key))
+            {
+                Entry::Occupied(o) => o.into_mut(),
+                Entry::Vacant(v) => {
+                    if !opens {
+                        return; // stray ACK/FIN/RST of a connection we do not track
                     }
-                } else if self.cfg.smtp_ports.contains(&seg.sport)
-                    && !self.cfg.smtp_ports.contains(&seg.dport)
-                {
-                    (dst, src, false)
-                } else {
-                    (src, dst, false)
-                };
-                self.stats.flows_created += 1;
-                let cap = self.cfg.per_flow_cap;
-                v.insert(Box::new(Flow {
-                    client,
-                    server,
-                    roles_certain: certain,
-                    first_ts: ts,
-                    last_ts: ts,
-                    reasm: [Reassembler::new(cap), Reassembler::new(cap)],
-                    conv: Conversation::new(),
-                    fin: [false; 2],
-                    close_seen: [false; 2],
-                    first_fin: None,
-                    packets: [0; 2],
-                    bytes: [0; 2],
-                    any_payload: false,
-                    emitted: false,
-                    done_reported: false,
-                }))
-            }
-        };
+                    let (client, server, certain) = if seg.flags.syn {
+                        if seg.flags.ack {
+                            (dst, src, true)
+                        } else {
+                            (src, dst, true)
+                        }
+                    } else if self.cfg.smtp_ports.contains(&seg.sport)
+                        && !self.cfg.smtp_ports.contains(&seg.dport)
+                    {
+                        (dst, src, false)
+                    } else {
+                        (src, dst, false)
+                    };
+                    self.stats.flows_created += 1;
+                    let cap = self.cfg.per_flow_cap;
+                    debug_assert_eq!(key(client, server), k);
+                    v.insert(Box::new(Flow {
+                        key: k,
+                        client_first: client == k.0,
+                        roles_certain: certain,
+                        first_ts: ts,
+                        last_ts: ts,
+                        reasm: [Reassembler::new(cap), Reassembler::new(cap)],
+                        conv: Conversation::new(),
+                        fin: [false; 2],
+                        close_seen: [false; 2],
+                        first_fin: None,
+                        packets: [0; 2],
+                        bytes: [0; 2],
+                        any_payload: false,
+                        emitted: false,
+                        done_reported: false,
+                    }))
+                    .into_mut()
+                }
+            };
         let queued_before = flow.reasm[0].buffered() + flow.reasm[1].buffered();
         flow.last_ts = ts;
         if !flow.roles_certain && !flow.any_payload && !seg.payload.is_empty() {
             if let Some(is_server) = sender_is_server(seg.payload) {
-                let sender_is_client_now = src == flow.client;
+                let sender_is_client_now = src == flow.roles().0;
                 if is_server == sender_is_client_now {
-                    std::mem::swap(&mut flow.client, &mut flow.server);
+                    flow.client_first = !flow.client_first;
                 }
                 flow.roles_certain = true;
             }
         }
         let dir = flow.dir_of(src);
         let d = i(dir);
-        flow.packets[d] += 1;
+        flow.packets[d] = flow.packets[d].saturating_add(1);
         if seg.truncated {
-            flow.conv.weird("truncated_packet");
+            flow.conv.weird(Weird::TruncatedPacket);
         }
         if seg.flags.syn {
             flow.reasm[d].on_syn(seg.seq);
@@ -606,8 +705,8 @@ impl FlowTable {
             let Flow { reasm, conv, .. } = flow;
             let ctx = &mut self.ctx;
             reasm[d].on_data(seg.seq, seg.payload, &mut |c| conv.deliver(ctx, dir, c, ts));
-            if reasm[d].mid_stream && !conv.weirds.contains(&"mid_stream_start") {
-                conv.weird("mid_stream_start");
+            if reasm[d].mid_stream {
+                conv.weird(Weird::MidStreamStart);
             }
         }
         if seg.flags.ack {
@@ -624,9 +723,9 @@ impl FlowTable {
         }
         if seg.flags.rst {
             flow.conv.weird(if dir == Dir::ToServer {
-                "rst_by_client"
+                Weird::RstByClient
             } else {
-                "rst_by_server"
+                Weird::RstByServer
             });
             // The sender's stream ends here: bytes it sent before the RST that we never saw are
             // a gap, not a clean close.
@@ -652,7 +751,7 @@ impl FlowTable {
         {
             // Global memory cap: this flow's queued data is handed up now, holes become gaps.
             self.stats.memcap_flushes += 1;
-            flow.conv.weird("memcap_exceeded");
+            flow.conv.weird(Weird::MemcapExceeded);
             let Flow { reasm, conv, .. } = flow;
             let ctx = &mut self.ctx;
             reasm[d].flush(&mut |c| conv.deliver(ctx, dir, c, ts));
@@ -665,7 +764,7 @@ impl FlowTable {
             }
             if self.cfg.report_done && !flow.done_reported {
                 flow.done_reported = true;
-                self.done.push((flow.client, flow.server));
+                self.done.push(flow.roles());
             }
         }
         let ready = (flow.conv.proto == Proto::Done && !flow.emitted).then(|| {
@@ -719,9 +818,11 @@ impl FlowTable {
     }
 
     fn finish(&mut self, k: Key) {
-        let Some(mut flow) = self.flows.remove(&k) else {
+        let hash = self.hasher.hash_one(k);
+        let Ok(entry) = self.flows.find_entry(hash, |f| f.key == k) else {
             return;
         };
+        let (mut flow, _) = entry.remove();
         self.buffered -= flow.reasm[0].buffered() + flow.reasm[1].buffered();
         if flow.emitted {
             return;
@@ -755,8 +856,8 @@ impl FlowTable {
         let old: Vec<Key> = self
             .flows
             .iter()
-            .filter(|(_, f)| f.last_ts < older_than)
-            .map(|(k, _)| *k)
+            .filter(|f| f.last_ts < older_than)
+            .map(|f| f.key)
             .collect();
         self.stats.flows_timed_out += old.len() as u64;
         for k in old {
@@ -766,7 +867,7 @@ impl FlowTable {
 
     /// Table full: drop the least recently active tenth (reporting what they had).
     fn evict(&mut self) {
-        let mut ts: Vec<(i64, Key)> = self.flows.iter().map(|(k, f)| (f.last_ts, *k)).collect();
+        let mut ts: Vec<(i64, Key)> = self.flows.iter().map(|f| (f.last_ts, f.key)).collect();
         let n = (ts.len() / 10).max(1);
         ts.select_nth_unstable(n - 1);
         for (_, k) in ts.into_iter().take(n) {
@@ -777,7 +878,7 @@ impl FlowTable {
 
     /// End of input: every remaining flow is finished and reported.
     pub fn finish_all(&mut self) {
-        let mut keys: Vec<(i64, Key)> = self.flows.iter().map(|(k, f)| (f.first_ts, *k)).collect();
+        let mut keys: Vec<(i64, Key)> = self.flows.iter().map(|f| (f.first_ts, f.key)).collect();
         keys.sort();
         for (_, k) in keys {
             self.finish(k);
@@ -848,7 +949,7 @@ mod tests {
         assert!(t.stats.memcap_flushes > 0);
         let real: usize = t
             .flows
-            .values()
+            .iter()
             .map(|f| f.reasm[0].buffered() + f.reasm[1].buffered())
             .sum();
         assert_eq!(real, t.buffered_bytes(), "incremental accounting is exact");
@@ -866,6 +967,7 @@ fn count_event(stats: &mut FlowStats, ev: &SessionEvent) {
 
 fn make_event(flow: &Flow, cfg: &FlowConfig) -> SessionEvent {
     let conv = &flow.conv;
+    let (client, server) = flow.roles();
     let mut smtp = conv.smtp.as_ref().and_then(Smtp::facts);
     let tls = conv.tls.as_ref().filter(|t| t.saw_client_hello()).map(|t| {
         let mut f = t.facts();
@@ -878,7 +980,7 @@ fn make_event(flow: &Flow, cfg: &FlowConfig) -> SessionEvent {
     });
     if smtp.is_none() && tls.is_some() && conv.smtp.is_none() {
         // TLS from the first byte: implicit TLS. Only call it SMTP on a configured SMTP port.
-        if cfg.smtp_ports.contains(&flow.server.1) {
+        if cfg.smtp_ports.contains(&server.1) {
             smtp = Some(smtp::SmtpFacts {
                 banner: None,
                 helo: None,
@@ -890,9 +992,13 @@ fn make_event(flow: &Flow, cfg: &FlowConfig) -> SessionEvent {
             });
         }
     }
-    let mut weirds: Vec<String> = conv.weirds.iter().map(|w| w.to_string()).collect();
+    let mut weirds: Vec<String> = Weird::ALL
+        .iter()
+        .filter(|&&w| conv.weirds & (1 << w as u8) != 0)
+        .map(|w| w.name().to_string())
+        .collect();
     if let Some(t) = &conv.tls {
-        weirds.extend(t.weirds.iter().map(|w| w.to_string()));
+        weirds.extend(t.weirds().map(String::from));
     }
     for r in &flow.reasm {
         if r.overlap_conflicts > 0 {
@@ -907,20 +1013,20 @@ fn make_event(flow: &Flow, cfg: &FlowConfig) -> SessionEvent {
     SessionEvent {
         kind: "session",
         ts: rfc3339_micros(flow.first_ts),
-        community_id: community_id(flow.client.0, flow.client.1, flow.server.0, flow.server.1),
+        community_id: community_id(client.0, client.1, server.0, server.1),
         client: Endpoint {
-            ip: flow.client.0,
-            port: flow.client.1,
+            ip: client.0,
+            port: client.1,
         },
         server: Endpoint {
-            ip: flow.server.0,
-            port: flow.server.1,
+            ip: server.0,
+            port: server.1,
         },
-        direction: Direction::classify(&cfg.local_nets, flow.client.0, flow.server.0),
+        direction: Direction::classify(&cfg.local_nets, client.0, server.0),
         smtp,
         tls,
         weirds,
-        packets: flow.packets,
+        packets: flow.packets.map(u64::from),
         payload_bytes: flow.bytes,
     }
 }

@@ -36,7 +36,8 @@ pub struct Reassembler {
     next: u64,
     pending: BTreeMap<u64, Vec<u8>>,
     pending_bytes: usize,
-    cap: usize,
+    /// Queue limit in bytes (`u32`: a 4 GiB per-direction queue is far beyond any sane cap).
+    cap: u32,
     stopped: bool,
     /// Counters read by the flow when it reports the connection.
     pub overlap_conflicts: u32,
@@ -57,7 +58,7 @@ impl Reassembler {
             next: 0,
             pending: BTreeMap::new(),
             pending_bytes: 0,
-            cap,
+            cap: u32::try_from(cap).unwrap_or(u32::MAX),
             stopped: false,
             overlap_conflicts: 0,
             gaps: 0,
@@ -159,7 +160,7 @@ impl Reassembler {
             return;
         }
         self.enqueue(start as u64, payload);
-        if self.pending_bytes > self.cap {
+        if self.pending_bytes > self.cap as usize {
             self.overflows += 1;
             self.skip_to_first_pending(out);
         }

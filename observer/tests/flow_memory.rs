@@ -63,8 +63,9 @@ fn per_connection_heap() {
                 pipe.frame(p.ts_ns, p.linktype, &d);
             }
             let events = pipe.take_events().len(); // handed on, as a sink would
-            let per = live(&region) / k as isize;
-            line.push(format!("{j}:{per}"));
+            let held = pipe.flows.held_stream_bytes() as isize;
+            let per = (live(&region) - held) / k as isize;
+            line.push(format!("{j}:{per}+{}", held / k as isize));
             per_packet.push((j, per, events));
         }
         eprintln!("{name}: {}", line.join(" "));

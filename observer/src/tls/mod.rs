@@ -30,6 +30,8 @@ const COALESCED_CERT_MIN: u16 = 200;
 pub const MAX_CHAIN: usize = 16;
 /// CA names kept from a CertificateRequest; the rest are counted.
 pub const MAX_CA_NAMES: usize = 256;
+/// Alerts kept per session; the rest are counted (weird `tls_too_many_alerts`).
+pub const MAX_ALERTS: usize = 8;
 /// Records analysed per direction after the handshake before we call the session established.
 const TAIL_RECORDS: u32 = 16;
 
@@ -184,6 +186,73 @@ pub struct TlsFacts {
     pub smtp_reply_after_tls: Option<crate::smtp::RepliesAfterTls>,
 }
 
+/// The TLS analyzer's anomalies ("weirds", Zeek's term), named in events; a session keeps which
+/// occurred as bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Weird {
+    Tls13ClientFlightUnrecognised,
+    TlsBadAlert,
+    TlsBadCertificateMessage,
+    TlsBadCertificateRequest,
+    TlsBadClientHello,
+    TlsBadExtensions,
+    TlsBadRecordHeader,
+    TlsBadServerHello,
+    TlsChainTooLong,
+    TlsDecryptFailed,
+    TlsDecryptUnsupportedSuite,
+    TlsEmptyRecord,
+    TlsHandshakeTooLarge,
+    TlsLostSyncAfterGap,
+    TlsTooManyAlerts,
+    TlsTooManyCaNames,
+    X509ParseError,
+}
+
+impl Weird {
+    pub const ALL: [Weird; 17] = [
+        Weird::Tls13ClientFlightUnrecognised,
+        Weird::TlsBadAlert,
+        Weird::TlsBadCertificateMessage,
+        Weird::TlsBadCertificateRequest,
+        Weird::TlsBadClientHello,
+        Weird::TlsBadExtensions,
+        Weird::TlsBadRecordHeader,
+        Weird::TlsBadServerHello,
+        Weird::TlsChainTooLong,
+        Weird::TlsDecryptFailed,
+        Weird::TlsDecryptUnsupportedSuite,
+        Weird::TlsEmptyRecord,
+        Weird::TlsHandshakeTooLarge,
+        Weird::TlsLostSyncAfterGap,
+        Weird::TlsTooManyAlerts,
+        Weird::TlsTooManyCaNames,
+        Weird::X509ParseError,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Weird::Tls13ClientFlightUnrecognised => "tls13_client_flight_unrecognised",
+            Weird::TlsBadAlert => "tls_bad_alert",
+            Weird::TlsBadCertificateMessage => "tls_bad_certificate_message",
+            Weird::TlsBadCertificateRequest => "tls_bad_certificate_request",
+            Weird::TlsBadClientHello => "tls_bad_client_hello",
+            Weird::TlsBadExtensions => "tls_bad_extensions",
+            Weird::TlsBadRecordHeader => "tls_bad_record_header",
+            Weird::TlsBadServerHello => "tls_bad_server_hello",
+            Weird::TlsChainTooLong => "tls_chain_too_long",
+            Weird::TlsDecryptFailed => "tls_decrypt_failed",
+            Weird::TlsDecryptUnsupportedSuite => "tls_decrypt_unsupported_suite",
+            Weird::TlsEmptyRecord => "tls_empty_record",
+            Weird::TlsHandshakeTooLarge => "tls_handshake_too_large",
+            Weird::TlsLostSyncAfterGap => "tls_lost_sync_after_gap",
+            Weird::TlsTooManyAlerts => "tls_too_many_alerts",
+            Weird::TlsTooManyCaNames => "tls_too_many_ca_names",
+            Weird::X509ParseError => "x509_parse_error",
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Side {
     hdr: [u8; 5],
@@ -205,7 +274,6 @@ struct Side {
     skip: u32,
     records: u32,
     app_records: u32,
-    bytes: u64,
     /// The part of a record that arrived so far, when a record spans segments (otherwise records
     /// are parsed where they lie in the segment, and this stays unallocated).
     body: Vec<u8>,
@@ -378,8 +446,9 @@ pub struct TlsSession {
     alpn: Option<Box<str>>,
     offered_versions: Box<[u16]>,
     client_session_id: Box<[u8]>,
-    ja4: Option<Box<str>>,
-    ja4s: Option<Box<str>>,
+    /// JA4 and JA4S have fixed lengths (36 and 25 ASCII characters).
+    ja4: Option<[u8; 36]>,
+    ja4s: Option<[u8; 25]>,
     alerts: Vec<RawAlert>,
     /// TLS 1.3: lengths of the client's first encrypted records ([`MAX_ENC_RECORDS`]), and how
     /// many the server sent (counted up to the same limit): the record-length inference.
@@ -387,7 +456,8 @@ pub struct TlsSession {
     server_enc: u16,
     /// TLS 1.3: the server sent a record other than an alert after the client's flight.
     server_spoke_after_client_flight: bool,
-    pub weirds: Vec<&'static str>,
+    /// Bit `i`: [`Weird::ALL`]`[i]` occurred.
+    weirds: u32,
     keys: Option<Box<Keys>>,
 }
 
@@ -454,10 +524,16 @@ impl TlsSession {
             .sum()
     }
 
-    fn weird(&mut self, w: &'static str) {
-        if !self.weirds.contains(&w) {
-            self.weirds.push(w);
-        }
+    fn weird(&mut self, w: Weird) {
+        self.weirds |= 1 << w as u32;
+    }
+
+    /// The anomalies seen, by name.
+    pub fn weirds(&self) -> impl Iterator<Item = &'static str> + '_ {
+        Weird::ALL
+            .iter()
+            .filter(|&&w| self.weirds & (1 << w as u32) != 0)
+            .map(|w| w.name())
     }
 
     /// True once nothing more is needed from this connection (handshake outcome known).
@@ -482,7 +558,7 @@ impl TlsSession {
         }
         if !s.lost {
             s.lost = true;
-            self.weird("tls_lost_sync_after_gap");
+            self.weird(Weird::TlsLostSyncAfterGap);
         }
     }
 
@@ -547,7 +623,7 @@ impl TlsSession {
                 let len = usize::from(u16::from_be_bytes([l0, l1]));
                 if !(20..=24).contains(&ty) || major != 3 || minor > 4 || len > MAX_RECORD {
                     s.lost = true;
-                    self.weird("tls_bad_record_header");
+                    self.weird(Weird::TlsBadRecordHeader);
                     return;
                 }
                 self.record_start(dir, ty, len);
@@ -555,7 +631,7 @@ impl TlsSession {
                 if s.body_need == 0 && s.skip == 0 {
                     s.hdr_len = 0;
                     if ty == 22 || ty == 21 {
-                        self.weird("tls_empty_record");
+                        self.weird(Weird::TlsEmptyRecord);
                     }
                 }
                 continue;
@@ -594,7 +670,6 @@ impl TlsSession {
         let tls13 = self.tls13();
         let s = &mut self.sides[i];
         s.records += 1;
-        s.bytes += len as u64 + 5;
         s.cur_type = ty;
         let plaintext_alert = ty == 21 && len == 2;
         let buffer = match ty {
@@ -702,7 +777,7 @@ impl TlsSession {
                         self.client_flight_end = Some(n.saturating_sub(1) as u16);
                     } else if fin.is_none() || n >= 4 {
                         // Pattern not recognised: assume the flight is over, say so.
-                        self.weird("tls13_client_flight_unrecognised");
+                        self.weird(Weird::Tls13ClientFlightUnrecognised);
                         self.client_flight_end = Some(n.saturating_sub(1) as u16);
                     }
                 } else if len == alert_len {
@@ -715,10 +790,7 @@ impl TlsSession {
             }
             Dir::ToClient => {
                 let client_records = self.client_enc.len();
-                if self.client_flight_end.is_none()
-                    && client_records > 0
-                    && self.dec(0).is_none()
-                {
+                if self.client_flight_end.is_none() && client_records > 0 && self.dec(0).is_none() {
                     // The server speaks again only after the client's Finished: the client's
                     // flight was everything it sent so far (a coalescing stack's single record).
                     self.client_flight_end = Some((client_records - 1) as u16);
@@ -736,7 +808,7 @@ impl TlsSession {
     }
 
     fn push_encrypted_alert(&mut self, dir: Dir) {
-        self.alerts.push(RawAlert {
+        self.add_alert(RawAlert {
             sender: dir,
             encrypted: true,
             level: None,
@@ -745,11 +817,19 @@ impl TlsSession {
         self.on_alert(dir, true);
     }
 
+    /// Keeps the first [`MAX_ALERTS`] alerts (a peer may send warnings without end).
+    fn add_alert(&mut self, a: RawAlert) {
+        if self.alerts.len() < MAX_ALERTS {
+            self.alerts.push(a);
+        } else {
+            self.weird(Weird::TlsTooManyAlerts);
+        }
+    }
+
     /// Whether both sides finished the handshake (as far as the wire shows).
     pub fn handshake_complete(&self) -> bool {
         if self.tls13() {
-            self.client_flight_end.is_some()
-                && self.server_spoke_after_client_flight
+            self.client_flight_end.is_some() && self.server_spoke_after_client_flight
         } else {
             self.sides[0].finished && self.sides[1].finished
         }
@@ -804,7 +884,7 @@ impl TlsSession {
             }
             21 => {
                 if let [level, code] = *body {
-                    self.alerts.push(RawAlert {
+                    self.add_alert(RawAlert {
                         sender: dir,
                         encrypted: false,
                         level: Some(level),
@@ -813,7 +893,7 @@ impl TlsSession {
                     // close_notify (0) is a warning; user_canceled too.
                     self.on_alert(dir, level == 2 || code == 0);
                 } else {
-                    self.weird("tls_bad_alert");
+                    self.weird(Weird::TlsBadAlert);
                 }
             }
             22 => self.handshake_bytes(ctx, dir, body, Evidence::Plaintext),
@@ -829,7 +909,7 @@ impl TlsSession {
         let held = std::mem::take(&mut self.sides[i].hs);
         if held.len() + data.len() > MAX_HANDSHAKE_MSG + 4 {
             self.sides[i].lost = true;
-            self.weird("tls_handshake_too_large");
+            self.weird(Weird::TlsHandshakeTooLarge);
             return;
         }
         let (used, rest) = if held.is_empty() {
@@ -867,7 +947,7 @@ impl TlsSession {
                 | usize::from(hs[off + 3]);
             if len > MAX_HANDSHAKE_MSG {
                 self.sides[i].lost = true;
-                self.weird("tls_handshake_too_large");
+                self.weird(Weird::TlsHandshakeTooLarge);
                 return hs.len();
             }
             if hs.len() - off < 4 + len {
@@ -914,7 +994,7 @@ impl TlsSession {
             keys.dec[i] = None;
             keys.pending12[i] = None;
             self.decryption = Decryption::Failed;
-            self.weird("tls_decrypt_failed");
+            self.weird(Weird::TlsDecryptFailed);
             return;
         };
         if self.decryption != Decryption::Failed {
@@ -982,7 +1062,7 @@ impl TlsSession {
             tls_parser::TlsMessage::Handshake(tls_parser::TlsMessageHandshake::ClientHello(ch)),
         )) = parsed
         else {
-            self.weird("tls_bad_client_hello");
+            self.weird(Weird::TlsBadClientHello);
             return;
         };
         self.client_session_id = ch.session_id.unwrap_or_default().into();
@@ -1012,7 +1092,7 @@ impl TlsSession {
             }
         }
         if exts.is_empty() && ch.ext.is_some_and(|e| !e.is_empty()) {
-            self.weird("tls_bad_extensions");
+            self.weird(Weird::TlsBadExtensions);
         }
         let max_version = self
             .offered_versions
@@ -1021,17 +1101,17 @@ impl TlsSession {
             .filter(|v| !is_grease(*v))
             .max()
             .unwrap_or(ch.version.0);
-        self.ja4 = Some(
-            ja4(
-                max_version,
-                self.sni.is_some(),
-                &ciphers,
-                &exts,
-                &sig_algs,
-                first_alpn.as_deref(),
-            )
-            .into_boxed_str(),
-        );
+        self.ja4 = ja4(
+            max_version,
+            self.sni.is_some(),
+            &ciphers,
+            &exts,
+            &sig_algs,
+            first_alpn.as_deref(),
+        )
+        .as_bytes()
+        .try_into()
+        .ok();
     }
 
     fn server_hello(&mut self, ctx: &Context, msg: &[u8]) {
@@ -1041,7 +1121,7 @@ impl TlsSession {
             tls_parser::TlsMessage::Handshake(tls_parser::TlsMessageHandshake::ServerHello(sh)),
         )) = parsed
         else {
-            self.weird("tls_bad_server_hello");
+            self.weird(Weird::TlsBadServerHello);
             return;
         };
         let exts = raw_extensions(sh.ext.unwrap_or(&[]));
@@ -1067,22 +1147,25 @@ impl TlsSession {
         }
         self.version = Some(version);
         self.cipher = Some(sh.cipher.0);
-        self.ja4s = Some(
-            ja4s(
-                version,
-                sh.cipher.0,
-                &exts,
-                self.alpn.as_deref().map(str::as_bytes),
-            )
-            .into_boxed_str(),
-        );
+        self.ja4s = ja4s(
+            version,
+            sh.cipher.0,
+            &exts,
+            self.alpn.as_deref().map(str::as_bytes),
+        )
+        .as_bytes()
+        .try_into()
+        .ok();
         let secrets = self.secrets(ctx);
         if version == 0x0304 {
             self.resumed = Some(psk);
             self.sides[0].encrypted = true;
             self.sides[1].encrypted = true;
             if let Some((c, s)) = secrets.and_then(|k| {
-                Some((k.client_handshake.as_deref()?, k.server_handshake.as_deref()?))
+                Some((
+                    k.client_handshake.as_deref()?,
+                    k.server_handshake.as_deref()?,
+                ))
             }) {
                 let dec = [
                     RecordDecryptor::tls13(sh.cipher.0, c),
@@ -1093,7 +1176,7 @@ impl TlsSession {
                     k.dec = dec;
                 }
                 if unsupported {
-                    self.weird("tls_decrypt_unsupported_suite");
+                    self.weird(Weird::TlsDecryptUnsupportedSuite);
                 }
             }
         } else {
@@ -1102,7 +1185,8 @@ impl TlsSession {
                 <[u8; 32]>::try_from(sh.random),
             ) {
                 let pair = self.keys.as_mut().map(|k| {
-                    let pair = RecordDecryptor::tls12_pair(sh.cipher.0, master, &k.client_random, &sr);
+                    let pair =
+                        RecordDecryptor::tls12_pair(sh.cipher.0, master, &k.client_random, &sr);
                     let found = pair.is_some();
                     if let Some((c, s)) = pair {
                         k.pending12 = [Some(c), Some(s)];
@@ -1110,11 +1194,11 @@ impl TlsSession {
                     found
                 });
                 if pair == Some(false) {
-                    self.weird("tls_decrypt_unsupported_suite");
+                    self.weird(Weird::TlsDecryptUnsupportedSuite);
                 }
             }
             let sid = sh.session_id.unwrap_or(&[]);
-            if !sid.is_empty() && sid == &*self.client_session_id {
+            if !sid.is_empty() && sid == &*std::mem::take(&mut self.client_session_id) {
                 self.resumed = Some(true);
             }
         }
@@ -1126,7 +1210,7 @@ impl TlsSession {
         let (certs, total, size) = match parse_certificate_list(body, tls13) {
             Some(x) => x,
             None => {
-                self.weird("tls_bad_certificate_message");
+                self.weird(Weird::TlsBadCertificateMessage);
                 self.set_cert(
                     dir,
                     HeldCert {
@@ -1141,11 +1225,11 @@ impl TlsSession {
             }
         };
         if total > certs.len() {
-            self.weird("tls_chain_too_long");
+            self.weird(Weird::TlsChainTooLong);
         }
         let shared = ctx.chains.shared(&certs, self.ts_secs);
         if shared.0.iter().any(|c| c.parse_error.is_some()) {
-            self.weird("x509_parse_error");
+            self.weird(Weird::X509ParseError);
         }
         let status = if total == 0 {
             CertStatus::Empty
@@ -1189,12 +1273,12 @@ impl TlsSession {
         let shape = match parsed {
             Some((shape, dropped)) => {
                 if dropped {
-                    self.weird("tls_too_many_ca_names");
+                    self.weird(Weird::TlsTooManyCaNames);
                 }
                 shape
             }
             None => {
-                self.weird("tls_bad_certificate_request");
+                self.weird(Weird::TlsBadCertificateRequest);
                 CrShape::Malformed
             }
         };
@@ -1256,10 +1340,10 @@ impl TlsSession {
     /// The facts, as complete as the wire allowed.
     pub fn facts(&self) -> TlsFacts {
         let tls13 = self.tls13();
-        let mut cr = self
-            .cr
-            .as_ref()
-            .map_or(CertificateRequestFacts::bare(None, Evidence::Unknown), HeldCr::facts);
+        let mut cr = self.cr.as_ref().map_or(
+            CertificateRequestFacts::bare(None, Evidence::Unknown),
+            HeldCr::facts,
+        );
         let unknown_cert = CertificateFacts {
             status: CertStatus::Unknown,
             evidence: Evidence::Unknown,
@@ -1370,8 +1454,8 @@ impl TlsSession {
             resumed: self
                 .resumed
                 .or(if self.server_hello { Some(false) } else { None }),
-            ja4: self.ja4.as_deref().map(String::from),
-            ja4s: self.ja4s.as_deref().map(String::from),
+            ja4: self.ja4.map(|a| String::from_utf8_lossy(&a).into_owned()),
+            ja4s: self.ja4s.map(|a| String::from_utf8_lossy(&a).into_owned()),
             certificate_request: cr,
             client_certificate: client.unwrap_or(unknown_cert),
             server_certificate: server,
@@ -2021,8 +2105,13 @@ mod tests {
     #[test]
     fn bad_record_header_loses_sync_without_panic() {
         let mut t = TlsSession::new();
-        t.feed(&mut Context::default(), Dir::ToServer, b"GET / HTTP/1.1\r\n", 0);
-        assert!(t.weirds.contains(&"tls_bad_record_header"));
+        t.feed(
+            &mut Context::default(),
+            Dir::ToServer,
+            b"GET / HTTP/1.1\r\n",
+            0,
+        );
+        assert!(t.weirds().any(|w| w == "tls_bad_record_header"));
         t.feed(&mut Context::default(), Dir::ToServer, b"more", 0);
     }
 
@@ -2030,7 +2119,60 @@ mod tests {
     fn huge_declared_handshake_is_refused() {
         let mut t = TlsSession::new();
         // record of 4 bytes with a handshake header claiming 16 MB
-        t.feed(&mut Context::default(), Dir::ToClient, &[22, 3, 3, 0, 4, 11, 0xff, 0xff, 0xff], 0);
-        assert!(t.weirds.contains(&"tls_handshake_too_large"));
+        t.feed(
+            &mut Context::default(),
+            Dir::ToClient,
+            &[22, 3, 3, 0, 4, 11, 0xff, 0xff, 0xff],
+            0,
+        );
+        assert!(t.weirds().any(|w| w == "tls_handshake_too_large"));
+    }
+
+    /// JA4 and JA4S are held as fixed-size arrays: their lengths do not depend on the hello
+    /// (counts capped at 99, ALPN always two characters, version unknown = "00").
+    #[test]
+    fn ja4_lengths_are_fixed() {
+        let many: Vec<u16> = (0..300).collect();
+        let exts: Vec<(u16, &[u8])> = (0..150).map(|t| (t, &[][..])).collect();
+        for alpn in [
+            None,
+            Some(&b""[..]),
+            Some(b"h2"),
+            Some(b"\xff\x00"),
+            Some(b"x"),
+        ] {
+            for version in [0x0304, 0x0303, 0x1234] {
+                for (c, e) in [(&many[..], &exts[..]), (&[][..], &[][..])] {
+                    assert_eq!(ja4(version, true, c, e, &many, alpn).len(), 36);
+                    assert_eq!(ja4s(version, 0xffff, e, alpn).len(), 25);
+                }
+            }
+        }
+    }
+
+    /// Weird names are unique (they become metric label values).
+    #[test]
+    fn weird_names_are_unique() {
+        let mut names: Vec<_> = Weird::ALL.iter().map(|w| w.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Weird::ALL.len());
+        assert!(Weird::ALL.len() <= 32, "bits of TlsSession::weirds");
+    }
+
+    /// A peer sending warning alerts without end: the session keeps the first few and counts
+    /// the rest as a weird (its memory stays bounded).
+    #[test]
+    fn endless_warning_alerts_are_bounded() {
+        let mut t = TlsSession::new();
+        let mut ctx = Context::default();
+        // user_canceled (90) at warning level: not an end of the session.
+        let alert = [21, 3, 3, 0, 2, 1, 90];
+        for _ in 0..10_000 {
+            t.feed(&mut ctx, Dir::ToClient, &alert, 0);
+        }
+        assert_eq!(t.alerts.len(), MAX_ALERTS);
+        assert!(t.weirds().any(|w| w == "tls_too_many_alerts"));
+        assert!(!t.is_done());
     }
 }
