@@ -909,16 +909,19 @@ mod tests {
     /// SYN-only flow costs only its `Flow` (analyzers are boxed and created on first payload).
     #[test]
     fn flow_state_is_small() {
-        let flow = std::mem::size_of::<Flow>();
+        use std::mem::size_of;
+        let flow = size_of::<Flow>();
+        let fixed = flow + size_of::<TlsSession>() + size_of::<HeldSmtp>();
         eprintln!(
-            "Flow {flow} bytes, SmtpSession {}, TlsSession {}",
-            std::mem::size_of::<SmtpSession>(),
-            std::mem::size_of::<TlsSession>()
+            "Flow {flow} bytes, SmtpSession {}, TlsSession {}, HeldSmtp {}: {fixed} while handshaking",
+            size_of::<SmtpSession>(),
+            size_of::<TlsSession>(),
+            size_of::<HeldSmtp>(),
         );
-        assert!(flow <= 384, "Flow is {flow} bytes");
-        let live = flow + std::mem::size_of::<SmtpSession>() + std::mem::size_of::<TlsSession>();
-        // 1 248 B on x86_64 (docs/robustness.md); the issue's goal is 1 KiB.
-        assert!(live <= 1280, "Flow + analyzers is {live} bytes");
+        // x86_64: 304 + 432 + 56 = 792 B, leaving ~230 B of the 1 KiB budget (issue 7) for the
+        // facts (tests/flow_memory.rs measures the whole).
+        assert!(flow <= 320, "Flow is {flow} bytes");
+        assert!(fixed <= 800, "fixed state while handshaking is {fixed} bytes");
     }
 
     #[test]
