@@ -86,7 +86,10 @@ fn per_connection_heap() {
             .expect("a ClientHello");
         // The table's share: what is left once every flow is closed.
         let table = per_packet.last().unwrap().1;
-        assert!(table <= 32, "{name}: {table} B per connection left after the close");
+        assert!(
+            table <= 32,
+            "{name}: {table} B per connection left after the close"
+        );
         for &(j, per, _) in &per_packet {
             let (state, bound) = if j < hello {
                 (per, 1024)

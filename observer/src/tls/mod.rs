@@ -446,7 +446,7 @@ pub struct TlsSession {
     alpn: Option<Box<str>>,
     offered_versions: Box<[u16]>,
     client_session_id: Box<[u8]>,
-    /// JA4 and JA4S have fixed lengths (36 and 25 ASCII characters).
+    /// JA4 and JA4S (fixed lengths: 36 and 25 ASCII characters).
     ja4: Option<[u8; 36]>,
     ja4s: Option<[u8; 25]>,
     alerts: Vec<RawAlert>,
@@ -1101,17 +1101,14 @@ impl TlsSession {
             .filter(|v| !is_grease(*v))
             .max()
             .unwrap_or(ch.version.0);
-        self.ja4 = ja4(
+        self.ja4 = Some(ja4(
             max_version,
             self.sni.is_some(),
             &ciphers,
             &exts,
             &sig_algs,
             first_alpn.as_deref(),
-        )
-        .as_bytes()
-        .try_into()
-        .ok();
+        ));
     }
 
     fn server_hello(&mut self, ctx: &Context, msg: &[u8]) {
@@ -1147,15 +1144,12 @@ impl TlsSession {
         }
         self.version = Some(version);
         self.cipher = Some(sh.cipher.0);
-        self.ja4s = ja4s(
+        self.ja4s = Some(ja4s(
             version,
             sh.cipher.0,
             &exts,
             self.alpn.as_deref().map(str::as_bytes),
-        )
-        .as_bytes()
-        .try_into()
-        .ok();
+        ));
         let secrets = self.secrets(ctx);
         if version == 0x0304 {
             self.resumed = Some(psk);
@@ -1906,44 +1900,59 @@ fn ja4_version(v: u16) -> &'static str {
     }
 }
 
-fn alpn_chars(a: Option<&[u8]>) -> String {
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// JA4's two ALPN characters: first and last character when both are alphanumeric, else the
+/// first and last hex digit of the value; `00` without ALPN.
+fn alpn_chars(a: Option<&[u8]>) -> [u8; 2] {
     match a {
-        Some(a) if !a.is_empty() => {
-            let (f, l) = (a[0], a[a.len() - 1]);
+        Some([f, .., l]) | Some([f @ l]) => {
             if f.is_ascii_alphanumeric() && l.is_ascii_alphanumeric() {
-                format!("{}{}", f as char, l as char)
+                [*f, *l]
             } else {
-                let h = hex::encode(a);
-                format!("{}{}", &h[..1], &h[h.len() - 1..])
+                [HEX[usize::from(f >> 4)], HEX[usize::from(l & 0xf)]]
             }
         }
-        _ => "00".into(),
+        _ => *b"00",
     }
 }
 
-fn hash12(s: &str) -> String {
-    if s.is_empty() {
-        return "000000000000".into();
-    }
-    hex::encode(&Sha256::digest(s.as_bytes())[..6])
+/// Two decimal digits of a count capped at 99.
+fn two_digits(n: usize) -> [u8; 2] {
+    let n = n.min(99) as u8; // <= 99
+    [b'0' + n / 10, b'0' + n % 10]
 }
 
-/// `0a0b,1301,...`: four lowercase hex digits per value, comma-separated (JA4's lists), written
-/// without a `format!` per value (this runs for every ClientHello).
-fn hex_list(v: &[u16]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(v.len() * 5);
-    for (i, x) in v.iter().enumerate() {
+/// JA4's hash of lists of values: SHA-256 of the text `0a0b,1301,...` (four lowercase hex digits
+/// per value, comma-separated, lists joined by `_`), first 6 bytes as 12 hex digits;
+/// `000000000000` when the text is empty. The text is hashed as it is written, never built.
+fn hash12(lists: &[&[u16]]) -> [u8; 12] {
+    if lists.iter().all(|l| l.is_empty()) {
+        return *b"000000000000";
+    }
+    let mut h = Sha256::new();
+    for (i, list) in lists.iter().enumerate() {
         if i > 0 {
-            s.push(',');
+            h.update(b"_");
         }
-        for shift in [12, 8, 4, 0] {
-            s.push(char::from(HEX[usize::from((x >> shift) & 0xf)]));
+        for (j, x) in list.iter().enumerate() {
+            let digits = [12, 8, 4, 0].map(|shift| HEX[usize::from((x >> shift) & 0xf)]);
+            if j > 0 {
+                h.update(b",");
+            }
+            h.update(digits);
         }
     }
-    s
+    let d = h.finalize();
+    let mut out = [0u8; 12];
+    for (k, b) in d[..6].iter().enumerate() {
+        out[2 * k] = HEX[usize::from(b >> 4)];
+        out[2 * k + 1] = HEX[usize::from(b & 0xf)];
+    }
+    out
 }
 
+/// JA4 (FoxIO, TCP): 36 ASCII characters, `a_b_c`.
 pub fn ja4(
     version: u16,
     sni: bool,
@@ -1951,23 +1960,22 @@ pub fn ja4(
     exts: &[(u16, &[u8])],
     sig_algs: &[u16],
     alpn: Option<&[u8]>,
-) -> String {
+) -> [u8; 36] {
     let mut cs: Vec<u16> = ciphers.iter().copied().filter(|c| !is_grease(*c)).collect();
     let ext_codes: Vec<u16> = exts
         .iter()
         .map(|e| e.0)
         .filter(|e| !is_grease(*e))
         .collect();
-    let a = format!(
-        "t{}{}{:02}{:02}{}",
-        ja4_version(version),
-        if sni { 'd' } else { 'i' },
-        cs.len().min(99),
-        ext_codes.len().min(99),
-        alpn_chars(alpn)
-    );
+    let mut out = [b'_'; 36];
+    out[0] = b't';
+    out[1..3].copy_from_slice(ja4_version(version).as_bytes());
+    out[3] = if sni { b'd' } else { b'i' };
+    out[4..6].copy_from_slice(&two_digits(cs.len()));
+    out[6..8].copy_from_slice(&two_digits(ext_codes.len()));
+    out[8..10].copy_from_slice(&alpn_chars(alpn));
     cs.sort_unstable();
-    let b = hash12(&hex_list(&cs));
+    out[11..23].copy_from_slice(&hash12(&[&cs]));
     let mut es: Vec<u16> = ext_codes
         .into_iter()
         .filter(|e| *e != 0x0000 && *e != 0x0010)
@@ -1978,42 +1986,167 @@ pub fn ja4(
         .copied()
         .filter(|s| !is_grease(*s))
         .collect();
-    let c_in = if es.is_empty() {
-        String::new()
+    let c: &[&[u16]] = if es.is_empty() {
+        &[]
     } else if sigs.is_empty() {
-        hex_list(&es)
+        &[&es]
     } else {
-        format!("{}_{}", hex_list(&es), hex_list(&sigs))
+        &[&es, &sigs]
     };
-    format!("{a}_{b}_{}", hash12(&c_in))
+    out[24..36].copy_from_slice(&hash12(c));
+    out
 }
 
-pub fn ja4s(version: u16, cipher: u16, exts: &[(u16, &[u8])], alpn: Option<&[u8]>) -> String {
+/// JA4S (FoxIO, TCP): 25 ASCII characters, `a_b_c`.
+pub fn ja4s(version: u16, cipher: u16, exts: &[(u16, &[u8])], alpn: Option<&[u8]>) -> [u8; 25] {
     let codes: Vec<u16> = exts.iter().map(|e| e.0).collect();
-    format!(
-        "t{}{:02}{}_{:04x}_{}",
-        ja4_version(version),
-        codes.len().min(99),
-        alpn_chars(alpn),
-        cipher,
-        hash12(&hex_list(&codes))
-    )
+    let mut out = [b'_'; 25];
+    out[0] = b't';
+    out[1..3].copy_from_slice(ja4_version(version).as_bytes());
+    out[3..5].copy_from_slice(&two_digits(codes.len()));
+    out[5..7].copy_from_slice(&alpn_chars(alpn));
+    for (k, shift) in [12, 8, 4, 0].into_iter().enumerate() {
+        out[8 + k] = HEX[usize::from((cipher >> shift) & 0xf)];
+    }
+    out[13..25].copy_from_slice(&hash12(&[&codes]));
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// JA4/JA4S written as the specification reads (format strings, text built then hashed):
+    /// the reference the allocation-free versions are checked against.
+    mod reference {
+        use super::super::{is_grease, ja4_version};
+        use sha2::{Digest, Sha256};
+
+        fn alpn_chars(a: Option<&[u8]>) -> String {
+            match a {
+                Some(a) if !a.is_empty() => {
+                    let (f, l) = (a[0], a[a.len() - 1]);
+                    if f.is_ascii_alphanumeric() && l.is_ascii_alphanumeric() {
+                        format!("{}{}", f as char, l as char)
+                    } else {
+                        let h = hex::encode(a);
+                        format!("{}{}", &h[..1], &h[h.len() - 1..])
+                    }
+                }
+                _ => "00".into(),
+            }
+        }
+
+        pub fn hash12(s: &str) -> String {
+            if s.is_empty() {
+                return "000000000000".into();
+            }
+            hex::encode(&Sha256::digest(s.as_bytes())[..6])
+        }
+
+        pub fn hex_list(v: &[u16]) -> String {
+            v.iter()
+                .map(|x| format!("{x:04x}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        }
+
+        pub fn ja4(
+            version: u16,
+            sni: bool,
+            ciphers: &[u16],
+            exts: &[(u16, &[u8])],
+            sig_algs: &[u16],
+            alpn: Option<&[u8]>,
+        ) -> String {
+            let mut cs: Vec<u16> = ciphers.iter().copied().filter(|c| !is_grease(*c)).collect();
+            let ext_codes: Vec<u16> = exts
+                .iter()
+                .map(|e| e.0)
+                .filter(|e| !is_grease(*e))
+                .collect();
+            let a = format!(
+                "t{}{}{:02}{:02}{}",
+                ja4_version(version),
+                if sni { 'd' } else { 'i' },
+                cs.len().min(99),
+                ext_codes.len().min(99),
+                alpn_chars(alpn)
+            );
+            cs.sort_unstable();
+            let b = hash12(&hex_list(&cs));
+            let mut es: Vec<u16> = ext_codes
+                .into_iter()
+                .filter(|e| *e != 0x0000 && *e != 0x0010)
+                .collect();
+            es.sort_unstable();
+            let sigs: Vec<u16> = sig_algs
+                .iter()
+                .copied()
+                .filter(|s| !is_grease(*s))
+                .collect();
+            let c_in = if es.is_empty() {
+                String::new()
+            } else if sigs.is_empty() {
+                hex_list(&es)
+            } else {
+                format!("{}_{}", hex_list(&es), hex_list(&sigs))
+            };
+            format!("{a}_{b}_{}", hash12(&c_in))
+        }
+
+        pub fn ja4s(
+            version: u16,
+            cipher: u16,
+            exts: &[(u16, &[u8])],
+            alpn: Option<&[u8]>,
+        ) -> String {
+            let codes: Vec<u16> = exts.iter().map(|e| e.0).collect();
+            format!(
+                "t{}{:02}{}_{:04x}_{}",
+                ja4_version(version),
+                codes.len().min(99),
+                alpn_chars(alpn),
+                cipher,
+                hash12(&hex_list(&codes))
+            )
+        }
+    }
+
     #[test]
-    fn hex_lists_as_ja4_writes_them() {
-        assert_eq!(hex_list(&[]), "");
+    fn hash12_as_ja4_writes_it() {
+        assert_eq!(&hash12(&[]), b"000000000000");
+        assert_eq!(&hash12(&[&[], &[]]), b"000000000000");
+        // SHA-256("0a0b,1301,0000,ffff"), as the reference computes it.
+        let text = reference::hex_list(&[0x0a0b, 0x1301, 0, 0xffff]);
+        assert_eq!(text, "0a0b,1301,0000,ffff");
         assert_eq!(
-            hex_list(&[0x0a0b, 0x1301, 0, 0xffff]),
-            "0a0b,1301,0000,ffff"
+            std::str::from_utf8(&hash12(&[&[0x0a0b, 0x1301, 0, 0xffff]])).unwrap(),
+            reference::hash12(&text)
         );
-        assert_eq!(hash12(""), "000000000000");
-        // SHA-256("abc") = ba7816bf8f01...
-        assert_eq!(hash12("abc"), "ba7816bf8f01");
+        // SHA-256("abc") = ba7816bf8f01... (FIPS 180-2 test vector) through the reference.
+        assert_eq!(reference::hash12("abc"), "ba7816bf8f01");
+    }
+
+    proptest::proptest! {
+        /// The allocation-free JA4/JA4S equal the specification-shaped reference on any hello.
+        #[test]
+        fn ja4_equals_reference(
+            version in proptest::prop_oneof![proptest::strategy::Just(0x0304u16), proptest::strategy::Just(0x0303u16), proptest::num::u16::ANY],
+            sni: bool,
+            ciphers in proptest::collection::vec(proptest::num::u16::ANY, 0..120),
+            ext_types in proptest::collection::vec(proptest::prop_oneof![proptest::strategy::Just(0u16), proptest::strategy::Just(16u16), proptest::strategy::Just(0x0a0au16), proptest::num::u16::ANY], 0..110),
+            sigs in proptest::collection::vec(proptest::num::u16::ANY, 0..20),
+            alpn in proptest::option::of(proptest::collection::vec(proptest::num::u8::ANY, 0..5)),
+            cipher: u16,
+        ) {
+            let exts: Vec<(u16, &[u8])> = ext_types.iter().map(|&t| (t, &[][..])).collect();
+            let a = alpn.as_deref();
+            let fast = ja4(version, sni, &ciphers, &exts, &sigs, a);
+            proptest::prop_assert_eq!(std::str::from_utf8(&fast).unwrap(), reference::ja4(version, sni, &ciphers, &exts, &sigs, a));
+            let fast = ja4s(version, cipher, &exts, a);
+            proptest::prop_assert_eq!(std::str::from_utf8(&fast).unwrap(), reference::ja4s(version, cipher, &exts, a));
+        }
     }
 
     #[test]
@@ -2126,28 +2259,6 @@ mod tests {
             0,
         );
         assert!(t.weirds().any(|w| w == "tls_handshake_too_large"));
-    }
-
-    /// JA4 and JA4S are held as fixed-size arrays: their lengths do not depend on the hello
-    /// (counts capped at 99, ALPN always two characters, version unknown = "00").
-    #[test]
-    fn ja4_lengths_are_fixed() {
-        let many: Vec<u16> = (0..300).collect();
-        let exts: Vec<(u16, &[u8])> = (0..150).map(|t| (t, &[][..])).collect();
-        for alpn in [
-            None,
-            Some(&b""[..]),
-            Some(b"h2"),
-            Some(b"\xff\x00"),
-            Some(b"x"),
-        ] {
-            for version in [0x0304, 0x0303, 0x1234] {
-                for (c, e) in [(&many[..], &exts[..]), (&[][..], &[][..])] {
-                    assert_eq!(ja4(version, true, c, e, &many, alpn).len(), 36);
-                    assert_eq!(ja4s(version, 0xffff, e, alpn).len(), 25);
-                }
-            }
-        }
     }
 
     /// Weird names are unique (they become metric label values).
