@@ -68,6 +68,58 @@ const ETHERTYPE_IPV6: u16 = 0x86DD;
 
 /// Decodes one frame of the given link type into a TCP segment.
 pub fn decode(linktype: u32, frame: &[u8]) -> Result<Segment<'_>, Skip> {
+    let fast = match linktype {
+        linktype::ETHERNET if frame.get(12..14) == Some(&[0x08, 0x00]) => ipv4_tcp(&frame[14..]),
+        linktype::RAW | linktype::IPV4 => ipv4_tcp(frame),
+        _ => None,
+    };
+    if let Some(seg) = fast {
+        return Ok(seg);
+    }
+    general(linktype, frame)
+}
+
+/// The common case, decoded in place: IPv4 (not a fragment, lengths consistent with the frame)
+/// carrying TCP (a valid data offset). `None` for anything else — other protocols, fragments,
+/// options the lengths do not allow, frames cut by the snaplen — which the general path
+/// (`etherparse`) decodes; both give the same segment wherever this one answers (tests).
+fn ipv4_tcp(ip: &[u8]) -> Option<Segment<'_>> {
+    let h = ip.get(..20)?;
+    let ihl = usize::from(h[0] & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
+    let fragment = u16::from_be_bytes([h[6], h[7]]) & 0x3fff != 0; // MF or an offset
+    if h[0] >> 4 != 4 || ihl < 20 || total < ihl || total > ip.len() || fragment || h[9] != 6 {
+        return None;
+    }
+    let tcp = &ip[ihl..total];
+    let t = tcp.get(..20)?;
+    let doff = usize::from(t[12] >> 4) * 4;
+    if doff < 20 || doff > tcp.len() {
+        return None;
+    }
+    let be16 = |i: usize| u16::from_be_bytes([t[i], t[i + 1]]);
+    let be32 = |i: usize| u32::from_be_bytes([t[i], t[i + 1], t[i + 2], t[i + 3]]);
+    let flags = t[13];
+    Some(Segment {
+        src: IpAddr::from([h[12], h[13], h[14], h[15]]),
+        dst: IpAddr::from([h[16], h[17], h[18], h[19]]),
+        sport: be16(0),
+        dport: be16(2),
+        seq: be32(4),
+        ack: be32(8),
+        flags: TcpFlags {
+            fin: flags & 0x01 != 0,
+            syn: flags & 0x02 != 0,
+            rst: flags & 0x04 != 0,
+            ack: flags & 0x10 != 0,
+        },
+        payload: &tcp[doff..],
+        truncated: false,
+    })
+}
+
+/// Every link type and network layer, through `etherparse` (lax: cut frames keep their headers).
+fn general(linktype: u32, frame: &[u8]) -> Result<Segment<'_>, Skip> {
     let sliced = match linktype {
         linktype::ETHERNET => LaxSlicedPacket::from_ethernet(frame).map_err(|_| Skip::Malformed)?,
         linktype::RAW | linktype::IPV4 | linktype::IPV6 => {
@@ -251,5 +303,46 @@ mod tests {
         let mut v = Vec::new();
         b.write(&mut v, b"x").unwrap();
         assert_eq!(decode(linktype::RAW, &v), Err(Skip::NotTcp));
+    }
+
+    /// Frames from the captures, and every single-byte change and every prefix of them: where the
+    /// in-place IPv4/TCP decoder answers, it gives what the general path gives.
+    #[test]
+    fn fast_path_equals_general_path() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../captures");
+        let mut frames = Vec::new();
+        for name in ["pf-askccert-tls12-openssl-both.pcap", "pf-noask-tls13-openssl-nocert.pcap"] {
+            let mut r = crate::capture::CaptureReader::open(&dir.join(name)).unwrap();
+            while let Some(Ok(item)) = r.next_item() {
+                if let crate::capture::Item::Packet(p) = item {
+                    frames.push((p.linktype, p.data));
+                }
+            }
+        }
+        let (mut answered, mut checked) = (0, 0);
+        let mut check = |lt: u32, f: &[u8]| {
+            checked += 1;
+            let fast = match lt {
+                linktype::ETHERNET if f.get(12..14) == Some(&[0x08, 0x00]) => ipv4_tcp(&f[14..]),
+                _ => ipv4_tcp(f),
+            };
+            if let Some(seg) = fast {
+                answered += 1;
+                assert_eq!(Ok(seg), general(lt, f), "frame {f:02x?}");
+            }
+        };
+        for (lt, f) in &frames {
+            for n in 0..=f.len().min(80) {
+                check(*lt, &f[..n]);
+            }
+            for i in 0..f.len().min(80) {
+                for v in [0u8, 1, 0x06, 0x11, 0x40, 0x45, 0x46, 0x4f, 0x50, 0x80, 0x20, 0x3f, 0xff] {
+                    let mut g = f.clone();
+                    g[i] = v;
+                    check(*lt, &g);
+                }
+            }
+        }
+        assert!(answered > checked / 4, "{answered} of {checked} answered in place");
     }
 }
