@@ -311,7 +311,10 @@ mod tests {
     fn fast_path_equals_general_path() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../captures");
         let mut frames = Vec::new();
-        for name in ["pf-askccert-tls12-openssl-both.pcap", "pf-noask-tls13-openssl-nocert.pcap"] {
+        for name in [
+            "pf-askccert-tls12-openssl-both.pcap",
+            "pf-noask-tls13-openssl-nocert.pcap",
+        ] {
             let mut r = crate::capture::CaptureReader::open(&dir.join(name)).unwrap();
             while let Some(Ok(item)) = r.next_item() {
                 if let crate::capture::Item::Packet(p) = item {
@@ -336,13 +339,18 @@ mod tests {
                 check(*lt, &f[..n]);
             }
             for i in 0..f.len().min(80) {
-                for v in [0u8, 1, 0x06, 0x11, 0x40, 0x45, 0x46, 0x4f, 0x50, 0x80, 0x20, 0x3f, 0xff] {
+                for v in [
+                    0u8, 1, 0x06, 0x11, 0x40, 0x45, 0x46, 0x4f, 0x50, 0x80, 0x20, 0x3f, 0xff,
+                ] {
                     let mut g = f.clone();
                     g[i] = v;
                     check(*lt, &g);
                 }
             }
         }
-        assert!(answered > checked / 4, "{answered} of {checked} answered in place");
+        assert!(
+            answered > checked / 4,
+            "{answered} of {checked} answered in place"
+        );
     }
 }

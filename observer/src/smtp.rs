@@ -68,6 +68,23 @@ enum State {
     Done,
 }
 
+/// A client command whose reply matters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cmd {
+    Ehlo,
+    StartTls,
+    Data,
+    Other,
+}
+
+/// A line without its `\r\n` / `\n` ending.
+fn trim_eol(mut l: &[u8]) -> &[u8] {
+    while let [rest @ .., b'\n' | b'\r'] = l {
+        l = rest;
+    }
+    l
+}
+
 #[derive(Debug, Default)]
 struct LineBuf {
     buf: Vec<u8>,
@@ -90,13 +107,11 @@ impl LineBuf {
         (take, done)
     }
 
-    fn take_line(&mut self) -> (String, bool) {
+    fn take_line(&mut self) -> (Vec<u8>, bool) {
         let mut l = std::mem::take(&mut self.buf);
-        while matches!(l.last(), Some(b'\n' | b'\r')) {
-            l.pop();
-        }
-        let overlong = std::mem::take(&mut self.overlong);
-        (String::from_utf8_lossy(&l).into_owned(), overlong)
+        let n = trim_eol(&l).len();
+        l.truncate(n);
+        (l, std::mem::take(&mut self.overlong))
     }
 }
 
@@ -106,7 +121,8 @@ pub struct SmtpSession {
     state: State,
     client: LineBuf,
     server: LineBuf,
-    pending: VecDeque<String>,
+    /// Commands awaiting their reply, in order.
+    pending: VecDeque<Cmd>,
     /// The first server reply (banner) still expected.
     banner_pending: bool,
     /// Multi-line reply being read: its code and whether it mentions STARTTLS.
@@ -218,23 +234,36 @@ impl SmtpSession {
                 Dir::ToServer => &mut self.client,
                 Dir::ToClient => &mut self.server,
             };
-            let (n, complete) = buf.push(&data[off..]);
-            off += n;
-            if !complete {
-                if buf.overlong {
-                    // reported as soon as the cap is hit: a line that never ends is seen too
-                    self.anomaly("smtp_line_too_long");
+            let rest = &data[off..];
+            let whole = rest.iter().position(|&b| b == b'\n');
+            let (line, overlong): (std::borrow::Cow<'_, [u8]>, bool) = match whole {
+                // A whole line in this chunk and nothing buffered: read where it lies.
+                Some(i) if buf.buf.is_empty() && !buf.overlong && i < MAX_LINE => {
+                    off += i + 1;
+                    (trim_eol(&rest[..i]).into(), false)
                 }
-                continue;
-            }
-            let (line, overlong) = buf.take_line();
+                _ => {
+                    let (n, complete) = buf.push(rest);
+                    off += n;
+                    if !complete {
+                        if buf.overlong {
+                            // reported as soon as the cap is hit: a line that never ends is seen too
+                            self.anomaly("smtp_line_too_long");
+                        }
+                        continue;
+                    }
+                    let (l, overlong) = buf.take_line();
+                    (l.into(), overlong)
+                }
+            };
+            let line = String::from_utf8_lossy(&line);
             if overlong {
                 self.anomaly("smtp_line_too_long");
                 // a cut line is not a command we can trust (e.g. an endless EHLO): keep the
                 // reply pairing, take nothing from it
                 if dir == Dir::ToServer {
                     if self.pending.len() < MAX_PENDING {
-                        self.pending.push_back(String::new());
+                        self.pending.push_back(Cmd::Other);
                     }
                     continue;
                 }
@@ -256,8 +285,19 @@ impl SmtpSession {
     }
 
     fn client_line(&mut self, line: &str) -> Next {
-        let verb: String = line.split(' ').next().unwrap_or("").to_ascii_uppercase();
-        match verb.as_str() {
+        let word = line.split(' ').next().unwrap_or("");
+        // The command verb in upper case, without an allocation (commands are short; a longer
+        // word is no command).
+        let mut upper = [0u8; 16];
+        let verb = match upper.get_mut(..word.len()) {
+            Some(u) => {
+                u.copy_from_slice(word.as_bytes());
+                u.make_ascii_uppercase();
+                std::str::from_utf8(u).unwrap_or("")
+            }
+            None => "",
+        };
+        match verb {
             "EHLO" | "HELO" | "LHLO" => {
                 self.confirmed = true;
                 if self.facts.helo.is_none() {
@@ -292,11 +332,11 @@ impl SmtpSession {
             }
             _ => {
                 if !self.confirmed
-                    && (line.starts_with('<') || verb.chars().any(|c| !c.is_ascii_alphabetic()))
+                    && (line.starts_with('<') || word.chars().any(|c| !c.is_ascii_alphabetic()))
                 {
                     self.not_smtp = true;
                 }
-                if verb.len() > 1 && verb.len() < 16 && line.len() > 3 && !self.confirmed {
+                if word.len() > 1 && word.len() < 16 && line.len() > 3 && !self.confirmed {
                     // "A1 STARTTLS" (IMAP tags) and other non-SMTP shapes.
                     if line
                         .split(' ')
@@ -309,7 +349,12 @@ impl SmtpSession {
             }
         }
         if self.pending.len() < MAX_PENDING {
-            self.pending.push_back(verb);
+            self.pending.push_back(match verb {
+                "EHLO" => Cmd::Ehlo,
+                "STARTTLS" => Cmd::StartTls,
+                "DATA" => Cmd::Data,
+                _ => Cmd::Other,
+            });
         } else {
             self.anomaly("smtp_too_many_pipelined_commands");
         }
@@ -350,8 +395,8 @@ impl SmtpSession {
             }
             return Next::Continue;
         }
-        let cmd = self.pending.front().cloned().unwrap_or_default();
-        if cmd == "EHLO"
+        let cmd = self.pending.front().copied().unwrap_or(Cmd::Other);
+        if cmd == Cmd::Ehlo
             && text
                 .split([' ', '='])
                 .next()
@@ -363,14 +408,14 @@ impl SmtpSession {
             return Next::Continue;
         }
         self.pending.pop_front();
-        match cmd.as_str() {
-            "EHLO" => {
+        match cmd {
+            Cmd::Ehlo => {
                 if code == 250 && self.facts.starttls_offered != Some(true) {
                     self.facts.starttls_offered = Some(self.reply_starttls);
                 }
                 self.reply_starttls = false;
             }
-            "STARTTLS" => {
+            Cmd::StartTls => {
                 self.facts.starttls_reply = Some(code);
                 if code == 220 {
                     self.state = State::TlsExpected;
@@ -379,7 +424,7 @@ impl SmtpSession {
                     self.state = State::Commands;
                 }
             }
-            "DATA" if code == 354 => return Next::Stop,
+            Cmd::Data if code == 354 => return Next::Stop,
             _ => {}
         }
         Next::Continue
@@ -462,6 +507,7 @@ impl PostTlsTracker {
                 continue;
             }
             let (line, _) = buf.take_line();
+            let line = String::from_utf8_lossy(&line);
             match dir {
                 Dir::ToServer => {
                     let verb: String = line
