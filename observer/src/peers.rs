@@ -271,51 +271,93 @@ fn answer(t: &TlsFacts) -> (String, &'static str, Option<String>) {
     (class, kind, Some(reason))
 }
 
+/// Counts one more `key` (allocating the key only the first time).
+fn bump(map: &mut BTreeMap<String, u64>, key: &str) {
+    match map.get_mut(key) {
+        Some(n) => *n += 1,
+        None => {
+            map.insert(key.to_string(), 1);
+        }
+    }
+}
+
+/// Adds `v` to a set kept below [`MAX_HOSTS`] (allocating only for a new value).
+fn add_capped(set: &mut BTreeSet<String>, v: &str) {
+    if set.len() < MAX_HOSTS && !set.contains(v) {
+        set.insert(v.to_string());
+    }
+}
+
+/// Short text formatted on the stack (an address to look up without allocating).
+struct StackStr<const N: usize> {
+    buf: [u8; N],
+    len: usize,
+}
+
+impl<const N: usize> StackStr<N> {
+    /// The formatted text, cut at `N` bytes (on a character boundary).
+    fn format(args: std::fmt::Arguments<'_>) -> Self {
+        let mut s = StackStr {
+            buf: [0; N],
+            len: 0,
+        };
+        let _ = std::fmt::Write::write_fmt(&mut s, args);
+        s
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
+    }
+}
+
+impl<const N: usize> std::fmt::Write for StackStr<N> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        let dst = self.buf.get_mut(self.len..end).ok_or(std::fmt::Error)?;
+        dst.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
 impl PeerBook {
     pub fn add(&mut self, ev: &SessionEvent) {
         let host = peer_name(ev);
         let domain = registered_domain(&host);
-        let p = self
-            .peers
-            .entry((ev.direction, domain.clone()))
-            .or_insert_with(|| PeerStats {
-                peer: domain,
+        // (Looked up before inserting: most events are for a peer and values already known, and
+        // then nothing is allocated.)
+        let key = (ev.direction, domain);
+        if !self.peers.contains_key(&key) {
+            let stats = PeerStats {
+                peer: key.1.clone(),
                 direction: ev.direction.as_str(),
                 ..Default::default()
-            });
-        if p.hosts.len() < MAX_HOSTS {
-            p.hosts.insert(host);
+            };
+            self.peers.insert(key.clone(), stats);
         }
+        let Some(p) = self.peers.get_mut(&key) else {
+            return;
+        };
+        add_capped(&mut p.hosts, &host);
         let ip = if ev.direction == Direction::Inbound {
             ev.client.ip
         } else {
             ev.server.ip
         };
-        if p.ips.len() < MAX_HOSTS {
-            p.ips.insert(ip.to_string());
-        }
+        add_capped(&mut p.ips, StackStr::<48>::format(format_args!("{ip}")).as_str());
         p.sessions += 1;
-        let st = ev.smtp.as_ref().map_or("none".to_string(), |s| {
-            serde_json::to_value(s.starttls)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default()
-        });
-        *p.starttls.entry(st).or_default() += 1;
+        bump(
+            &mut p.starttls,
+            ev.smtp.as_ref().map_or("none", |s| s.starttls.as_str()),
+        );
         if ev.smtp.as_ref().is_some_and(|s| s.plaintext_fallback) {
             p.plaintext_fallbacks += 1;
         }
         let Some(t) = &ev.tls else { return };
         p.tls_handshakes += 1;
-        *p.tls_versions
-            .entry(t.version.clone().unwrap_or_else(|| "unknown".into()))
-            .or_default() += 1;
-        *p.outcomes
-            .entry(t.outcome.result.as_str().to_string())
-            .or_default() += 1;
-        *p.evidence
-            .entry(t.certificate_request.evidence.as_str().to_string())
-            .or_default() += 1;
+        bump(&mut p.tls_versions, t.version.as_deref().unwrap_or("unknown"));
+        bump(&mut p.outcomes, t.outcome.result.as_str());
+        bump(&mut p.evidence, t.certificate_request.evidence.as_str());
         if t.resumed == Some(true) {
             p.resumed += 1;
         } else {
@@ -329,7 +371,7 @@ impl PeerBook {
             }
         }
         for n in &t.certificate_request.ca_names {
-            if p.ca_names.len() < MAX_CA_NAMES {
+            if p.ca_names.len() < MAX_CA_NAMES && !p.ca_names.contains(n) {
                 p.ca_names.insert(n.clone());
             }
         }
@@ -356,7 +398,7 @@ impl PeerBook {
         }
         let cc = &t.client_certificate;
         if let Some(c) = &cc.chain_class {
-            *p.client_cert_trust.entry(c.trust.to_string()).or_default() += 1;
+            bump(&mut p.client_cert_trust, c.trust);
         }
         let key = match (cc.status, cc.chain.first().and_then(|c| c.eku_class)) {
             (CertStatus::Presented, Some(class)) => format!("presented/{}", class.as_str()),

@@ -31,6 +31,20 @@ pub enum StartTls {
     Unknown,
 }
 
+impl StartTls {
+    /// The name as serialised.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StartTls::Accepted => "accepted",
+            StartTls::Refused => "refused",
+            StartTls::NotOffered => "not_offered",
+            StartTls::NotAttempted => "not_attempted",
+            StartTls::Implicit => "implicit",
+            StartTls::Unknown => "unknown",
+        }
+    }
+}
+
 /// What the SMTP layer learned. Serialised as the event's `smtp` object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SmtpFacts {
@@ -75,6 +89,11 @@ enum Cmd {
     StartTls,
     Data,
     Other,
+}
+
+/// The first `n` characters of `s`.
+fn first_chars(s: &str, n: usize) -> &str {
+    s.char_indices().nth(n).map_or(s, |(i, _)| &s[..i])
 }
 
 /// A line without its `\r\n` / `\n` ending.
@@ -302,7 +321,7 @@ impl SmtpSession {
                 self.confirmed = true;
                 if self.facts.helo.is_none() {
                     let name = line.get(5..).unwrap_or("").trim();
-                    self.facts.helo = Some(name.chars().take(255).collect());
+                    self.facts.helo = Some(first_chars(name, 255).to_string());
                 }
             }
             "STARTTLS" => {
@@ -385,7 +404,7 @@ impl SmtpSession {
                 return Next::Continue;
             }
             if self.facts.banner.is_none() {
-                self.facts.banner = Some(text.chars().take(255).collect());
+                self.facts.banner = Some(first_chars(text, 255).to_string());
                 if text.contains("SMTP") {
                     self.confirmed = true;
                 }
@@ -563,6 +582,17 @@ impl PostTlsTracker {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn starttls_names_are_the_serialised_ones() {
+        use StartTls::*;
+        for v in [Accepted, Refused, NotOffered, NotAttempted, Implicit, Unknown] {
+            assert_eq!(serde_json::to_value(v).unwrap(), v.as_str());
+        }
+        assert_eq!(first_chars("héllo", 2), "hé");
+        assert_eq!(first_chars("ab", 5), "ab");
+    }
+
     use super::*;
     use proptest::prelude::*;
 
