@@ -344,7 +344,10 @@ impl PeerBook {
         } else {
             ev.server.ip
         };
-        add_capped(&mut p.ips, StackStr::<48>::format(format_args!("{ip}")).as_str());
+        add_capped(
+            &mut p.ips,
+            StackStr::<48>::format(format_args!("{ip}")).as_str(),
+        );
         p.sessions += 1;
         bump(
             &mut p.starttls,
@@ -355,7 +358,10 @@ impl PeerBook {
         }
         let Some(t) = &ev.tls else { return };
         p.tls_handshakes += 1;
-        bump(&mut p.tls_versions, t.version.as_deref().unwrap_or("unknown"));
+        bump(
+            &mut p.tls_versions,
+            t.version.as_deref().unwrap_or("unknown"),
+        );
         bump(&mut p.outcomes, t.outcome.result.as_str());
         bump(&mut p.evidence, t.certificate_request.evidence.as_str());
         if t.resumed == Some(true) {

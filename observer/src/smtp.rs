@@ -586,7 +586,14 @@ mod tests {
     #[test]
     fn starttls_names_are_the_serialised_ones() {
         use StartTls::*;
-        for v in [Accepted, Refused, NotOffered, NotAttempted, Implicit, Unknown] {
+        for v in [
+            Accepted,
+            Refused,
+            NotOffered,
+            NotAttempted,
+            Implicit,
+            Unknown,
+        ] {
             assert_eq!(serde_json::to_value(v).unwrap(), v.as_str());
         }
         assert_eq!(first_chars("héllo", 2), "hé");

@@ -13,7 +13,7 @@
 pub mod decrypt;
 pub mod keylog;
 
-use crate::x509::{self, CertFacts};
+use crate::x509;
 use crate::Dir;
 use decrypt::RecordDecryptor;
 use keylog::KeyLog;
@@ -134,7 +134,7 @@ impl CertificateRequestFacts {
 pub struct CertificateFacts {
     pub status: CertStatus,
     pub evidence: Evidence,
-    pub chain: Vec<CertFacts>,
+    pub chain: x509::cache::Chain,
     /// Whole-chain facts: client usability (OpenSSL / GnuTLS rules), trust, policy flags.
     pub chain_class: Option<x509::chain::ChainClass>,
     /// Bytes of certificate data in the message (or the inferred approximate size).
@@ -296,7 +296,7 @@ impl HeldCert {
     fn facts(&self) -> CertificateFacts {
         let (chain, chain_class) = match &self.chain {
             Some(shared) => x509::cache::retime(shared, self.at),
-            None => (Vec::new(), None),
+            None => Default::default(),
         };
         CertificateFacts {
             status: self.status,
@@ -1341,7 +1341,7 @@ impl TlsSession {
         let unknown_cert = CertificateFacts {
             status: CertStatus::Unknown,
             evidence: Evidence::Unknown,
-            chain: vec![],
+            chain: Default::default(),
             chain_class: None,
             size_bytes: None,
         };
@@ -1361,7 +1361,7 @@ impl TlsSession {
                 client = Some(CertificateFacts {
                     status: CertStatus::Absent,
                     evidence: Evidence::Decrypted,
-                    chain: vec![],
+                    chain: Default::default(),
                     chain_class: None,
                     size_bytes: None,
                 });
@@ -1370,7 +1370,7 @@ impl TlsSession {
                 client = Some(CertificateFacts {
                     status,
                     evidence: ev,
-                    chain: vec![],
+                    chain: Default::default(),
                     chain_class: None,
                     size_bytes: size,
                 });
@@ -1390,7 +1390,7 @@ impl TlsSession {
                 client = Some(CertificateFacts {
                     status: CertStatus::Absent,
                     evidence: Evidence::Plaintext,
-                    chain: vec![],
+                    chain: Default::default(),
                     chain_class: None,
                     size_bytes: None,
                 });
@@ -1401,7 +1401,7 @@ impl TlsSession {
                 Some(CertificateFacts {
                     status: CertStatus::Absent,
                     evidence: Evidence::Plaintext,
-                    chain: vec![],
+                    chain: Default::default(),
                     chain_class: None,
                     size_bytes: None,
                 })

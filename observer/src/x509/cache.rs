@@ -8,12 +8,79 @@
 
 use super::chain::{self, ChainClass};
 use super::{cert_facts, validity_at, CertFacts};
+use serde::{Serialize, Serializer};
+use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// A chain's facts and classification, judged at the time it was first seen.
-pub type Shared = Arc<(Vec<CertFacts>, Option<ChainClass>)>;
+pub type Shared = Arc<(Chain, Option<ChainClass>)>;
+
+/// A chain's certificate facts as events carry them: shared — with the chain cache and with every
+/// event that reports the same chain judged the same way — not copied per event. Reads as a slice
+/// of [`CertFacts`]; serialised once, then written as that JSON (the same bytes every time).
+#[derive(Clone, Default)]
+pub struct Chain(Option<Arc<ChainData>>);
+
+struct ChainData {
+    certs: Vec<CertFacts>,
+    json: OnceLock<Option<Box<RawValue>>>,
+}
+
+impl Chain {
+    pub fn new(certs: Vec<CertFacts>) -> Self {
+        if certs.is_empty() {
+            return Chain(None);
+        }
+        Chain(Some(Arc::new(ChainData {
+            certs,
+            json: OnceLock::new(),
+        })))
+    }
+}
+
+impl From<Vec<CertFacts>> for Chain {
+    fn from(certs: Vec<CertFacts>) -> Self {
+        Chain::new(certs)
+    }
+}
+
+impl std::ops::Deref for Chain {
+    type Target = [CertFacts];
+    fn deref(&self) -> &[CertFacts] {
+        self.0.as_deref().map_or(&[], |d| &d.certs)
+    }
+}
+
+impl PartialEq for Chain {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Chain {}
+
+impl std::fmt::Debug for Chain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl Serialize for Chain {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let Some(d) = &self.0 else {
+            return self.iter().collect::<Vec<_>>().serialize(s);
+        };
+        match d
+            .json
+            .get_or_init(|| serde_json::value::to_raw_value(&d.certs).ok())
+        {
+            Some(raw) => raw.serialize(s),
+            None => d.certs.serialize(s),
+        }
+    }
+}
 
 /// Chains kept (each a few KB of facts).
 pub const MAX_CHAINS: usize = 4096;
@@ -28,11 +95,7 @@ pub struct ChainCache {
 impl ChainCache {
     /// The facts of a presented chain (DER certificates, leaf first) and its classification, as
     /// judged at `at_unix_secs`.
-    pub fn chain(
-        &mut self,
-        certs: &[&[u8]],
-        at_unix_secs: i64,
-    ) -> (Vec<CertFacts>, Option<ChainClass>) {
+    pub fn chain(&mut self, certs: &[&[u8]], at_unix_secs: i64) -> (Chain, Option<ChainClass>) {
         retime(&self.shared(certs, at_unix_secs), at_unix_secs)
     }
 
@@ -49,7 +112,8 @@ impl ChainCache {
             return shared.clone();
         }
         self.misses += 1;
-        let computed = Arc::new(compute(certs, at_unix_secs));
+        let (facts, class) = compute(certs, at_unix_secs);
+        let computed = Arc::new((Chain::new(facts), class));
         if self.chains.len() >= MAX_CHAINS {
             self.chains.clear();
         }
@@ -73,25 +137,34 @@ pub fn compute(certs: &[&[u8]], at_unix_secs: i64) -> (Vec<CertFacts>, Option<Ch
     (facts, class)
 }
 
-/// Shared facts as judged at `at`: what depends on the time of the packet, judged again.
-pub fn retime(
-    shared: &(Vec<CertFacts>, Option<ChainClass>),
-    at: i64,
-) -> (Vec<CertFacts>, Option<ChainClass>) {
-    let (mut facts, mut class) = shared.clone();
-    for f in &mut facts {
-        if let Some((nb, na)) = f.validity_window {
-            f.validity = Some(validity_at(nb, na, at));
+/// Shared facts as judged at `at`: what depends on the time of the packet, judged again. The
+/// chain stays shared unless a certificate's validity differs at `at` (then it is a copy).
+pub fn retime(shared: &(Chain, Option<ChainClass>), at: i64) -> (Chain, Option<ChainClass>) {
+    let (chain, class) = shared;
+    let judged = |f: &CertFacts| f.validity_window.map(|(nb, na)| validity_at(nb, na, at));
+    let same = chain
+        .iter()
+        .all(|f| f.validity_window.is_none() || judged(f) == f.validity);
+    let chain = if same {
+        chain.clone()
+    } else {
+        let mut certs = chain.to_vec();
+        for f in &mut certs {
+            if let Some(v) = judged(f) {
+                f.validity = Some(v);
+            }
         }
-    }
-    if let (Some(c), Some(leaf)) = (&mut class, facts.first()) {
+        Chain::new(certs)
+    };
+    let mut class = class.clone();
+    if let (Some(c), Some(leaf)) = (&mut class, chain.first()) {
         if c.days_until_leaf_expiry.is_some() {
             c.days_until_leaf_expiry = leaf
                 .validity_window
                 .map(|(_, na)| (na - at).div_euclid(86_400));
         }
     }
-    (facts, class)
+    (chain, class)
 }
 
 #[cfg(test)]
@@ -112,7 +185,15 @@ mod tests {
         let certs: Vec<&[u8]> = vec![&leaf, &inter];
         let mut cache = ChainCache::default();
         for at in [0, 1_700_000_000, 1_800_000_000, 4_000_000_000] {
-            assert_eq!(cache.chain(&certs, at), compute(&certs, at), "at {at}");
+            let (chain, class) = cache.chain(&certs, at);
+            assert_eq!((chain.to_vec(), class), compute(&certs, at), "at {at}");
+            // Serialised (the first time, and from the kept JSON) as the facts themselves.
+            for _ in 0..2 {
+                assert_eq!(
+                    serde_json::to_string(&chain).unwrap(),
+                    serde_json::to_string(&compute(&certs, at).0).unwrap()
+                );
+            }
         }
         assert_eq!((cache.hits, cache.misses), (3, 1));
         // A different chain is not a hit.
