@@ -68,7 +68,7 @@ pub struct FlowStats {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct Key((IpAddr, u16), (IpAddr, u16));
 
-/// One keyed hash over a byte image of the key (12 bytes for two IPv4 endpoints, 36 otherwise),
+/// One keyed hash over an image of the key (12 bytes for two IPv4 endpoints, 36 otherwise),
 /// instead of the derived field-by-field hashing: the flow lookup is on every packet's path. Equal
 /// keys have equal images. The table's hasher is aHash with random per-process keys (flow keys
 /// are chosen by whoever sends packets: the keys keep collisions unpredictable), AES-based where
@@ -78,12 +78,9 @@ impl std::hash::Hash for Key {
         let Key((a, pa), (b, pb)) = *self;
         match (a, b) {
             (IpAddr::V4(a), IpAddr::V4(b)) => {
-                let mut img = [0u8; 12];
-                img[..4].copy_from_slice(&a.octets());
-                img[4..6].copy_from_slice(&pa.to_be_bytes());
-                img[6..10].copy_from_slice(&b.octets());
-                img[10..].copy_from_slice(&pb.to_be_bytes());
-                h.write(&img);
+                // Built in registers: a byte image on the stack read back as words stalls.
+                h.write_u64((u64::from(u32::from(a)) << 32) | u64::from(u32::from(b)));
+                h.write_u32((u32::from(pa) << 16) | u32::from(pb));
             }
             _ => {
                 let v6 = |ip: IpAddr| match ip {
