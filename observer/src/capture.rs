@@ -9,7 +9,7 @@
 //! yields every packet before the damage, then one [`CaptureError`].
 
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 /// Largest pcap record / pcapng block we accept (a jumbo frame is 9 KiB; 16 MiB covers any sane snaplen).
@@ -101,8 +101,29 @@ struct Interface {
     units_per_sec: u64,
 }
 
+/// A packet borrowed from the reader, valid until its next read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Frame<'a> {
+    /// Capture timestamp, nanoseconds since the Unix epoch.
+    pub ts_ns: i64,
+    pub linktype: u32,
+    /// Captured bytes (may be shorter than sent when the snaplen cut the frame).
+    pub data: &'a [u8],
+}
+
+/// What [`CaptureReader::next_ref`] reads.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ItemRef<'a> {
+    Packet(Frame<'a>),
+    /// A pcapng Decryption Secrets Block.
+    Secrets {
+        secrets_type: u32,
+        data: Vec<u8>,
+    },
+}
+
 /// Streaming reader over one capture file.
-pub struct CaptureReader<R: Read> {
+pub struct CaptureReader<R: BufRead> {
     path: PathBuf,
     input: R,
     offset: u64,
@@ -112,6 +133,10 @@ pub struct CaptureReader<R: Read> {
     spare: Vec<u8>,
     /// The pcapng block buffer, reused from block to block.
     block: Vec<u8>,
+    /// Bytes of the record last read in place (`next_ref`), consumed at the next read.
+    in_place: usize,
+    /// The packet last read by copy for `next_ref`, recycled at the next read.
+    held: Vec<u8>,
 }
 
 pub type FileReader = CaptureReader<BufReader<File>>;
@@ -122,7 +147,8 @@ impl FileReader {
             path: path.to_owned(),
             source,
         })?;
-        CaptureReader::new(path, BufReader::with_capacity(1 << 16, file))
+        // Big enough that most records lie whole in it and are read in place.
+        CaptureReader::new(path, BufReader::with_capacity(1 << 18, file))
     }
 }
 
@@ -150,7 +176,7 @@ const PCAPNG_SPB: u32 = 3;
 const PCAPNG_EPB: u32 = 6;
 const PCAPNG_DSB: u32 = 10;
 
-impl<R: Read> CaptureReader<R> {
+impl<R: BufRead> CaptureReader<R> {
     pub fn new(path: &Path, mut input: R) -> Result<Self, CaptureError> {
         let path = path.to_owned();
         let mut magic = [0u8; 4];
@@ -167,6 +193,8 @@ impl<R: Read> CaptureReader<R> {
             done: false,
             spare: Vec::new(),
             block: Vec::new(),
+            in_place: 0,
+            held: Vec::new(),
         };
         match u32::from_le_bytes(magic) {
             0xa1b2_c3d4 | 0xa1b2_3c4d | 0xd4c3_b2a1 | 0x4d3c_b2a1 => {
@@ -251,8 +279,80 @@ impl<R: Read> CaptureReader<R> {
         v
     }
 
+    /// What the previous `next_ref` lent is over: consume the record read in place, recycle the
+    /// packet read by copy.
+    fn settle(&mut self) {
+        self.input.consume(std::mem::take(&mut self.in_place));
+        if self.held.capacity() > 0 {
+            let held = std::mem::take(&mut self.held);
+            self.recycle(held);
+        }
+    }
+
+    /// Next packet (borrowed) or secrets block; `None` at a clean end of file. A pcap record that
+    /// lies whole in the input's buffer is read where it lies, without a copy; others (across the
+    /// buffer's end, pcapng blocks) are read as by [`CaptureReader::next_item`].
+    pub fn next_ref(&mut self) -> Option<Result<ItemRef<'_>, CaptureError>> {
+        self.settle();
+        if self.done {
+            return None;
+        }
+        if let Format::Pcap {
+            big_endian,
+            nanos,
+            linktype,
+        } = self.format
+        {
+            let whole = match self.input.fill_buf() {
+                Ok(b) if b.len() >= 16 => {
+                    let caplen = u32_of(&b[8..12], big_endian) as usize;
+                    (caplen <= MAX_BLOCK && b.len() >= 16 + caplen).then_some(caplen)
+                }
+                _ => None,
+            };
+            if let Some(caplen) = whole {
+                // (The buffer is not empty: this returns it again, without reading.)
+                match self.input.fill_buf() {
+                    Ok(b) => {
+                        let secs = u32_of(&b[0..4], big_endian) as i64;
+                        let frac = u32_of(&b[4..8], big_endian) as i64;
+                        let ts_ns = secs * 1_000_000_000 + if nanos { frac } else { frac * 1000 };
+                        self.in_place = 16 + caplen;
+                        self.offset += (16 + caplen) as u64;
+                        return Some(Ok(ItemRef::Packet(Frame {
+                            ts_ns,
+                            linktype,
+                            data: &b[16..16 + caplen],
+                        })));
+                    }
+                    Err(source) => {
+                        self.done = true;
+                        return Some(Err(CaptureError::Io {
+                            path: self.path.clone(),
+                            offset: self.offset,
+                            source,
+                        }));
+                    }
+                }
+            }
+        }
+        Some(match self.next_item()? {
+            Ok(Item::Packet(p)) => {
+                self.held = p.data;
+                Ok(ItemRef::Packet(Frame {
+                    ts_ns: p.ts_ns,
+                    linktype: p.linktype,
+                    data: &self.held,
+                }))
+            }
+            Ok(Item::Secrets { secrets_type, data }) => Ok(ItemRef::Secrets { secrets_type, data }),
+            Err(e) => Err(e),
+        })
+    }
+
     /// Next packet or secrets block; `None` at a clean end of file.
     pub fn next_item(&mut self) -> Option<Result<Item, CaptureError>> {
+        self.settle();
         if self.done {
             return None;
         }
@@ -602,6 +702,80 @@ mod tests {
             }
         }
         (items, None)
+    }
+
+    /// Reading in place (`next_ref`) gives what reading by copy (`next_item`) gives — packets,
+    /// secrets, the error and its offset — whatever the input buffer's size (records across its
+    /// end take the copying path), on a pcap, a truncated pcap and the pcapng captures.
+    #[test]
+    fn in_place_reading_equals_copying() {
+        let recs: Vec<Vec<u8>> = (0..40).map(|i| vec![i as u8; (i * 37) % 300]).collect();
+        let records: Vec<(&[u8], u32)> = recs.iter().map(|r| (&r[..], r.len() as u32)).collect();
+        let pcap = pcap_bytes(true, &records);
+        // pcapng: section header, interface, a secrets block, then the same packets.
+        let block = |ty: u32, body: &[u8]| {
+            let len = (12 + body.len().div_ceil(4) * 4) as u32;
+            let mut b = ty.to_le_bytes().to_vec();
+            b.extend_from_slice(&len.to_le_bytes());
+            b.extend_from_slice(body);
+            b.resize(len as usize - 4, 0);
+            b.extend_from_slice(&len.to_le_bytes());
+            b
+        };
+        let mut ng = block(
+            PCAPNG_SHB,
+            &[
+                0x4d, 0x3c, 0x2b, 0x1a, 1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+            ],
+        );
+        ng.extend(block(1, &[1, 0, 0, 0, 0, 0, 4, 0]));
+        let mut dsb = 0x544c_534bu32.to_le_bytes().to_vec();
+        dsb.extend_from_slice(&5u32.to_le_bytes());
+        dsb.extend_from_slice(b"KEYS\n");
+        ng.extend(block(PCAPNG_DSB, &dsb));
+        for r in &recs {
+            let mut epb = vec![0u8; 4];
+            epb.extend_from_slice(&[0, 0, 0, 0, 1, 0, 0, 0]);
+            epb.extend_from_slice(&(r.len() as u32).to_le_bytes());
+            epb.extend_from_slice(&(r.len() as u32).to_le_bytes());
+            epb.extend_from_slice(r);
+            ng.extend(block(PCAPNG_EPB, &epb));
+        }
+        let inputs = vec![pcap.clone(), pcap[..pcap.len() - 5].to_vec(), ng];
+        for (bytes, (n, damaged)) in inputs.iter().zip([(40, false), (39, true), (41, false)]) {
+            let (copied, err) = all(bytes);
+            assert_eq!((copied.len(), err.is_some()), (n, damaged), "{err:?}");
+            for cap in [1, 7, 16, 100, 333, 4096, 1 << 18] {
+                let input = std::io::BufReader::with_capacity(cap, &bytes[..]);
+                let mut r = CaptureReader::new(Path::new("t"), input).unwrap();
+                let mut got = vec![];
+                let mut got_err = None;
+                while let Some(x) = r.next_ref() {
+                    match x {
+                        Ok(ItemRef::Packet(f)) => got.push(Item::Packet(Packet {
+                            ts_ns: f.ts_ns,
+                            linktype: f.linktype,
+                            data: f.data.to_vec(),
+                            orig_len: 0,
+                        })),
+                        Ok(ItemRef::Secrets { secrets_type, data }) => {
+                            got.push(Item::Secrets { secrets_type, data })
+                        }
+                        Err(e) => got_err = Some(e.to_string()),
+                    }
+                }
+                let strip = |i: &Item| match i {
+                    Item::Packet(p) => Item::Packet(Packet {
+                        orig_len: 0,
+                        ..p.clone()
+                    }),
+                    other => other.clone(),
+                };
+                let copied: Vec<Item> = copied.iter().map(strip).collect();
+                assert_eq!(got, copied, "buffer {cap}");
+                assert_eq!(got_err, err.as_ref().map(|e| e.to_string()), "buffer {cap}");
+            }
+        }
     }
 
     #[test]

@@ -1,12 +1,12 @@
 //! Glue between the layers for offline analysis: capture items in, session events out.
 //! Counts what every layer skipped so nothing is lost silently.
 
-use crate::capture::{CaptureError, CaptureReader, FileReader, Item, Packet};
+use crate::capture::{CaptureError, CaptureReader, FileReader, ItemRef, Packet};
 use crate::decode;
 use crate::event::SessionEvent;
 use crate::flow::{FlowConfig, FlowTable};
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::io::BufRead;
 use std::path::Path;
 
 #[derive(Debug, Default, Clone)]
@@ -73,7 +73,7 @@ impl Pipeline {
     }
 
     /// Reads from any capture reader (a file, or bytes in memory for fuzzing).
-    pub fn read<R: Read>(
+    pub fn read<R: BufRead>(
         &mut self,
         reader: Result<CaptureReader<R>, CaptureError>,
         mut progress: impl FnMut(&mut Self, u64),
@@ -87,14 +87,13 @@ impl Pipeline {
                 return Err(e);
             }
         };
-        while let Some(item) = r.next_item() {
+        while let Some(item) = r.next_ref() {
             match item {
-                Ok(Item::Packet(p)) => {
-                    self.packet(&p);
-                    progress(self, p.data.len() as u64 + 16);
-                    r.recycle(p.data);
+                Ok(ItemRef::Packet(f)) => {
+                    self.frame(f.ts_ns, f.linktype, f.data);
+                    progress(self, f.data.len() as u64 + 16);
                 }
-                Ok(Item::Secrets { secrets_type, data }) => {
+                Ok(ItemRef::Secrets { secrets_type, data }) => {
                     self.stats.secrets_blocks += 1;
                     if secrets_type == 0x544c_534b {
                         self.flows.add_keylog(&data); // "TLSK": NSS key log
