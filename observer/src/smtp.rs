@@ -91,6 +91,15 @@ enum Cmd {
     Other,
 }
 
+/// A line as text: borrowed when it is UTF-8 (almost always; checked faster than the lossy
+/// conversion's chunking), else with replacement characters.
+fn text(b: &[u8]) -> std::borrow::Cow<'_, str> {
+    match std::str::from_utf8(b) {
+        Ok(s) => s.into(),
+        Err(_) => String::from_utf8_lossy(b),
+    }
+}
+
 /// The first `n` characters of `s`.
 fn first_chars(s: &str, n: usize) -> &str {
     s.char_indices().nth(n).map_or(s, |(i, _)| &s[..i])
@@ -275,7 +284,7 @@ impl SmtpSession {
                     (l.into(), overlong)
                 }
             };
-            let line = String::from_utf8_lossy(&line);
+            let line = text(&line);
             if overlong {
                 self.anomaly("smtp_line_too_long");
                 // a cut line is not a command we can trust (e.g. an endless EHLO): keep the
@@ -526,7 +535,7 @@ impl PostTlsTracker {
                 continue;
             }
             let (line, _) = buf.take_line();
-            let line = String::from_utf8_lossy(&line);
+            let line = text(&line);
             match dir {
                 Dir::ToServer => {
                     let verb: String = line

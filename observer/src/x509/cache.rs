@@ -1,17 +1,17 @@
 //! Chain facts by content. The same chains come back all the time — a peer's MTA presents the same
 //! certificates in every session — and parsing them is the costliest part of a handshake. The
-//! cache keeps, per chain (SHA-256 over its DER certificates), the facts and the classification,
+//! cache keeps, per chain (found by a keyed hash of its DER certificates, confirmed by comparing
+//! them byte for byte), the facts and the classification,
 //! shared ([`Shared`]) with the connections that presented the chain until their events are built,
 //! where what depends on time (validity, days to the leaf's expiry) is judged again ([`retime`]).
 //! So a handshaking connection holds a pointer, not its own copy of a chain's facts.
-//! Bounded: when full it starts over (`MAX_CHAINS`; connections keep what they hold).
+//! Bounded: when full — `MAX_CHAINS` chains or `MAX_CACHED_DER` bytes of certificates — it starts
+//! over (connections keep what they hold); a chain over `MAX_CACHED_CHAIN` bytes is not kept.
 
 use super::chain::{self, ChainClass};
 use super::{cert_facts, validity_at, CertFacts};
 use serde::{Serialize, Serializer};
 use serde_json::value::RawValue;
-use sha2::{Digest, Sha256};
-use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 /// A chain's facts and classification, judged at the time it was first seen.
@@ -84,12 +84,36 @@ impl Serialize for Chain {
 
 /// Chains kept (each a few KB of facts).
 pub const MAX_CHAINS: usize = 4096;
+/// Bytes of DER kept across the cached chains (for the comparison).
+pub const MAX_CACHED_DER: usize = 16 << 20;
+/// A chain larger than this is judged afresh each time rather than kept.
+pub const MAX_CACHED_CHAIN: usize = 64 << 10;
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct ChainCache {
-    chains: HashMap<[u8; 32], Shared>,
+    chains: hashbrown::HashTable<Cached>,
+    /// Keyed with random per-process keys (the chains come from whoever connects).
+    hasher: ahash::RandomState,
+    der_bytes: usize,
     pub hits: u64,
     pub misses: u64,
+}
+
+struct Cached {
+    hash: u64,
+    certs: Box<[Box<[u8]>]>,
+    shared: Shared,
+}
+
+impl std::fmt::Debug for ChainCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChainCache")
+            .field("chains", &self.chains.len())
+            .field("der_bytes", &self.der_bytes)
+            .field("hits", &self.hits)
+            .field("misses", &self.misses)
+            .finish()
+    }
 }
 
 impl ChainCache {
@@ -101,23 +125,36 @@ impl ChainCache {
 
     /// The shared facts of a presented chain; [`retime`] them to the time of use.
     pub fn shared(&mut self, certs: &[&[u8]], at_unix_secs: i64) -> Shared {
-        let mut h = Sha256::new();
-        for c in certs {
-            h.update((c.len() as u64).to_be_bytes());
-            h.update(c);
-        }
-        let key: [u8; 32] = h.finalize().into();
-        if let Some(shared) = self.chains.get(&key) {
+        let hash = self.hasher.hash_one(certs);
+        let same = |c: &Cached| {
+            c.hash == hash
+                && c.certs.len() == certs.len()
+                && c.certs.iter().zip(certs).all(|(a, b)| **a == **b)
+        };
+        if let Some(c) = self.chains.find(hash, same) {
             self.hits += 1;
-            return shared.clone();
+            return c.shared.clone();
         }
         self.misses += 1;
         let (facts, class) = compute(certs, at_unix_secs);
         let computed = Arc::new((Chain::new(facts), class));
-        if self.chains.len() >= MAX_CHAINS {
-            self.chains.clear();
+        let size: usize = certs.iter().map(|c| c.len()).sum();
+        if size <= MAX_CACHED_CHAIN {
+            if self.chains.len() >= MAX_CHAINS || self.der_bytes + size > MAX_CACHED_DER {
+                self.chains.clear();
+                self.der_bytes = 0;
+            }
+            self.der_bytes += size;
+            self.chains.insert_unique(
+                hash,
+                Cached {
+                    hash,
+                    certs: certs.iter().map(|c| Box::<[u8]>::from(*c)).collect(),
+                    shared: computed.clone(),
+                },
+                |c| c.hash,
+            );
         }
-        self.chains.insert(key, computed.clone());
         computed
     }
 }
@@ -199,5 +236,25 @@ mod tests {
         // A different chain is not a hit.
         let _ = cache.chain(&certs[..1], 0);
         assert_eq!(cache.misses, 2);
+    }
+
+    /// Chains are told apart by every byte; a chain too large to keep is judged each time.
+    #[test]
+    fn exact_and_bounded() {
+        let mut cache = ChainCache::default();
+        let a = vec![7u8; 600];
+        let mut b = a.clone();
+        b[599] = 8;
+        let _ = cache.shared(&[&a], 0);
+        let _ = cache.shared(&[&b], 0);
+        let _ = cache.shared(&[&a], 0);
+        assert_eq!((cache.hits, cache.misses, cache.chains.len()), (1, 2, 2));
+        let big = vec![1u8; MAX_CACHED_CHAIN + 1];
+        let _ = cache.shared(&[&big], 0);
+        let _ = cache.shared(&[&big], 0);
+        assert_eq!((cache.misses, cache.chains.len()), (4, 2));
+        // Splitting the same bytes differently is another chain.
+        let _ = cache.shared(&[&a[..300], &a[300..]], 0);
+        assert_eq!((cache.misses, cache.der_bytes), (5, 1800));
     }
 }
