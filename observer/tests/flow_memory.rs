@@ -5,10 +5,10 @@
 //! partial records and messages: `FlowTable::held_stream_bytes`). Printed as
 //! `packet:state+held` (docs/robustness.md), and bounded:
 //! - before TLS (TCP + SMTP dialogue): ≤ 1 KiB;
-//! - at any moment of the handshake: ≤ 1 KiB of flow state — the flow, its analyzers and the
-//!   facts gathered so far (hello, CertificateRequest, certificates) — not counting the table's
-//!   share, which is measured too: what is left per connection once every flow is closed (the
-//!   table keeps its buckets), ≤ 32 B;
+//! - at any moment of the handshake: ≤ 1 KiB — the flow, its analyzers, the facts gathered so far
+//!   (hello, CertificateRequest, certificates) and its share of the flow table, which is measured
+//!   too: what is left per connection once every flow is closed (the table keeps its buckets),
+//!   ≤ 32 B;
 //! - once the connection's event is out (a message body may follow for minutes): ≤ 384 B, the
 //!   analyzers and their facts are freed (`flow::Conversation::release`).
 use ekuwatch::capture::{CaptureReader, Item, Packet};
@@ -91,13 +91,7 @@ fn per_connection_heap() {
             "{name}: {table} B per connection left after the close"
         );
         for &(j, per, _) in &per_packet {
-            let (state, bound) = if j < hello {
-                (per, 1024)
-            } else if j < ev_at {
-                (per - table, 1024)
-            } else {
-                (per, 384)
-            };
+            let (state, bound) = if j < ev_at { (per, 1024) } else { (per, 384) };
             assert!(
                 state <= bound,
                 "{name}: {state} B per connection after packet {j} (bound {bound}; ClientHello at \

@@ -20,9 +20,13 @@ use keylog::KeyLog;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+/// (Record lengths are kept in a `u16`.)
 pub const MAX_RECORD: usize = 16384 + 2048;
 pub const MAX_HANDSHAKE_MSG: usize = 256 * 1024;
+/// (Counts of them are kept in a `u8`.)
 pub const MAX_ENC_RECORDS: usize = 64;
+// Record lengths and encrypted-record counts are kept in small integers.
+const _: () = assert!(MAX_RECORD <= u16::MAX as usize && MAX_ENC_RECORDS < u8::MAX as usize);
 /// A coalesced client flight at least this many bytes longer than an empty Certificate + Finished
 /// holds a certificate (the smallest real certificates are ~300 bytes; a CertificateVerify ≤ 520).
 const COALESCED_CERT_MIN: u16 = 200;
@@ -269,11 +273,12 @@ struct Side {
     /// This side's Finished was decrypted (its handshake flight is fully known).
     dec_finished: bool,
     /// Body bytes of the current plaintext (or to-be-decrypted) record; 0 when none is open.
-    body_need: u32,
+    body_need: u16,
     /// Encrypted body bytes still to skip.
-    skip: u32,
-    records: u32,
-    app_records: u32,
+    skip: u16,
+    /// Records and application records seen (saturating).
+    records: u16,
+    app_records: u16,
     /// The part of a record that arrived so far, when a record spans segments (otherwise records
     /// are parsed where they lie in the segment, and this stays unallocated).
     body: Vec<u8>,
@@ -435,9 +440,9 @@ pub struct TlsSession {
     version: Option<u16>,
     cipher: Option<u16>,
     /// TLS 1.3: index in the client's encrypted records where its handshake flight ended (inclusive).
-    client_flight_end: Option<u16>,
+    client_flight_end: Option<u8>,
     /// TLS 1.3: server encrypted records before the client's first one (its whole flight).
-    server_flight_len: Option<u16>,
+    server_flight_len: Option<u8>,
     ts_secs: i64,
     cr: Option<HeldCr>,
     client_cert: Option<Box<HeldCert>>,
@@ -453,7 +458,7 @@ pub struct TlsSession {
     /// TLS 1.3: lengths of the client's first encrypted records ([`MAX_ENC_RECORDS`]), and how
     /// many the server sent (counted up to the same limit): the record-length inference.
     client_enc: Vec<u16>,
-    server_enc: u16,
+    server_enc: u8,
     /// TLS 1.3: the server sent a record other than an alert after the client's flight.
     server_spoke_after_client_flight: bool,
     /// Bit `i`: [`Weird::ALL`]`[i]` occurred.
@@ -553,7 +558,7 @@ impl TlsSession {
         let s = &mut self.sides[idx(dir)];
         if s.hdr_len == 5 && s.skip as u64 >= len && s.body_need == 0 {
             // The hole lies inside an encrypted record body we were skipping anyway: still in sync.
-            s.skip -= len as u32; // len <= skip
+            s.skip -= len as u16; // len <= skip
             return;
         }
         if !s.lost {
@@ -603,7 +608,7 @@ impl TlsSession {
             let s = &mut self.sides[i];
             if s.skip > 0 {
                 let n = (s.skip as usize).min(data.len());
-                s.skip -= n as u32; // n <= skip
+                s.skip -= n as u16; // n <= skip
                 data = &data[n..];
                 if s.skip == 0 {
                     s.hdr_len = 0;
@@ -669,7 +674,7 @@ impl TlsSession {
         let i = idx(dir);
         let tls13 = self.tls13();
         let s = &mut self.sides[i];
-        s.records += 1;
+        s.records = s.records.saturating_add(1);
         s.cur_type = ty;
         let plaintext_alert = ty == 21 && len == 2;
         let buffer = match ty {
@@ -680,7 +685,7 @@ impl TlsSession {
         };
         s.decrypting = false;
         if buffer {
-            s.body_need = len as u32; // len <= MAX_RECORD
+            s.body_need = len as u16; // len <= MAX_RECORD < 2^16
             s.body.clear();
             return;
         }
@@ -700,14 +705,14 @@ impl TlsSession {
             Some(_) if wanted && len > 0 => {
                 // Encrypted and we hold the key: buffer it to decrypt (bookkeeping below as without keys).
                 s.decrypting = true;
-                s.body_need = len as u32;
+                s.body_need = len as u16;
                 s.body.clear();
             }
             Some(d) => {
                 d.skip();
-                s.skip = len as u32;
+                s.skip = len as u16;
             }
-            None => s.skip = len as u32,
+            None => s.skip = len as u16,
         }
         // An encrypted record.
         match dir {
@@ -725,7 +730,7 @@ impl TlsSession {
             }
             (23, false) => {
                 if self.handshake_complete() {
-                    self.sides[i].app_records += 1;
+                    self.sides[i].app_records = self.sides[i].app_records.saturating_add(1);
                 }
             }
             (23, true) => self.tls13_encrypted_record(dir, len),
@@ -737,7 +742,8 @@ impl TlsSession {
     fn tail_check(&mut self) {
         if self.handshake_complete() && !self.app_decrypting() {
             let c = self.sides[0].app_records;
-            if c >= 2 || self.sides[0].records + self.sides[1].records > 2 * TAIL_RECORDS + 16 {
+            let records = u32::from(self.sides[0].records) + u32::from(self.sides[1].records);
+            if c >= 2 || records > 2 * TAIL_RECORDS + 16 {
                 self.done = true;
             }
         }
@@ -774,18 +780,18 @@ impl TlsSession {
                     let fin = self.tls13_finished_len();
                     let coalesced_empty = fin.map(|f| f + 8);
                     if Some(len as u16) == fin || Some(len as u16) == coalesced_empty {
-                        self.client_flight_end = Some(n.saturating_sub(1) as u16);
+                        self.client_flight_end = Some(n.saturating_sub(1) as u8);
                     } else if fin.is_none() || n >= 4 {
                         // Pattern not recognised: assume the flight is over, say so.
                         self.weird(Weird::Tls13ClientFlightUnrecognised);
-                        self.client_flight_end = Some(n.saturating_sub(1) as u16);
+                        self.client_flight_end = Some(n.saturating_sub(1) as u8);
                     }
                 } else if len == alert_len {
                     // An encrypted alert (close_notify or fatal); 1-2 byte application records do
                     // not occur in SMTP, whose shortest line is 3 bytes.
                     self.push_encrypted_alert(dir);
                 } else {
-                    self.sides[0].app_records += 1;
+                    self.sides[0].app_records = self.sides[0].app_records.saturating_add(1);
                 }
             }
             Dir::ToClient => {
@@ -793,7 +799,7 @@ impl TlsSession {
                 if self.client_flight_end.is_none() && client_records > 0 && self.dec(0).is_none() {
                     // The server speaks again only after the client's Finished: the client's
                     // flight was everything it sent so far (a coalescing stack's single record).
-                    self.client_flight_end = Some((client_records - 1) as u16);
+                    self.client_flight_end = Some((client_records - 1) as u8);
                 }
                 if self.client_flight_end.is_some() {
                     self.server_spoke_after_client_flight |= len != 19;
@@ -1032,7 +1038,7 @@ impl TlsSession {
         }
         if dir == Dir::ToServer && self.client_flight_end.is_none() {
             let n = self.client_enc.len().saturating_sub(1);
-            self.client_flight_end = Some(n as u16); // <= MAX_ENC_RECORDS
+            self.client_flight_end = Some(n as u8); // < MAX_ENC_RECORDS
         }
         let secret = self.secrets(ctx).and_then(|k| {
             if dir == Dir::ToServer {
