@@ -927,11 +927,11 @@ mod tests {
             size_of::<TlsSession>(),
             size_of::<HeldSmtp>(),
         );
-        // x86_64: 304 + 432 + 56 = 792 B, leaving ~230 B of the 1 KiB budget (issue 7) for the
-        // facts (tests/flow_memory.rs measures the whole).
+        // x86_64: 304 + 408 + 56 = 768 B, leaving ~250 B of the 1 KiB budget (issue 7) for the
+        // facts and the table's share (tests/flow_memory.rs measures the whole).
         assert!(flow <= 320, "Flow is {flow} bytes");
         assert!(
-            fixed <= 800,
+            fixed <= 768,
             "fixed state while handshaking is {fixed} bytes"
         );
     }
