@@ -256,7 +256,7 @@ const SNAPSHOT_NS: i64 = 60 * 1_000_000_000;
 
 impl Outputs {
     fn drain(&mut self, pipe: &mut Pipeline, last: bool) {
-        for ev in pipe.take_events() {
+        for ev in pipe.drain_events() {
             self.book.add(&ev);
             if let Some(m) = &mut self.metrics {
                 m.observe(

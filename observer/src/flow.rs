@@ -614,6 +614,12 @@ impl FlowTable {
         std::mem::take(&mut self.out)
     }
 
+    /// Events completed so far, drained in place (the queue keeps its room: sinks drain after
+    /// every packet, and an event is a kilobyte).
+    pub fn drain_events(&mut self) -> std::vec::Drain<'_, SessionEvent> {
+        self.out.drain(..)
+    }
+
     pub fn on_segment(&mut self, seg: &Segment<'_>, ts: i64) {
         self.stats.segments += 1;
         if seg.truncated {

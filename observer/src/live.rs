@@ -284,7 +284,7 @@ fn drain(
     metrics: &mut Metrics,
     sink: &mut Option<JsonlSink<Box<dyn Write + Send>>>,
 ) -> Result<(), LiveError> {
-    for ev in pipe.take_events() {
+    for ev in pipe.drain_events() {
         book.add(&ev);
         metrics.observe(&ev, &registered_domain(&peer_name(&ev)));
         if let Some(s) = sink.as_mut() {

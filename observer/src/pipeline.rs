@@ -116,4 +116,9 @@ impl Pipeline {
     pub fn take_events(&mut self) -> Vec<SessionEvent> {
         self.flows.take_events()
     }
+
+    /// Events completed so far, drained in place (see [`FlowTable::drain_events`]).
+    pub fn drain_events(&mut self) -> std::vec::Drain<'_, SessionEvent> {
+        self.flows.drain_events()
+    }
 }
