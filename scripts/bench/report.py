@@ -42,14 +42,14 @@ for path in files:
         cpu = statistics.median(cpus) * scale if cpus else None
         cpu_med[(name, tool.split("-")[0])] = cpu
         label = tool if scale == 1 else f"tshark (prefix {m['bytes'] / scale / 1e6:.0f} MB, x{scale:.2f})"
-        shown = f"{full:.2f}" if scale == 1 else f"{full:.1f} (measured {secs:.2f})"
-        print(f"| {name} | {label} | {' / '.join(f'{x[0]:.2f}' for x in r)} | {shown} | "
+        shown = f"{full:.3f}" if scale == 1 else f"{full:.1f} (measured {secs:.2f})"
+        print(f"| {name} | {label} | {' / '.join(f'{x[0]:.3f}' for x in r)} | {shown} | "
               f"{m['bytes'] / 1e6 / full:.1f} | {m['packets'] / full:,.0f} | "
-              f"{'-' if cpu is None else f'{cpu:.2f}'} | {rss:.1f}"
+              f"{'-' if cpu is None else f'{cpu:.3f}'} | {rss:.1f}"
               f"{' (prefix)' if scale != 1 else ''} |")
 print()
-print("| file | ekuwatch vs tshark (wall) | ekuwatch vs read loop (wall) | ekuwatch vs tshark (CPU) | ekuwatch vs read loop (CPU) |")
-print("|---|---:|---:|---:|---:|")
+print("| file | ekuwatch vs tshark (wall) | ekuwatch vs read loop (wall) | ekuwatch vs tshark (CPU) | ekuwatch vs read loop (CPU) | share of the read loop's speed (wall / CPU) |")
+print("|---|---:|---:|---:|---:|---:|")
 
 
 def ratio(a, b, fmt):
@@ -61,4 +61,5 @@ for path in files:
     e, t, r = med.get((name, "ekuwatch")), med.get((name, "tshark")), med.get((name, "readloop"))
     ec, tc, rc = (cpu_med.get((name, k)) for k in ("ekuwatch", "tshark", "readloop"))
     print(f"| {name} | {ratio(t, e, '{:.1f}x faster')} | {ratio(e, r, '{:.2f}x its time')} | "
-          f"{ratio(tc, ec, '{:.1f}x faster')} | {ratio(ec, rc, '{:.2f}x its time')} |")
+          f"{ratio(tc, ec, '{:.1f}x faster')} | {ratio(ec, rc, '{:.2f}x its time')} | "
+          f"{ratio(r, e, '{:.0%}')} / {ratio(rc, ec, '{:.0%}')} |")

@@ -60,24 +60,30 @@ tshark_cmd() { # file
 
 RES="$BENCH_DIR/results.tsv"
 : > "$RES"
-# measure LABEL FILE SCALE CMD... : REPS runs of CMD under /usr/bin/time, appends one line per run
+# once LABEL FILE SCALE RUN CMD... : one timed run of CMD (timeit.py: microseconds), one line appended
+once() {
+  local label="$1" file="$2" scale="$3" run="$4"; shift 4
+  python3 "$here/timeit.py" "$BENCH_DIR/time.out" "$@" > "$BENCH_DIR/$label.out" 2> "$BENCH_DIR/$label.err" \
+    || { echo "FAILED: $label $*" >&2; cat "$BENCH_DIR/$label.err" >&2; exit 1; }
+  read -r secs user sys kb < "$BENCH_DIR/time.out"
+  cpu=$(python3 -c "print(round($user + $sys, 4))")
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$(basename "$file")" "$label" "$secs" "$kb" "$scale" "$cpu" >> "$RES"
+  echo "  $label $(basename "$file") run $run: ${secs}s wall, ${cpu}s CPU, ${kb}KB" >&2
+}
+# measure LABEL FILE SCALE CMD... : REPS runs of CMD
 measure() {
-  local label="$1" file="$2" scale="$3"; shift 3
   local i
-  for i in $(seq 1 "$REPS"); do
-    /usr/bin/time -f "%e %U %S %M" -o "$BENCH_DIR/time.out" "$@" > "$BENCH_DIR/$label.out" 2> "$BENCH_DIR/$label.err" \
-      || { echo "FAILED: $label $*" >&2; cat "$BENCH_DIR/$label.err" >&2; exit 1; }
-    read -r secs user sys kb < <(tail -1 "$BENCH_DIR/time.out")
-    cpu=$(python3 -c "print(round($user + $sys, 2))")
-    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$(basename "$file")" "$label" "$secs" "$kb" "$scale" "$cpu" >> "$RES"
-    echo "  $label $(basename "$file") run $i: ${secs}s wall, ${cpu}s CPU, ${kb}KB" >&2
-  done
+  for i in $(seq 1 "$REPS"); do once "$1" "$2" "$3" "$i" "${@:4}"; done
 }
 
 for f in "$MAIL" "$HS"; do
   echo "== $(basename "$f")" >&2
-  measure readloop "$f" 1 "$READLOOP" "$f"
-  measure ekuwatch "$f" 1 "$EKU" analyze --report none --events /dev/null "$f"
+  # The read loop and ekuwatch alternate, so that both meet the same load on a shared machine
+  # (their ratio is a goal).
+  for i in $(seq 1 "$REPS"); do
+    once readloop "$f" 1 "$i" "$READLOOP" "$f"
+    once ekuwatch "$f" 1 "$i" "$EKU" analyze --report none --events /dev/null "$f"
+  done
   # tshark: predict from a prefix whether a full run fits in TSHARK_LIMIT_S
   size=$(stat -c %s "$f")
   prefix="$BENCH_DIR/$(basename "$f" .pcap).prefix${TSHARK_PREFIX_MB}mb.pcap"
