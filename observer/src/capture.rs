@@ -741,7 +741,7 @@ mod tests {
             epb.extend_from_slice(r);
             ng.extend(block(PCAPNG_EPB, &epb));
         }
-        let inputs = vec![pcap.clone(), pcap[..pcap.len() - 5].to_vec(), ng];
+        let inputs = [pcap.clone(), pcap[..pcap.len() - 5].to_vec(), ng];
         for (bytes, (n, damaged)) in inputs.iter().zip([(40, false), (39, true), (41, false)]) {
             let (copied, err) = all(bytes);
             assert_eq!((copied.len(), err.is_some()), (n, damaged), "{err:?}");
