@@ -1,10 +1,13 @@
 //! TLS handshake analyzer (sans-IO): both directions' bytes in, handshake facts out.
 //!
 //! Record layer across segments, handshake messages across records, per direction. Plaintext records
-//! are buffered (one record at most, [`MAX_RECORD`]); encrypted records are *skipped by length*
-//! without buffering, and their lengths are kept (first [`MAX_ENC_RECORDS`] per direction) for the
-//! TLS 1.3 inference. Handshake messages larger than [`MAX_HANDSHAKE_MSG`] stop the analysis of that
-//! direction with a weird, never an allocation of the claimed size.
+//! and handshake messages are parsed where they lie in the bytes fed; only one split across feeds is
+//! gathered (one record at most, [`MAX_RECORD`]; one message, [`MAX_HANDSHAKE_MSG`]). Encrypted
+//! records are *skipped by length* without buffering, and the client's record lengths are kept (first
+//! [`MAX_ENC_RECORDS`]) for the TLS 1.3 inference. Handshake messages larger than
+//! [`MAX_HANDSHAKE_MSG`] stop the analysis of that direction with a weird, never an allocation of the
+//! claimed size. What all sessions of a flow table share (key log, chain cache) comes in as a
+//! [`Context`] with every feed.
 //!
 //! ClientHello/ServerHello are parsed with `tls-parser`; CertificateRequest and Certificate are parsed
 //! here because their TLS 1.3 shapes (context, per-entry extensions, `certificate_authorities` and
