@@ -324,20 +324,15 @@ impl PeerBook {
     pub fn add(&mut self, ev: &SessionEvent) {
         let host = peer_name(ev);
         let domain = registered_domain(&host);
-        // (Looked up before inserting: most events are for a peer and values already known, and
-        // then nothing is allocated.)
-        let key = (ev.direction, domain);
-        if !self.peers.contains_key(&key) {
-            let stats = PeerStats {
-                peer: key.1.clone(),
-                direction: ev.direction.as_str(),
-                ..Default::default()
-            };
-            self.peers.insert(key.clone(), stats);
-        }
-        let Some(p) = self.peers.get_mut(&key) else {
-            return;
-        };
+        // The peer's name is copied only when the peer is new.
+        let p =
+            self.peers
+                .entry((ev.direction, domain))
+                .or_insert_with_key(|(direction, domain)| PeerStats {
+                    peer: domain.clone(),
+                    direction: direction.as_str(),
+                    ..Default::default()
+                });
         add_capped(&mut p.hosts, &host);
         let ip = if ev.direction == Direction::Inbound {
             ev.client.ip
