@@ -1961,6 +1961,46 @@ fn hash12(lists: &[&[u16]]) -> [u8; 12] {
     out
 }
 
+/// The values JA4 is made of, as the specification selects them from a ClientHello.
+struct Ja4Lists {
+    /// Cipher suites without GREASE, sorted.
+    ciphers: Vec<u16>,
+    /// Extensions without GREASE (SNI and ALPN included).
+    ext_count: usize,
+    /// Extensions without GREASE, SNI and ALPN, sorted.
+    exts: Vec<u16>,
+    /// Signature algorithms without GREASE, in wire order.
+    sig_algs: Vec<u16>,
+}
+
+impl Ja4Lists {
+    fn new(ciphers: &[u16], exts: &[(u16, &[u8])], sig_algs: &[u16]) -> Self {
+        let mut cs: Vec<u16> = ciphers.iter().copied().filter(|c| !is_grease(*c)).collect();
+        cs.sort_unstable();
+        let ext_codes: Vec<u16> = exts
+            .iter()
+            .map(|e| e.0)
+            .filter(|e| !is_grease(*e))
+            .collect();
+        let ext_count = ext_codes.len();
+        let mut es: Vec<u16> = ext_codes
+            .into_iter()
+            .filter(|e| *e != 0x0000 && *e != 0x0010)
+            .collect();
+        es.sort_unstable();
+        Ja4Lists {
+            ciphers: cs,
+            ext_count,
+            exts: es,
+            sig_algs: sig_algs
+                .iter()
+                .copied()
+                .filter(|s| !is_grease(*s))
+                .collect(),
+        }
+    }
+}
+
 /// JA4 (FoxIO, TCP): 36 ASCII characters, `a_b_c`.
 pub fn ja4(
     version: u16,
@@ -1970,37 +2010,21 @@ pub fn ja4(
     sig_algs: &[u16],
     alpn: Option<&[u8]>,
 ) -> [u8; 36] {
-    let mut cs: Vec<u16> = ciphers.iter().copied().filter(|c| !is_grease(*c)).collect();
-    let ext_codes: Vec<u16> = exts
-        .iter()
-        .map(|e| e.0)
-        .filter(|e| !is_grease(*e))
-        .collect();
+    let l = Ja4Lists::new(ciphers, exts, sig_algs);
     let mut out = [b'_'; 36];
     out[0] = b't';
     out[1..3].copy_from_slice(ja4_version(version).as_bytes());
     out[3] = if sni { b'd' } else { b'i' };
-    out[4..6].copy_from_slice(&two_digits(cs.len()));
-    out[6..8].copy_from_slice(&two_digits(ext_codes.len()));
+    out[4..6].copy_from_slice(&two_digits(l.ciphers.len()));
+    out[6..8].copy_from_slice(&two_digits(l.ext_count));
     out[8..10].copy_from_slice(&alpn_chars(alpn));
-    cs.sort_unstable();
-    out[11..23].copy_from_slice(&hash12(&[&cs]));
-    let mut es: Vec<u16> = ext_codes
-        .into_iter()
-        .filter(|e| *e != 0x0000 && *e != 0x0010)
-        .collect();
-    es.sort_unstable();
-    let sigs: Vec<u16> = sig_algs
-        .iter()
-        .copied()
-        .filter(|s| !is_grease(*s))
-        .collect();
-    let c: &[&[u16]] = if es.is_empty() {
+    out[11..23].copy_from_slice(&hash12(&[&l.ciphers]));
+    let c: &[&[u16]] = if l.exts.is_empty() {
         &[]
-    } else if sigs.is_empty() {
-        &[&es]
+    } else if l.sig_algs.is_empty() {
+        &[&l.exts]
     } else {
-        &[&es, &sigs]
+        &[&l.exts, &l.sig_algs]
     };
     out[24..36].copy_from_slice(&hash12(c));
     out
@@ -2028,7 +2052,7 @@ mod tests {
     /// JA4/JA4S written as the specification reads (format strings, text built then hashed):
     /// the reference the allocation-free versions are checked against.
     mod reference {
-        use super::super::{is_grease, ja4_version};
+        use super::super::{ja4_version, Ja4Lists};
         use sha2::{Digest, Sha256};
 
         fn alpn_chars(a: Option<&[u8]>) -> String {
@@ -2060,6 +2084,8 @@ mod tests {
                 .join(",")
         }
 
+        /// (Selecting the values is shared, `Ja4Lists`; what is checked here is the text
+        /// and its hashing.)
         pub fn ja4(
             version: u16,
             sni: bool,
@@ -2068,38 +2094,22 @@ mod tests {
             sig_algs: &[u16],
             alpn: Option<&[u8]>,
         ) -> String {
-            let mut cs: Vec<u16> = ciphers.iter().copied().filter(|c| !is_grease(*c)).collect();
-            let ext_codes: Vec<u16> = exts
-                .iter()
-                .map(|e| e.0)
-                .filter(|e| !is_grease(*e))
-                .collect();
+            let l = Ja4Lists::new(ciphers, exts, sig_algs);
             let a = format!(
                 "t{}{}{:02}{:02}{}",
                 ja4_version(version),
                 if sni { 'd' } else { 'i' },
-                cs.len().min(99),
-                ext_codes.len().min(99),
+                l.ciphers.len().min(99),
+                l.ext_count.min(99),
                 alpn_chars(alpn)
             );
-            cs.sort_unstable();
-            let b = hash12(&hex_list(&cs));
-            let mut es: Vec<u16> = ext_codes
-                .into_iter()
-                .filter(|e| *e != 0x0000 && *e != 0x0010)
-                .collect();
-            es.sort_unstable();
-            let sigs: Vec<u16> = sig_algs
-                .iter()
-                .copied()
-                .filter(|s| !is_grease(*s))
-                .collect();
-            let c_in = if es.is_empty() {
+            let b = hash12(&hex_list(&l.ciphers));
+            let c_in = if l.exts.is_empty() {
                 String::new()
-            } else if sigs.is_empty() {
-                hex_list(&es)
+            } else if l.sig_algs.is_empty() {
+                hex_list(&l.exts)
             } else {
-                format!("{}_{}", hex_list(&es), hex_list(&sigs))
+                format!("{}_{}", hex_list(&l.exts), hex_list(&l.sig_algs))
             };
             format!("{a}_{b}_{}", hash12(&c_in))
         }
