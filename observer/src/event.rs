@@ -1,6 +1,7 @@
 //! The session event: one per TCP connection that spoke SMTP or TLS (the JSON Lines contract,
 //! documented field by field in docs/events.md).
 
+use crate::anomaly::AnomalySet;
 use crate::smtp::SmtpFacts;
 use crate::tls::TlsFacts;
 use ipnet::IpNet;
@@ -57,10 +58,22 @@ pub struct SessionEvent {
     pub direction: Direction,
     pub smtp: Option<SmtpFacts>,
     pub tls: Option<TlsFacts>,
-    pub weirds: Vec<String>,
+    /// The connection's TCP, TLS and X.509 anomalies (SMTP ones are in `smtp.anomalies`).
+    pub weirds: AnomalySet,
     /// Packets and payload bytes seen per direction (client→server, server→client).
     pub packets: [u64; 2],
     pub payload_bytes: [u64; 2],
+}
+
+impl SessionEvent {
+    /// Every anomaly of the connection, all layers (the event's `weirds` and `smtp.anomalies`).
+    pub fn anomalies(&self) -> AnomalySet {
+        let smtp = self
+            .smtp
+            .as_ref()
+            .map_or(AnomalySet::EMPTY, |s| s.anomalies);
+        self.weirds.union(smtp)
+    }
 }
 
 pub fn rfc3339_micros(ts_ns: i64) -> String {

@@ -7,6 +7,7 @@
 //! (`max_flows`, oldest idle evicted first, counted), and once a connection's outcome is known its
 //! reassembly stops: message bodies are neither buffered nor parsed.
 
+use crate::anomaly::{Anomaly, AnomalySet};
 use crate::decode::Segment;
 use crate::event::{community_id, rfc3339_micros, Direction, Endpoint, SessionEvent};
 use crate::smtp::{self, Next, SmtpSession, StartTls};
@@ -60,7 +61,8 @@ pub struct FlowStats {
     pub flows_timed_out: u64,
     pub events: u64,
     pub truncated_segments: u64,
-    pub weirds: BTreeMap<String, u64>,
+    /// Anomalies by name, counted once per event that has them (all layers, SMTP included).
+    pub weirds: BTreeMap<&'static str, u64>,
 }
 
 /// A connection's two endpoints in canonical order (the smaller first), so both directions find
@@ -147,7 +149,7 @@ enum Smtp {
 struct HeldSmtp {
     banner: Option<Box<str>>,
     helo: Option<Box<str>>,
-    anomalies: Box<[String]>,
+    anomalies: AnomalySet,
     starttls_offered: Option<bool>,
     starttls: StartTls,
     starttls_reply: Option<u16>,
@@ -159,7 +161,7 @@ impl HeldSmtp {
         HeldSmtp {
             banner: f.banner.map(String::into_boxed_str),
             helo: f.helo.map(String::into_boxed_str),
-            anomalies: f.anomalies.into(),
+            anomalies: f.anomalies,
             starttls_offered: f.starttls_offered,
             starttls: f.starttls,
             starttls_reply: f.starttls_reply,
@@ -175,7 +177,7 @@ impl HeldSmtp {
             starttls: self.starttls,
             starttls_reply: self.starttls_reply,
             plaintext_fallback: self.plaintext_fallback,
-            anomalies: self.anomalies.to_vec(),
+            anomalies: self.anomalies,
         }
     }
 }
@@ -196,42 +198,6 @@ impl Smtp {
     }
 }
 
-/// The flow layer's anomalies ("weirds"); a connection keeps which occurred as bits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Weird {
-    ContentGap,
-    SmtpGap,
-    TruncatedPacket,
-    MidStreamStart,
-    RstByClient,
-    RstByServer,
-    MemcapExceeded,
-}
-
-impl Weird {
-    const ALL: [Weird; 7] = [
-        Weird::ContentGap,
-        Weird::SmtpGap,
-        Weird::TruncatedPacket,
-        Weird::MidStreamStart,
-        Weird::RstByClient,
-        Weird::RstByServer,
-        Weird::MemcapExceeded,
-    ];
-
-    fn name(self) -> &'static str {
-        match self {
-            Weird::ContentGap => "content_gap",
-            Weird::SmtpGap => "smtp_gap",
-            Weird::TruncatedPacket => "truncated_packet",
-            Weird::MidStreamStart => "mid_stream_start",
-            Weird::RstByClient => "rst_by_client",
-            Weird::RstByServer => "rst_by_server",
-            Weird::MemcapExceeded => "memcap_exceeded",
-        }
-    }
-}
-
 /// Per-connection analyzers. Kept apart from the reassemblers so both can be borrowed at once.
 /// What all connections share (key log, chain cache) is passed in, never held per connection.
 #[derive(Debug)]
@@ -241,8 +207,8 @@ struct Conversation {
     // state must stay small (tests: `flow_state_is_small`).
     smtp: Option<Smtp>,
     tls: Option<Box<TlsSession>>,
-    /// Bit `i`: [`Weird::ALL`]`[i]` occurred.
-    weirds: u8,
+    /// The flow layer's anomalies.
+    weirds: AnomalySet,
     /// `OtherText`: plaintext bytes watched so far, and the first bytes of a possible ClientHello.
     other_scanned: u32,
     other_prefix: ([u8; 6], u8),
@@ -256,21 +222,21 @@ impl Conversation {
             proto: Proto::Detect,
             smtp: None,
             tls: None,
-            weirds: 0,
+            weirds: AnomalySet::EMPTY,
             other_scanned: 0,
             other_prefix: ([0; 6], 0),
             after_tls: None,
         }
     }
 
-    fn weird(&mut self, w: Weird) {
-        self.weirds |= 1 << w as u8;
+    fn weird(&mut self, w: Anomaly) {
+        self.weirds.insert(w);
     }
 
     fn deliver(&mut self, ctx: &mut tls::Context, dir: Dir, chunk: Chunk<'_>, ts: i64) {
         match chunk {
             Chunk::Gap(n) => {
-                self.weird(Weird::ContentGap);
+                self.weird(Anomaly::ContentGap);
                 match self.proto {
                     Proto::Detect => self.proto = Proto::Ignore,
                     Proto::Tls => {
@@ -279,7 +245,7 @@ impl Conversation {
                         }
                     }
                     Proto::Smtp => {
-                        self.weird(Weird::SmtpGap);
+                        self.weird(Anomaly::SmtpGap);
                         if let Some(Smtp::Live(s)) = &mut self.smtp {
                             s.on_gap(dir);
                         }
@@ -709,7 +675,7 @@ impl FlowTable {
         let d = i(dir);
         flow.packets[d] = flow.packets[d].saturating_add(1);
         if seg.truncated {
-            flow.conv.weird(Weird::TruncatedPacket);
+            flow.conv.weird(Anomaly::TruncatedPacket);
         }
         if seg.flags.syn {
             flow.reasm[d].on_syn(seg.seq);
@@ -721,7 +687,7 @@ impl FlowTable {
             let ctx = &mut self.ctx;
             reasm[d].on_data(seg.seq, seg.payload, &mut |c| conv.deliver(ctx, dir, c, ts));
             if reasm[d].mid_stream {
-                conv.weird(Weird::MidStreamStart);
+                conv.weird(Anomaly::MidStreamStart);
             }
         }
         if seg.flags.ack {
@@ -738,9 +704,9 @@ impl FlowTable {
         }
         if seg.flags.rst {
             flow.conv.weird(if dir == Dir::ToServer {
-                Weird::RstByClient
+                Anomaly::RstByClient
             } else {
-                Weird::RstByServer
+                Anomaly::RstByServer
             });
             // The sender's stream ends here: bytes it sent before the RST that we never saw are
             // a gap, not a clean close.
@@ -766,7 +732,7 @@ impl FlowTable {
         {
             // Global memory cap: this flow's queued data is handed up now, holes become gaps.
             self.stats.memcap_flushes += 1;
-            flow.conv.weird(Weird::MemcapExceeded);
+            flow.conv.weird(Anomaly::MemcapExceeded);
             let Flow { reasm, conv, .. } = flow;
             let ctx = &mut self.ctx;
             reasm[d].flush(&mut |c| conv.deliver(ctx, dir, c, ts));
@@ -981,8 +947,8 @@ mod tests {
 
 fn count_event(stats: &mut FlowStats, ev: &SessionEvent) {
     stats.events += 1;
-    for w in &ev.weirds {
-        *stats.weirds.entry(w.clone()).or_default() += 1;
+    for w in ev.anomalies().names() {
+        *stats.weirds.entry(w).or_default() += 1;
     }
 }
 
@@ -1009,28 +975,22 @@ fn make_event(flow: &Flow, cfg: &FlowConfig) -> SessionEvent {
                 starttls: StartTls::Implicit,
                 starttls_reply: None,
                 plaintext_fallback: false,
-                anomalies: vec![],
+                anomalies: AnomalySet::EMPTY,
             });
         }
     }
-    let mut weirds: Vec<String> = Weird::ALL
-        .iter()
-        .filter(|&&w| conv.weirds & (1 << w as u8) != 0)
-        .map(|w| w.name().to_string())
-        .collect();
+    let mut weirds = conv.weirds;
     if let Some(t) = &conv.tls {
-        weirds.extend(t.weirds().map(String::from));
+        weirds = weirds.union(t.weirds());
     }
     for r in &flow.reasm {
         if r.overlap_conflicts > 0 {
-            weirds.push("tcp_overlap_conflict".into());
+            weirds.insert(Anomaly::TcpOverlapConflict);
         }
         if r.overflows > 0 {
-            weirds.push("reassembly_buffer_overflow".into());
+            weirds.insert(Anomaly::ReassemblyBufferOverflow);
         }
     }
-    weirds.sort();
-    weirds.dedup();
     SessionEvent {
         kind: "session",
         ts: rfc3339_micros(flow.first_ts),

@@ -8,6 +8,7 @@
 //!
 //! Analyzers are sans-IO: bytes + direction + timestamp in, facts out. They never log or print.
 
+pub mod anomaly;
 pub mod capture;
 pub mod cli;
 pub mod config;

@@ -10,6 +10,7 @@
 //! `top_n` peers to reach `PEER_MIN_SESSIONS` sessions; every other peer is `other`. Label values
 //! ever created are therefore bounded by `top_n` + watch-list + 1, however long it runs.
 
+use crate::anomaly::Anomaly;
 use crate::event::SessionEvent;
 use crate::peers::PeerBook;
 use crate::tls::CertStatus;
@@ -129,36 +130,6 @@ const HELP: &[(&str, Kind, &str)] = &[
     ("ekuwatch_build_info", Kind::Gauge, "Build information (1)"),
 ];
 
-/// Every weird kind the analyzers emit (docs/events.md): their counters start at 0, so rates and
-/// alerts on them work before the first occurrence.
-pub const WEIRD_KINDS: &[&str] = &[
-    "content_gap",
-    "memcap_exceeded",
-    "mid_stream_start",
-    "reassembly_buffer_overflow",
-    "rst_by_client",
-    "rst_by_server",
-    "smtp_gap",
-    "tcp_overlap_conflict",
-    "tls13_client_flight_unrecognised",
-    "tls_bad_alert",
-    "tls_bad_certificate_message",
-    "tls_bad_certificate_request",
-    "tls_bad_client_hello",
-    "tls_bad_extensions",
-    "tls_bad_record_header",
-    "tls_bad_server_hello",
-    "tls_chain_too_long",
-    "tls_decrypt_failed",
-    "tls_decrypt_unsupported_suite",
-    "tls_empty_record",
-    "tls_handshake_too_large",
-    "tls_lost_sync_after_gap",
-    "tls_too_many_ca_names",
-    "truncated_packet",
-    "x509_parse_error",
-];
-
 fn escape(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
@@ -181,8 +152,8 @@ impl Metrics {
             1.0,
         );
         m.set("ekuwatch_flows_active", vec![], 0.0);
-        for k in WEIRD_KINDS {
-            m.set("ekuwatch_weirds", vec![("kind", (*k).to_string())], 0.0);
+        for a in Anomaly::ALL {
+            m.set("ekuwatch_weirds", vec![("kind", a.name().to_string())], 0.0);
         }
         for layer in ["capture", "decode"] {
             m.set(
@@ -243,8 +214,8 @@ impl Metrics {
                 1.0,
             );
         }
-        for w in &ev.weirds {
-            self.add("ekuwatch_weirds", vec![("kind", w.clone())], 1.0);
+        for w in ev.anomalies().names() {
+            self.add("ekuwatch_weirds", vec![("kind", w.to_string())], 1.0);
         }
         let Some(t) = &ev.tls else { return };
         let version = t.version.clone().unwrap_or_else(|| "unknown".into());
@@ -543,15 +514,12 @@ mod tests {
     }
 
     #[test]
-    fn every_weird_kind_is_documented_and_preinitialised() {
-        let doc = include_str!("../../docs/events.md");
-        for k in WEIRD_KINDS {
-            assert!(doc.contains(&format!("`{k}`")), "{k} not in docs/events.md");
+    fn every_anomaly_is_preinitialised() {
+        let text = Metrics::new(1, []).render();
+        for a in Anomaly::ALL {
+            let line = format!("ekuwatch_weirds_total{{kind=\"{}\"}} 0\n", a.name());
+            assert!(text.contains(&line), "{line}");
         }
-        let m = Metrics::new(1, []);
-        assert!(m
-            .render()
-            .contains("ekuwatch_weirds_total{kind=\"content_gap\"} 0"));
     }
 
     #[test]

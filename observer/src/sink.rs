@@ -36,7 +36,7 @@ impl<W: Write> JsonlSink<W> {
     }
 }
 
-fn counts(m: &BTreeMap<String, u64>) -> String {
+fn counts<K: std::fmt::Display>(m: &BTreeMap<K, u64>) -> String {
     if m.is_empty() {
         return "-".into();
     }

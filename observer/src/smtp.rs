@@ -6,6 +6,7 @@
 //! session in SMTP. Client bytes pipelined after STARTTLS before the reply are an anomaly and are never
 //! parsed as TLS. After `354` (message content follows) the analyzer stops: bodies are never read.
 
+use crate::anomaly::{Anomaly, AnomalySet};
 use crate::Dir;
 use serde::Serialize;
 use std::collections::VecDeque;
@@ -57,7 +58,7 @@ pub struct SmtpFacts {
     pub starttls_reply: Option<u16>,
     /// A session without TLS right after a failed TLS session between the same addresses.
     pub plaintext_fallback: bool,
-    pub anomalies: Vec<String>,
+    pub anomalies: AnomalySet,
 }
 
 /// What the caller must do after feeding bytes.
@@ -184,7 +185,7 @@ impl SmtpSession {
                 starttls: StartTls::Unknown,
                 starttls_reply: None,
                 plaintext_fallback: false,
-                anomalies: Vec::new(),
+                anomalies: AnomalySet::EMPTY,
             },
             state: State::Commands,
             client: LineBuf::default(),
@@ -211,10 +212,8 @@ impl SmtpSession {
         self.not_smtp
     }
 
-    fn anomaly(&mut self, a: &str) {
-        if !self.facts.anomalies.iter().any(|x| x == a) && self.facts.anomalies.len() < 16 {
-            self.facts.anomalies.push(a.to_string());
-        }
+    fn anomaly(&mut self, a: Anomaly) {
+        self.facts.anomalies.insert(a);
     }
 
     /// Feed bytes from one direction.
@@ -231,7 +230,7 @@ impl SmtpSession {
                         return Next::Tls { offset: off };
                     }
                     // 220 to STARTTLS but the conversation goes on in plaintext: not TLS.
-                    self.anomaly("starttls_continued_plaintext");
+                    self.anomaly(Anomaly::StarttlsContinuedPlaintext);
                     self.facts.starttls = StartTls::Unknown;
                     self.state = State::Commands;
                 }
@@ -247,13 +246,13 @@ impl SmtpSession {
                     // The client's first bytes are a TLS ClientHello, without STARTTLS (implicit TLS
                     // sent to a plaintext SMTP port). After any command (e.g. a refused STARTTLS)
                     // such bytes stay SMTP.
-                    self.anomaly("tls_without_starttls");
+                    self.anomaly(Anomaly::TlsWithoutStarttls);
                     self.state = State::Done;
                     return Next::Tls { offset: off };
                 }
                 State::AwaitStarttlsReply if dir == Dir::ToServer => {
                     // RFC 3207: nothing may follow STARTTLS before the reply. Never parse it as TLS.
-                    self.anomaly("starttls_pipelined_data");
+                    self.anomaly(Anomaly::StarttlsPipelinedData);
                     return Next::Continue;
                 }
                 _ => {}
@@ -276,7 +275,7 @@ impl SmtpSession {
                     if !complete {
                         if buf.overlong {
                             // reported as soon as the cap is hit: a line that never ends is seen too
-                            self.anomaly("smtp_line_too_long");
+                            self.anomaly(Anomaly::SmtpLineTooLong);
                         }
                         continue;
                     }
@@ -286,7 +285,7 @@ impl SmtpSession {
             };
             let line = text(&line);
             if overlong {
-                self.anomaly("smtp_line_too_long");
+                self.anomaly(Anomaly::SmtpLineTooLong);
                 // a cut line is not a command we can trust (e.g. an endless EHLO): keep the
                 // reply pairing, take nothing from it
                 if dir == Dir::ToServer {
@@ -384,7 +383,7 @@ impl SmtpSession {
                 _ => Cmd::Other,
             });
         } else {
-            self.anomaly("smtp_too_many_pipelined_commands");
+            self.anomaly(Anomaly::SmtpTooManyPipelinedCommands);
         }
         Next::Continue
     }
@@ -400,7 +399,7 @@ impl SmtpSession {
                     // "+OK" (POP3), "* OK" (IMAP), "<?xml" (XMPP): not SMTP.
                     self.not_smtp = true;
                 } else {
-                    self.anomaly("smtp_bad_reply");
+                    self.anomaly(Anomaly::SmtpBadReply);
                 }
                 return Next::Continue;
             }
@@ -478,10 +477,7 @@ impl SmtpSession {
                 (_, Some(true)) if f.starttls_reply.is_none() => StartTls::NotAttempted,
                 _ => StartTls::Unknown,
             };
-            if f.anomalies
-                .iter()
-                .any(|a| a == "starttls_continued_plaintext")
-            {
+            if f.anomalies.contains(Anomaly::StarttlsContinuedPlaintext) {
                 f.starttls = StartTls::Unknown;
             }
         }
@@ -671,10 +667,7 @@ mod tests {
             (S, b"220 go ahead\r\n"),
         ]);
         assert_eq!(n[4], Next::Continue);
-        assert!(s
-            .facts
-            .anomalies
-            .contains(&"starttls_pipelined_data".to_string()));
+        assert!(s.facts.anomalies.contains(Anomaly::StarttlsPipelinedData));
     }
 
     #[test]
@@ -695,10 +688,7 @@ mod tests {
     fn client_hello_without_starttls_is_tls_and_an_anomaly() {
         let (s, n) = session(&[(S, b"220 mx ESMTP\r\n"), (C, b"\x16\x03\x01\x02\x00\x01")]);
         assert_eq!(n[1], Next::Tls { offset: 0 });
-        assert!(s
-            .facts
-            .anomalies
-            .contains(&"tls_without_starttls".to_string()));
+        assert!(s.facts.anomalies.contains(Anomaly::TlsWithoutStarttls));
     }
 
     #[test]
@@ -763,10 +753,7 @@ mod tests {
             (S, b"500 line too long\r\n"),
             (C, b"EHLO real.example\r\n"),
         ]);
-        assert!(s
-            .facts
-            .anomalies
-            .contains(&"smtp_line_too_long".to_string()));
+        assert!(s.facts.anomalies.contains(Anomaly::SmtpLineTooLong));
         assert_eq!(
             s.facts.helo.as_deref(),
             Some("real.example"),
@@ -774,10 +761,7 @@ mod tests {
         );
         // a line that never ends is flagged too
         let (s, _) = session(&[(S, b"220 mx ESMTP\r\n"), (C, &[b'B'; 5000])]);
-        assert!(s
-            .facts
-            .anomalies
-            .contains(&"smtp_line_too_long".to_string()));
+        assert!(s.facts.anomalies.contains(Anomaly::SmtpLineTooLong));
     }
 
     proptest! {

@@ -16,6 +16,7 @@
 pub mod decrypt;
 pub mod keylog;
 
+use crate::anomaly::{Anomaly, AnomalySet};
 use crate::x509;
 use crate::Dir;
 use decrypt::RecordDecryptor;
@@ -191,73 +192,6 @@ pub struct TlsFacts {
     pub decryption: Option<&'static str>,
     /// Server SMTP reply codes after TLS (needs keys; null otherwise). Filled by the connection.
     pub smtp_reply_after_tls: Option<crate::smtp::RepliesAfterTls>,
-}
-
-/// The TLS analyzer's anomalies ("weirds", Zeek's term), named in events; a session keeps which
-/// occurred as bits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Weird {
-    Tls13ClientFlightUnrecognised,
-    TlsBadAlert,
-    TlsBadCertificateMessage,
-    TlsBadCertificateRequest,
-    TlsBadClientHello,
-    TlsBadExtensions,
-    TlsBadRecordHeader,
-    TlsBadServerHello,
-    TlsChainTooLong,
-    TlsDecryptFailed,
-    TlsDecryptUnsupportedSuite,
-    TlsEmptyRecord,
-    TlsHandshakeTooLarge,
-    TlsLostSyncAfterGap,
-    TlsTooManyAlerts,
-    TlsTooManyCaNames,
-    X509ParseError,
-}
-
-impl Weird {
-    pub const ALL: [Weird; 17] = [
-        Weird::Tls13ClientFlightUnrecognised,
-        Weird::TlsBadAlert,
-        Weird::TlsBadCertificateMessage,
-        Weird::TlsBadCertificateRequest,
-        Weird::TlsBadClientHello,
-        Weird::TlsBadExtensions,
-        Weird::TlsBadRecordHeader,
-        Weird::TlsBadServerHello,
-        Weird::TlsChainTooLong,
-        Weird::TlsDecryptFailed,
-        Weird::TlsDecryptUnsupportedSuite,
-        Weird::TlsEmptyRecord,
-        Weird::TlsHandshakeTooLarge,
-        Weird::TlsLostSyncAfterGap,
-        Weird::TlsTooManyAlerts,
-        Weird::TlsTooManyCaNames,
-        Weird::X509ParseError,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Weird::Tls13ClientFlightUnrecognised => "tls13_client_flight_unrecognised",
-            Weird::TlsBadAlert => "tls_bad_alert",
-            Weird::TlsBadCertificateMessage => "tls_bad_certificate_message",
-            Weird::TlsBadCertificateRequest => "tls_bad_certificate_request",
-            Weird::TlsBadClientHello => "tls_bad_client_hello",
-            Weird::TlsBadExtensions => "tls_bad_extensions",
-            Weird::TlsBadRecordHeader => "tls_bad_record_header",
-            Weird::TlsBadServerHello => "tls_bad_server_hello",
-            Weird::TlsChainTooLong => "tls_chain_too_long",
-            Weird::TlsDecryptFailed => "tls_decrypt_failed",
-            Weird::TlsDecryptUnsupportedSuite => "tls_decrypt_unsupported_suite",
-            Weird::TlsEmptyRecord => "tls_empty_record",
-            Weird::TlsHandshakeTooLarge => "tls_handshake_too_large",
-            Weird::TlsLostSyncAfterGap => "tls_lost_sync_after_gap",
-            Weird::TlsTooManyAlerts => "tls_too_many_alerts",
-            Weird::TlsTooManyCaNames => "tls_too_many_ca_names",
-            Weird::X509ParseError => "x509_parse_error",
-        }
-    }
 }
 
 #[derive(Debug, Default)]
@@ -447,7 +381,8 @@ pub struct TlsSession {
     /// TLS 1.3: server encrypted records before the client's first one (its whole flight).
     server_flight_len: Option<u8>,
     ts_secs: i64,
-    cr: Option<HeldCr>,
+    /// Boxed: most sessions have none.
+    cr: Option<Box<HeldCr>>,
     client_cert: Option<Box<HeldCert>>,
     server_cert: Option<Box<HeldCert>>,
     sni: Option<Box<str>>,
@@ -464,8 +399,7 @@ pub struct TlsSession {
     server_enc: u8,
     /// TLS 1.3: the server sent a record other than an alert after the client's flight.
     server_spoke_after_client_flight: bool,
-    /// Bit `i`: [`Weird::ALL`]`[i]` occurred.
-    weirds: u32,
+    weirds: AnomalySet,
     keys: Option<Box<Keys>>,
 }
 
@@ -532,16 +466,13 @@ impl TlsSession {
             .sum()
     }
 
-    fn weird(&mut self, w: Weird) {
-        self.weirds |= 1 << w as u32;
+    fn weird(&mut self, w: Anomaly) {
+        self.weirds.insert(w);
     }
 
-    /// The anomalies seen, by name.
-    pub fn weirds(&self) -> impl Iterator<Item = &'static str> + '_ {
-        Weird::ALL
-            .iter()
-            .filter(|&&w| self.weirds & (1 << w as u32) != 0)
-            .map(|w| w.name())
+    /// The anomalies seen.
+    pub fn weirds(&self) -> AnomalySet {
+        self.weirds
     }
 
     /// True once nothing more is needed from this connection (handshake outcome known).
@@ -566,7 +497,7 @@ impl TlsSession {
         }
         if !s.lost {
             s.lost = true;
-            self.weird(Weird::TlsLostSyncAfterGap);
+            self.weird(Anomaly::TlsLostSyncAfterGap);
         }
     }
 
@@ -631,7 +562,7 @@ impl TlsSession {
                 let len = usize::from(u16::from_be_bytes([l0, l1]));
                 if !(20..=24).contains(&ty) || major != 3 || minor > 4 || len > MAX_RECORD {
                     s.lost = true;
-                    self.weird(Weird::TlsBadRecordHeader);
+                    self.weird(Anomaly::TlsBadRecordHeader);
                     return;
                 }
                 self.record_start(dir, ty, len);
@@ -639,7 +570,7 @@ impl TlsSession {
                 if s.body_need == 0 && s.skip == 0 {
                     s.hdr_len = 0;
                     if ty == 22 || ty == 21 {
-                        self.weird(Weird::TlsEmptyRecord);
+                        self.weird(Anomaly::TlsEmptyRecord);
                     }
                 }
                 continue;
@@ -786,7 +717,7 @@ impl TlsSession {
                         self.client_flight_end = Some(n.saturating_sub(1) as u8);
                     } else if fin.is_none() || n >= 4 {
                         // Pattern not recognised: assume the flight is over, say so.
-                        self.weird(Weird::Tls13ClientFlightUnrecognised);
+                        self.weird(Anomaly::Tls13ClientFlightUnrecognised);
                         self.client_flight_end = Some(n.saturating_sub(1) as u8);
                     }
                 } else if len == alert_len {
@@ -831,7 +762,7 @@ impl TlsSession {
         if self.alerts.len() < MAX_ALERTS {
             self.alerts.push(a);
         } else {
-            self.weird(Weird::TlsTooManyAlerts);
+            self.weird(Anomaly::TlsTooManyAlerts);
         }
     }
 
@@ -902,7 +833,7 @@ impl TlsSession {
                     // close_notify (0) is a warning; user_canceled too.
                     self.on_alert(dir, level == 2 || code == 0);
                 } else {
-                    self.weird(Weird::TlsBadAlert);
+                    self.weird(Anomaly::TlsBadAlert);
                 }
             }
             22 => self.handshake_bytes(ctx, dir, body, Evidence::Plaintext),
@@ -918,7 +849,7 @@ impl TlsSession {
         let held = std::mem::take(&mut self.sides[i].hs);
         if held.len() + data.len() > MAX_HANDSHAKE_MSG + 4 {
             self.sides[i].lost = true;
-            self.weird(Weird::TlsHandshakeTooLarge);
+            self.weird(Anomaly::TlsHandshakeTooLarge);
             return;
         }
         let (used, rest) = if held.is_empty() {
@@ -956,7 +887,7 @@ impl TlsSession {
                 | usize::from(hs[off + 3]);
             if len > MAX_HANDSHAKE_MSG {
                 self.sides[i].lost = true;
-                self.weird(Weird::TlsHandshakeTooLarge);
+                self.weird(Anomaly::TlsHandshakeTooLarge);
                 return hs.len();
             }
             if hs.len() - off < 4 + len {
@@ -1003,7 +934,7 @@ impl TlsSession {
             keys.dec[i] = None;
             keys.pending12[i] = None;
             self.decryption = Decryption::Failed;
-            self.weird(Weird::TlsDecryptFailed);
+            self.weird(Anomaly::TlsDecryptFailed);
             return;
         };
         if self.decryption != Decryption::Failed {
@@ -1071,7 +1002,7 @@ impl TlsSession {
             tls_parser::TlsMessage::Handshake(tls_parser::TlsMessageHandshake::ClientHello(ch)),
         )) = parsed
         else {
-            self.weird(Weird::TlsBadClientHello);
+            self.weird(Anomaly::TlsBadClientHello);
             return;
         };
         self.client_session_id = ch.session_id.unwrap_or_default().into();
@@ -1101,7 +1032,7 @@ impl TlsSession {
             }
         }
         if exts.is_empty() && ch.ext.is_some_and(|e| !e.is_empty()) {
-            self.weird(Weird::TlsBadExtensions);
+            self.weird(Anomaly::TlsBadExtensions);
         }
         let max_version = self
             .offered_versions
@@ -1127,7 +1058,7 @@ impl TlsSession {
             tls_parser::TlsMessage::Handshake(tls_parser::TlsMessageHandshake::ServerHello(sh)),
         )) = parsed
         else {
-            self.weird(Weird::TlsBadServerHello);
+            self.weird(Anomaly::TlsBadServerHello);
             return;
         };
         let exts = raw_extensions(sh.ext.unwrap_or(&[]));
@@ -1179,7 +1110,7 @@ impl TlsSession {
                     k.dec = dec;
                 }
                 if unsupported {
-                    self.weird(Weird::TlsDecryptUnsupportedSuite);
+                    self.weird(Anomaly::TlsDecryptUnsupportedSuite);
                 }
             }
         } else {
@@ -1197,7 +1128,7 @@ impl TlsSession {
                     found
                 });
                 if pair == Some(false) {
-                    self.weird(Weird::TlsDecryptUnsupportedSuite);
+                    self.weird(Anomaly::TlsDecryptUnsupportedSuite);
                 }
             }
             let sid = sh.session_id.unwrap_or(&[]);
@@ -1213,7 +1144,7 @@ impl TlsSession {
         let (certs, total, size) = match parse_certificate_list(body, tls13) {
             Some(x) => x,
             None => {
-                self.weird(Weird::TlsBadCertificateMessage);
+                self.weird(Anomaly::TlsBadCertificateMessage);
                 self.set_cert(
                     dir,
                     HeldCert {
@@ -1228,11 +1159,11 @@ impl TlsSession {
             }
         };
         if total > certs.len() {
-            self.weird(Weird::TlsChainTooLong);
+            self.weird(Anomaly::TlsChainTooLong);
         }
         let shared = ctx.chains.shared(&certs, self.ts_secs);
         if shared.0.iter().any(|c| c.parse_error.is_some()) {
-            self.weird(Weird::X509ParseError);
+            self.weird(Anomaly::X509ParseError);
         }
         let status = if total == 0 {
             CertStatus::Empty
@@ -1276,12 +1207,12 @@ impl TlsSession {
         let shape = match parsed {
             Some((shape, dropped)) => {
                 if dropped {
-                    self.weird(Weird::TlsTooManyCaNames);
+                    self.weird(Anomaly::TlsTooManyCaNames);
                 }
                 shape
             }
             None => {
-                self.weird(Weird::TlsBadCertificateRequest);
+                self.weird(Anomaly::TlsBadCertificateRequest);
                 CrShape::Malformed
             }
         };
@@ -1290,11 +1221,11 @@ impl TlsSession {
         } else {
             body.into()
         };
-        self.cr = Some(HeldCr {
+        self.cr = Some(Box::new(HeldCr {
             evidence,
             shape,
             body,
-        });
+        }));
     }
 
     /// TLS 1.3 without keys: what the client's encrypted flight says about CR and the client cert.
@@ -1343,7 +1274,7 @@ impl TlsSession {
     /// The facts, as complete as the wire allowed.
     pub fn facts(&self) -> TlsFacts {
         let tls13 = self.tls13();
-        let mut cr = self.cr.as_ref().map_or(
+        let mut cr = self.cr.as_deref().map_or(
             CertificateRequestFacts::bare(None, Evidence::Unknown),
             HeldCr::facts,
         );
@@ -2263,7 +2194,7 @@ mod tests {
             b"GET / HTTP/1.1\r\n",
             0,
         );
-        assert!(t.weirds().any(|w| w == "tls_bad_record_header"));
+        assert!(t.weirds().contains(Anomaly::TlsBadRecordHeader));
         t.feed(&mut Context::default(), Dir::ToServer, b"more", 0);
     }
 
@@ -2277,17 +2208,7 @@ mod tests {
             &[22, 3, 3, 0, 4, 11, 0xff, 0xff, 0xff],
             0,
         );
-        assert!(t.weirds().any(|w| w == "tls_handshake_too_large"));
-    }
-
-    /// Weird names are unique (they become metric label values).
-    #[test]
-    fn weird_names_are_unique() {
-        let mut names: Vec<_> = Weird::ALL.iter().map(|w| w.name()).collect();
-        names.sort_unstable();
-        names.dedup();
-        assert_eq!(names.len(), Weird::ALL.len());
-        assert!(Weird::ALL.len() <= 32, "bits of TlsSession::weirds");
+        assert!(t.weirds().contains(Anomaly::TlsHandshakeTooLarge));
     }
 
     /// A peer sending warning alerts without end: the session keeps the first few and counts
@@ -2302,7 +2223,7 @@ mod tests {
             t.feed(&mut ctx, Dir::ToClient, &alert, 0);
         }
         assert_eq!(t.alerts.len(), MAX_ALERTS);
-        assert!(t.weirds().any(|w| w == "tls_too_many_alerts"));
+        assert!(t.weirds().contains(Anomaly::TlsTooManyAlerts));
         assert!(!t.is_done());
     }
 }
