@@ -8,6 +8,9 @@
 //!
 //! Analyzers are sans-IO: bytes + direction + timestamp in, facts out. They never log or print.
 
+#[macro_use]
+mod macros;
+
 pub mod anomaly;
 pub mod capture;
 pub mod cli;

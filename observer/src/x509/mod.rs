@@ -10,6 +10,9 @@
 
 pub mod cache;
 pub mod chain;
+pub mod oid;
+
+pub use oid::eku_oid;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -135,17 +138,19 @@ pub fn cert_facts(der: &[u8], at_unix_secs: i64) -> CertFacts {
         Ok(Some(eku)) => {
             let e = eku.value;
             let mut names = Vec::new();
-            for (set, name) in [
-                (e.server_auth, "serverAuth"),
-                (e.client_auth, "clientAuth"),
-                (e.code_signing, "codeSigning"),
-                (e.email_protection, "emailProtection"),
-                (e.time_stamping, "timeStamping"),
-                (e.ocsp_signing, "OCSPSigning"),
-                (e.any, "anyExtendedKeyUsage"),
-            ] {
+            // x509-parser's flags, in the order of the crate's EKU table (oid::EKU).
+            let flags = [
+                e.server_auth,
+                e.client_auth,
+                e.code_signing,
+                e.email_protection,
+                e.time_stamping,
+                e.ocsp_signing,
+                e.any,
+            ];
+            for ((name, _), set) in oid::EKU.iter().zip(flags) {
                 if set {
-                    names.push(name.to_string());
+                    names.push((*name).to_string());
                 }
             }
             names.extend(e.other.iter().map(|o| o.to_id_string()));
@@ -167,21 +172,6 @@ pub fn classify(server_auth: bool, client_auth: bool, any: bool) -> EkuClass {
         (false, false, true) => EkuClass::ClientOnly,
         (false, false, false) => EkuClass::Other,
     }
-}
-
-/// EKU names as dotted OIDs (for comparison with other tools).
-pub fn eku_oid(name: &str) -> String {
-    match name {
-        "serverAuth" => "1.3.6.1.5.5.7.3.1",
-        "clientAuth" => "1.3.6.1.5.5.7.3.2",
-        "codeSigning" => "1.3.6.1.5.5.7.3.3",
-        "emailProtection" => "1.3.6.1.5.5.7.3.4",
-        "timeStamping" => "1.3.6.1.5.5.7.3.8",
-        "OCSPSigning" => "1.3.6.1.5.5.7.3.9",
-        "anyExtendedKeyUsage" => "2.5.29.37.0",
-        other => other,
-    }
-    .to_string()
 }
 
 fn key_desc(spki: &SubjectPublicKeyInfo<'_>) -> String {

@@ -1,0 +1,278 @@
+//! TLS 1.3 without keys: what the encrypted record lengths say. This file is `docs/inference.md`
+//! in code — each rule there is one arm or one method here, in the same order:
+//!
+//! 1. The client's flight ([`Flights::client_record`], [`Flights::server_record`]): the client's
+//!    encrypted records up to the first whose length is the Finished record's (or the coalesced
+//!    empty Certificate + Finished), or — for a coalescing client — everything it sent before the
+//!    server spoke again. With the client's key the decrypted Finished ends it instead
+//!    ([`Flights::client_finished_decrypted`]).
+//! 2. The rules table ([`Flights::infer`]): `[F]`, `[25, F]`, `[F + 8]`, `[L > F + 8 + 200]`,
+//!    `[C, V, F]`, PSK, anything else `unknown`.
+//! 3. The cross-check with the server's flight (5 records with a CR, 4 without, for stacks that
+//!    write one message per record).
+//! 4. Outcome signals: a 19-byte (11 with CCM_8) record is an encrypted alert; any other server
+//!    record after the client's flight means the server accepted the handshake
+//!    ([`Flights::complete`]).
+//!
+//! Record lengths here are the record header's length field (inner plaintext + 1 + AEAD tag).
+
+use super::facts::{CertStatus, Evidence};
+
+/// Client encrypted-record lengths kept for the inference (counts are kept in a `u8`).
+pub const MAX_ENC_RECORDS: usize = 64;
+const _: () = assert!(MAX_ENC_RECORDS < u8::MAX as usize);
+
+/// A coalesced client flight at least this many bytes longer than an empty Certificate + Finished
+/// holds a certificate (the smallest real certificates are ~300 bytes; a CertificateVerify ≤ 520).
+const COALESCED_CERT_MIN: u16 = 200;
+
+/// Encrypted Finished record: hash-length verify_data + 4 (header) + 1 (inner type) + 16 (tag).
+pub fn finished_len(cipher: Option<u16>) -> Option<u16> {
+    match cipher? {
+        0x1301 | 0x1303 | 0x1304 | 0x1305 => Some(32 + 21),
+        0x1302 => Some(48 + 21),
+        _ => None,
+    }
+}
+
+/// Encrypted alert record: 2 bytes + inner type + AEAD tag (8 bytes for TLS_AES_128_CCM_8_SHA256).
+pub fn alert_len(cipher: Option<u16>) -> usize {
+    match cipher {
+        Some(0x1305) => 2 + 1 + 8,
+        _ => 2 + 1 + 16,
+    }
+}
+
+/// What the inference says: CertificateRequest present, client certificate status, its
+/// approximate size, and the evidence.
+pub type Inferred = (Option<bool>, CertStatus, Option<usize>, Evidence);
+
+const UNKNOWN: Inferred = (None, CertStatus::Unknown, None, Evidence::Unknown);
+
+/// What a client application-data record is, for the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientRecord {
+    /// Part of the client's handshake flight.
+    Flight,
+    /// The flight matched no pattern and is taken as over (weird
+    /// `tls13_client_flight_unrecognised`).
+    FlightUnrecognised,
+    /// After the flight: an encrypted alert.
+    Alert,
+    /// After the flight: application data.
+    Application,
+}
+
+/// What a server application-data record is, for the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerRecord {
+    /// Before the client's flight ended (the server's own flight).
+    Flight,
+    Alert,
+    Other,
+}
+
+/// The record-length bookkeeping of one TLS 1.3 session.
+#[derive(Debug, Default)]
+pub struct Flights {
+    /// Lengths of the client's first encrypted records ([`MAX_ENC_RECORDS`]).
+    client_enc: Vec<u16>,
+    /// Encrypted records the server sent (counted up to the same limit).
+    server_enc: u8,
+    /// Index in `client_enc` where the client's handshake flight ended (inclusive).
+    client_flight_end: Option<u8>,
+    /// Server encrypted records before the client's first one (its whole flight).
+    server_flight_len: Option<u8>,
+    /// The server sent a record other than an alert after the client's flight.
+    server_spoke_after_client_flight: bool,
+}
+
+impl Flights {
+    /// Counts an encrypted record of any type (all versions; only TLS 1.3 reads the counts).
+    pub fn count(&mut self, client: bool, len: u16) {
+        if client {
+            if self.client_enc.len() < MAX_ENC_RECORDS {
+                self.client_enc.push(len);
+            }
+        } else if usize::from(self.server_enc) < MAX_ENC_RECORDS {
+            self.server_enc += 1;
+        }
+    }
+
+    fn end_flight_at_last(&mut self) {
+        let n = self.client_enc.len().saturating_sub(1);
+        self.client_flight_end = Some(n as u8); // < MAX_ENC_RECORDS
+    }
+
+    /// A client application-data record (already counted). `keyed`: the client's handshake key is
+    /// known, so its decrypted Finished ends the flight instead of the lengths.
+    pub fn client_record(&mut self, len: u16, cipher: Option<u16>, keyed: bool) -> ClientRecord {
+        if self.server_flight_len.is_none() {
+            self.server_flight_len = Some(self.server_enc);
+        }
+        if self.client_flight_end.is_none() {
+            if keyed {
+                return ClientRecord::Flight;
+            }
+            let fin = finished_len(cipher);
+            let coalesced_empty = fin.map(|f| f + 8);
+            if Some(len) == fin || Some(len) == coalesced_empty {
+                self.end_flight_at_last();
+            } else if fin.is_none() || self.client_enc.len() >= 4 {
+                // Pattern not recognised: take the flight as over, and say so.
+                self.end_flight_at_last();
+                return ClientRecord::FlightUnrecognised;
+            }
+            return ClientRecord::Flight;
+        }
+        if usize::from(len) == alert_len(cipher) {
+            // An encrypted alert (close_notify or fatal); 1-2 byte application records do not
+            // occur in SMTP, whose shortest line is 3 bytes.
+            ClientRecord::Alert
+        } else {
+            ClientRecord::Application
+        }
+    }
+
+    /// A server application-data record. `client_keyed`: as in [`Flights::client_record`].
+    pub fn server_record(
+        &mut self,
+        len: u16,
+        cipher: Option<u16>,
+        client_keyed: bool,
+    ) -> ServerRecord {
+        if self.client_flight_end.is_none() && !self.client_enc.is_empty() && !client_keyed {
+            // The server speaks again only after the client's Finished: the client's flight was
+            // everything it sent so far (a coalescing stack's single record).
+            self.end_flight_at_last();
+        }
+        if self.client_flight_end.is_none() {
+            return ServerRecord::Flight;
+        }
+        self.server_spoke_after_client_flight |= len != 19;
+        if usize::from(len) == alert_len(cipher) {
+            ServerRecord::Alert
+        } else {
+            ServerRecord::Other
+        }
+    }
+
+    /// The client's Finished was decrypted: its flight ends with the last record.
+    pub fn client_finished_decrypted(&mut self) {
+        if self.client_flight_end.is_none() {
+            self.end_flight_at_last();
+        }
+    }
+
+    /// The client's flight is over (as far as the lengths or the key show).
+    pub fn client_flight_over(&self) -> bool {
+        self.client_flight_end.is_some()
+    }
+
+    /// Both sides finished: the client's flight is over and the server spoke after it.
+    pub fn complete(&self) -> bool {
+        self.client_flight_end.is_some() && self.server_spoke_after_client_flight
+    }
+
+    /// The rules of docs/inference.md, on the client's flight.
+    pub fn infer(&self, resumed: bool, cipher: Option<u16>) -> Inferred {
+        if resumed {
+            // RFC 8446 §4.3.2: no CertificateRequest in PSK handshakes.
+            return (Some(false), CertStatus::Absent, None, Evidence::Inferred);
+        }
+        let (Some(end), Some(fin)) = (self.client_flight_end, finished_len(cipher)) else {
+            return UNKNOWN;
+        };
+        let end = usize::from(end);
+        let flight = self.client_enc.get(..=end).unwrap_or(&self.client_enc);
+        let inferred = match *flight {
+            [f] if f == fin => (Some(false), CertStatus::Absent, None, Evidence::Inferred),
+            [25, f] if f == fin => (Some(true), CertStatus::Empty, Some(0), Evidence::Inferred),
+            [f] if f == fin + 8 => (Some(true), CertStatus::Empty, Some(0), Evidence::Inferred),
+            // A coalescing client (rustls): Certificate + CertificateVerify + Finished in one
+            // record. Anything this much longer than an empty Certificate + Finished carries a
+            // certificate; its size cannot be separated from the signature's.
+            [l] if l > fin + 8 + COALESCED_CERT_MIN => {
+                (Some(true), CertStatus::Presented, None, Evidence::Inferred)
+            }
+            [cert, _cv, f] if f == fin && cert > 25 => {
+                // Certificate message: 4 header + 1 context + 3 list + per cert (3 + len + 2 ext).
+                (
+                    Some(true),
+                    CertStatus::Presented,
+                    Some(usize::from(cert).saturating_sub(25)),
+                    Evidence::Inferred,
+                )
+            }
+            _ => UNKNOWN,
+        };
+        // Cross-check with the server's flight where the stack writes one message per record
+        // (OpenSSL, GnuTLS): EE, Certificate, CertificateVerify, Finished = 4; with a CR 5.
+        // Other counts (coalescing stacks) say nothing; a contradiction makes the answer unknown.
+        match (self.server_flight_len, inferred.0) {
+            (Some(5), Some(false)) | (Some(4), Some(true)) => UNKNOWN,
+            _ => inferred,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const AES128: Option<u16> = Some(0x1301);
+
+    fn flight(lens: &[u16], server_flight: u8) -> Inferred {
+        let mut f = Flights::default();
+        for _ in 0..server_flight {
+            f.count(false, 100);
+        }
+        for &l in lens {
+            f.count(true, l);
+            f.client_record(l, AES128, false);
+        }
+        f.server_record(200, AES128, false);
+        f.infer(false, AES128)
+    }
+
+    /// The rules table of docs/inference.md, row by row.
+    #[test]
+    fn rules_table() {
+        assert_eq!(flight(&[53], 4).0, Some(false));
+        assert_eq!(flight(&[25, 53], 5).1, CertStatus::Empty);
+        assert_eq!(flight(&[61], 1).1, CertStatus::Empty);
+        assert_eq!(flight(&[900], 1).1, CertStatus::Presented);
+        assert_eq!(
+            flight(&[700, 80, 53], 5),
+            (
+                Some(true),
+                CertStatus::Presented,
+                Some(675),
+                Evidence::Inferred
+            )
+        );
+        assert_eq!(Flights::default().infer(true, AES128).0, Some(false));
+        assert_eq!(flight(&[30, 40], 5), UNKNOWN);
+        // cross-check with the server's flight
+        assert_eq!(flight(&[53], 5), UNKNOWN);
+        assert_eq!(flight(&[25, 53], 4), UNKNOWN);
+    }
+
+    #[test]
+    fn alerts_and_completion() {
+        let mut f = Flights::default();
+        f.count(true, 53);
+        assert_eq!(f.client_record(53, AES128, false), ClientRecord::Flight);
+        assert!(f.client_flight_over() && !f.complete());
+        assert_eq!(f.server_record(19, AES128, false), ServerRecord::Alert);
+        assert!(!f.complete(), "an alert is not the server accepting");
+        assert_eq!(f.server_record(200, AES128, false), ServerRecord::Other);
+        assert!(f.complete());
+        assert_eq!(f.client_record(19, AES128, false), ClientRecord::Alert);
+        assert_eq!(
+            f.client_record(30, AES128, false),
+            ClientRecord::Application
+        );
+        assert_eq!(alert_len(Some(0x1305)), 11);
+    }
+}

@@ -1,0 +1,675 @@
+//! One TLS connection's analysis: bytes of each direction in stream order → records
+//! ([`super::record`]) → handshake messages ([`super::handshake`]) → facts. It feeds the TLS 1.3
+//! inference ([`super::inference`]), the outcome ([`super::outcome`]) and, with a key log, the
+//! decryption ([`super::keys`]).
+//!
+//! Each direction goes through explicit phases ([`Phase`]): plaintext handshake, encrypted
+//! handshake, finished. The session's fixed part is kept small (a busy MX has thousands of
+//! handshakes in flight): hello facts as boxed slices, the CertificateRequest as its wire body,
+//! alerts as numbers, decryption state in one box only when a key log is given; names and strings
+//! are built by [`TlsSession::facts`].
+
+use super::cert_request::{CrCheck, HeldCr};
+use super::certificate::{read_certificate_list, HeldCert};
+use super::facts::{
+    CertStatus, CertificateFacts, CertificateRequestFacts, Evidence, Outcome, TlsFacts,
+};
+use super::handshake;
+use super::hello::{read_client_hello, read_server_hello, ServerHello};
+use super::inference::{self, ClientRecord, Flights, ServerRecord};
+use super::keys::{Decryption, Keys};
+use super::names::{cipher_name, is_grease, version_name, ContentType, HandshakeType};
+use super::outcome::{Ending, Progress, RawAlert};
+use super::record::{RecordReader, Step};
+use super::Context;
+use crate::anomaly::{Anomaly, AnomalySet};
+use crate::Dir;
+
+/// Records analysed per direction after the handshake before we call the session established.
+const TAIL_RECORDS: u32 = 16;
+
+/// Where one direction's handshake stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(super) enum Phase {
+    /// Handshake messages in plaintext records.
+    #[default]
+    Plaintext,
+    /// After ServerHello (TLS 1.3) or this side's ChangeCipherSpec (≤ 1.2): handshake messages
+    /// are encrypted.
+    Encrypted,
+    /// This side's Finished was seen (≤ 1.2: its first encrypted handshake record) or decrypted.
+    Finished,
+}
+
+/// One direction.
+#[derive(Debug, Default)]
+pub(super) struct Side {
+    pub records: RecordReader,
+    pub phase: Phase,
+    /// A ChangeCipherSpec was seen (also a TLS 1.3 middlebox-compatibility one).
+    ccs: bool,
+    certificate_seen: bool,
+    /// The record being read is an encrypted one to decrypt (key log).
+    decrypting: bool,
+    /// Records and application records seen (saturating).
+    record_count: u16,
+    app_records: u16,
+    /// The part of a handshake message that arrived so far, when a message spans records.
+    hs: Vec<u8>,
+}
+
+/// One TLS connection's analysis.
+#[derive(Debug, Default)]
+pub struct TlsSession {
+    pub(super) sides: [Side; 2],
+    client_hello: bool,
+    server_hello: bool,
+    server_kex_seen: bool,
+    post_handshake_auth: bool,
+    hrr: bool,
+    resumed: Option<bool>,
+    /// Nothing more is needed from this connection (the outcome is known).
+    done: bool,
+    /// The connection still wants decrypted application data (keeps the analysis going).
+    pub(super) want_app_data: bool,
+    pub(super) decryption: Decryption,
+    /// Negotiated version code (0x0303, 0x0304, ...).
+    version: Option<u16>,
+    pub(super) cipher: Option<u16>,
+    ts_secs: i64,
+    /// Boxed: most sessions have none.
+    cr: Option<Box<HeldCr>>,
+    client_cert: Option<Box<HeldCert>>,
+    server_cert: Option<Box<HeldCert>>,
+    sni: Option<Box<str>>,
+    alpn: Option<Box<str>>,
+    offered_versions: Box<[u16]>,
+    client_session_id: Box<[u8]>,
+    /// JA4 and JA4S (fixed lengths: 36 and 25 ASCII characters).
+    ja4: Option<[u8; 36]>,
+    ja4s: Option<[u8; 25]>,
+    pub(super) ending: Ending,
+    pub(super) flights: Flights,
+    weirds: AnomalySet,
+    pub(super) keys: Option<Box<Keys>>,
+}
+
+pub(super) fn idx(d: Dir) -> usize {
+    match d {
+        Dir::ToServer => 0,
+        Dir::ToClient => 1,
+    }
+}
+
+impl TlsSession {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Bytes this session holds of a record or handshake message still arriving (its buffers).
+    pub fn buffered_bytes(&self) -> usize {
+        self.sides
+            .iter()
+            .map(|s| s.records.buffered_bytes() + s.hs.capacity())
+            .sum()
+    }
+
+    pub(super) fn weird(&mut self, w: Anomaly) {
+        self.weirds.insert(w);
+    }
+
+    /// The anomalies seen.
+    pub fn weirds(&self) -> AnomalySet {
+        self.weirds
+    }
+
+    /// True once nothing more is needed from this connection (handshake outcome known).
+    pub fn is_done(&self) -> bool {
+        let mid_record = self
+            .sides
+            .iter()
+            .any(|s| s.decrypting && s.records.in_body() && !s.records.lost());
+        (self.done && !mid_record) || self.sides.iter().all(|s| s.records.lost())
+    }
+
+    pub fn saw_client_hello(&self) -> bool {
+        self.client_hello
+    }
+
+    pub(super) fn tls13(&self) -> bool {
+        self.version == Some(0x0304)
+    }
+
+    /// Whether both sides finished the handshake (as far as the wire shows).
+    pub fn handshake_complete(&self) -> bool {
+        if self.tls13() {
+            self.flights.complete()
+        } else {
+            self.sides.iter().all(|s| s.phase == Phase::Finished)
+        }
+    }
+
+    fn progress(&self) -> Progress {
+        Progress {
+            client_hello: self.client_hello,
+            server_hello: self.server_hello,
+            complete: self.handshake_complete(),
+            tls13_client_flight_over: self.tls13() && self.flights.client_flight_over(),
+            client_app_records: self.sides[0].app_records,
+            done: self.done,
+        }
+    }
+
+    pub fn on_gap(&mut self, dir: Dir, len: u64) {
+        let s = &mut self.sides[idx(dir)];
+        let was_lost = s.records.lost();
+        if !s.records.on_gap(len) && !was_lost {
+            self.weird(Anomaly::TlsLostSyncAfterGap);
+        }
+    }
+
+    /// The TCP connection was closed (FIN or RST) by one side.
+    pub fn on_close(&mut self, dir: Dir) {
+        let p = self.progress();
+        if self.ending.on_close(dir, &p) {
+            self.done = true;
+        }
+    }
+
+    fn on_alert(&mut self, dir: Dir, fatal_or_unknown: bool) {
+        let p = self.progress();
+        if self.ending.on_alert(dir, fatal_or_unknown, &p) {
+            self.done = true;
+        }
+    }
+
+    fn add_alert(&mut self, a: RawAlert) {
+        if !self.ending.add_alert(a) {
+            self.weird(Anomaly::TlsTooManyAlerts);
+        }
+    }
+
+    fn push_encrypted_alert(&mut self, dir: Dir) {
+        self.add_alert(RawAlert::encrypted(dir));
+        self.on_alert(dir, true);
+    }
+
+    /// Bytes of one direction, in stream order. `ctx` holds what the sessions of a flow table
+    /// share (key log, chain cache).
+    pub fn feed(&mut self, ctx: &mut Context, dir: Dir, mut data: &[u8], ts_ns: i64) {
+        self.ts_secs = ts_ns.div_euclid(1_000_000_000);
+        if self.decryption == Decryption::Off && !ctx.keylog.is_empty() {
+            self.decryption = Decryption::NoKey;
+        }
+        let i = idx(dir);
+        while !data.is_empty() && self.reading(i) {
+            match self.sides[i].records.step(&mut data) {
+                Step::Progress => {}
+                Step::BadHeader => {
+                    self.weird(Anomaly::TlsBadRecordHeader);
+                    return;
+                }
+                Step::Header { ty, len } => {
+                    self.record_start(dir, ty, len);
+                    let empty = self.sides[i].records.header_handled();
+                    if empty
+                        && matches!(
+                            ContentType::from(ty),
+                            ContentType::Handshake | ContentType::Alert
+                        )
+                    {
+                        self.weird(Anomaly::TlsEmptyRecord);
+                    }
+                }
+                Step::Body { ty, body } => self.record_body(ctx, dir, ty, &body),
+            }
+        }
+    }
+
+    /// Whether this direction's bytes are still read: in sync, and the outcome not known yet
+    /// (or a record to decrypt is half read).
+    fn reading(&self, i: usize) -> bool {
+        let s = &self.sides[i];
+        !s.records.lost() && (!self.done || (s.decrypting && s.records.in_body()))
+    }
+
+    /// Decide from the header whether to read the body or skip it.
+    fn record_start(&mut self, dir: Dir, ty: u8, len: usize) {
+        let i = idx(dir);
+        let tls13 = self.tls13();
+        let ct = ContentType::from(ty);
+        let s = &mut self.sides[i];
+        s.record_count = s.record_count.saturating_add(1);
+        let plaintext_alert = ct == ContentType::Alert && len == 2;
+        let plaintext = s.phase == Phase::Plaintext;
+        let read = match ct {
+            ContentType::ChangeCipherSpec => true,
+            ContentType::Alert => plaintext_alert || plaintext,
+            ContentType::Handshake => plaintext,
+            _ => false,
+        };
+        s.decrypting = false;
+        if read {
+            s.records.read_body(len);
+            return;
+        }
+        // Once the SMTP replies are known, only records that may be alerts are decrypted (TLS 1.3:
+        // alert-sized; ≤1.2: alert type): message content is never decrypted.
+        let may_be_alert = if tls13 {
+            ct == ContentType::ApplicationData && len == inference::alert_len(self.cipher)
+        } else {
+            ct == ContentType::Alert
+        };
+        let handshake_over = s.phase == Phase::Finished;
+        let wanted = !handshake_over || self.want_app_data || may_be_alert;
+        let dec = self.keys.as_mut().and_then(|k| k.dec[i].as_mut());
+        let s = &mut self.sides[i];
+        match dec {
+            Some(_) if wanted && len > 0 => {
+                // Encrypted and we hold the key: read it to decrypt (bookkeeping below as without
+                // keys).
+                s.decrypting = true;
+                s.records.read_body(len);
+            }
+            Some(d) => {
+                d.skip();
+                s.records.skip_body(len);
+            }
+            None => s.records.skip_body(len),
+        }
+        // An encrypted record.
+        let len16 = u16::try_from(len).unwrap_or(u16::MAX); // len <= MAX_RECORD
+        self.flights.count(dir == Dir::ToServer, len16);
+        match (ct, tls13) {
+            (ContentType::Alert, _) => self.push_encrypted_alert(dir),
+            (ContentType::Handshake, false) => {
+                // ≤1.2: the first encrypted handshake record after CCS is Finished.
+                self.sides[i].phase = Phase::Finished;
+            }
+            (ContentType::ApplicationData, false) => {
+                if self.handshake_complete() {
+                    self.count_app_record(i);
+                }
+            }
+            (ContentType::ApplicationData, true) => self.tls13_encrypted_record(dir, len16),
+            _ => {}
+        }
+        self.tail_check();
+    }
+
+    fn count_app_record(&mut self, i: usize) {
+        let s = &mut self.sides[i];
+        s.app_records = s.app_records.saturating_add(1);
+    }
+
+    pub(super) fn tail_check(&mut self) {
+        if self.handshake_complete() && !self.app_decrypting() {
+            let c = self.sides[0].app_records;
+            let records =
+                u32::from(self.sides[0].record_count) + u32::from(self.sides[1].record_count);
+            if c >= 2 || records > 2 * TAIL_RECORDS + 16 {
+                self.done = true;
+            }
+        }
+    }
+
+    /// A TLS 1.3 application-data record (the record-length inference reads it).
+    fn tls13_encrypted_record(&mut self, dir: Dir, len: u16) {
+        let client_keyed = self.dec(Dir::ToServer).is_some();
+        match dir {
+            Dir::ToServer => match self.flights.client_record(len, self.cipher, client_keyed) {
+                ClientRecord::Flight => {}
+                ClientRecord::FlightUnrecognised => {
+                    self.weird(Anomaly::Tls13ClientFlightUnrecognised)
+                }
+                ClientRecord::Alert => self.push_encrypted_alert(dir),
+                ClientRecord::Application => self.count_app_record(0),
+            },
+            Dir::ToClient => match self.flights.server_record(len, self.cipher, client_keyed) {
+                ServerRecord::Flight => {}
+                ServerRecord::Alert => self.push_encrypted_alert(dir),
+                ServerRecord::Other => self.tail_check(),
+            },
+        }
+    }
+
+    fn record_body(&mut self, ctx: &mut Context, dir: Dir, ty: u8, body: &[u8]) {
+        let i = idx(dir);
+        if self.sides[i].decrypting {
+            self.sides[i].decrypting = false;
+            self.decrypted_record(ctx, dir, body);
+            return;
+        }
+        match ContentType::from(ty) {
+            ContentType::ChangeCipherSpec => self.change_cipher_spec(dir),
+            ContentType::Alert => {
+                if let [level, code] = *body {
+                    self.add_alert(RawAlert {
+                        sender: dir,
+                        encrypted: false,
+                        level: Some(level),
+                        code: Some(code),
+                    });
+                    // close_notify (0) is a warning; user_canceled too.
+                    self.on_alert(dir, level == 2 || code == 0);
+                } else {
+                    self.weird(Anomaly::TlsBadAlert);
+                }
+            }
+            ContentType::Handshake => self.handshake_bytes(ctx, dir, body, Evidence::Plaintext),
+            _ => {}
+        }
+    }
+
+    /// ≤1.2 only: CCS switches this side to encryption. Before a ServerHello (a middlebox-compat
+    /// CCS around a HelloRetryRequest) or in TLS 1.3 it changes nothing.
+    fn change_cipher_spec(&mut self, dir: Dir) {
+        let i = idx(dir);
+        self.sides[i].ccs = true;
+        if !self.server_hello || self.tls13() {
+            self.drop_pending12(dir);
+            return;
+        }
+        self.arm_tls12(dir);
+        let s = &mut self.sides[i];
+        if s.phase == Phase::Plaintext {
+            s.phase = Phase::Encrypted;
+        }
+        if dir == Dir::ToClient && !self.sides[1].certificate_seen && !self.server_kex_seen {
+            self.resumed = Some(true);
+        }
+    }
+
+    /// Handshake-layer bytes of one direction (plaintext or decrypted).
+    pub(super) fn handshake_bytes(
+        &mut self,
+        ctx: &mut Context,
+        dir: Dir,
+        data: &[u8],
+        evidence: Evidence,
+    ) {
+        let i = idx(dir);
+        let mut held = std::mem::take(&mut self.sides[i].hs);
+        let r = handshake::reassemble(&mut held, data, |msg| {
+            self.handshake_message(ctx, dir, msg, evidence);
+            let s = &self.sides[i];
+            // TLS 1.3: anything after ServerHello in these bytes would be encrypted; never
+            // happens with a conforming peer.
+            !((evidence == Evidence::Plaintext && s.phase != Phase::Plaintext) || s.records.lost())
+        });
+        self.sides[i].hs = held;
+        if r.is_err() {
+            self.sides[i].records.lose();
+            self.weird(Anomaly::TlsHandshakeTooLarge);
+        }
+    }
+
+    fn handshake_message(&mut self, ctx: &mut Context, dir: Dir, msg: &[u8], evidence: Evidence) {
+        let (Some(&ty), Some(body)) = (msg.first(), msg.get(4..)) else {
+            return;
+        };
+        match (dir, HandshakeType::from(ty)) {
+            (Dir::ToServer, HandshakeType::ClientHello) => self.client_hello(ctx, msg),
+            (Dir::ToClient, HandshakeType::ServerHello) => self.server_hello(ctx, msg),
+            (_, HandshakeType::Certificate) => self.certificate(ctx, dir, body, evidence),
+            (Dir::ToClient, HandshakeType::CertificateRequest) => {
+                self.certificate_request(body, evidence)
+            }
+            (Dir::ToClient, HandshakeType::ServerKeyExchange | HandshakeType::ServerHelloDone) => {
+                self.server_kex_seen = true
+            }
+            (_, HandshakeType::Finished) if evidence == Evidence::Decrypted => {
+                self.decrypted_finished(ctx, dir)
+            }
+            _ => {}
+        }
+    }
+
+    fn client_hello(&mut self, ctx: &Context, msg: &[u8]) {
+        if self.client_hello {
+            return; // second ClientHello after HelloRetryRequest: keep the first for JA4
+        }
+        self.client_hello = true;
+        let Some(ch) = read_client_hello(msg) else {
+            self.weird(Anomaly::TlsBadClientHello);
+            return;
+        };
+        if let (false, Some(random)) = (ctx.keylog.is_empty(), ch.random) {
+            self.keys = Some(Box::new(Keys::new(random)));
+        }
+        if ch.bad_extensions {
+            self.weird(Anomaly::TlsBadExtensions);
+        }
+        self.client_session_id = ch.session_id;
+        self.sni = ch.sni;
+        self.offered_versions = ch.offered_versions;
+        self.post_handshake_auth = ch.post_handshake_auth;
+        self.ja4 = Some(ch.ja4);
+    }
+
+    fn server_hello(&mut self, ctx: &Context, msg: &[u8]) {
+        let sh = match read_server_hello(msg) {
+            None => {
+                self.weird(Anomaly::TlsBadServerHello);
+                return;
+            }
+            Some(ServerHello::RetryRequest) => {
+                self.hrr = true;
+                return;
+            }
+            Some(ServerHello::Hello(sh)) => sh,
+        };
+        self.server_hello = true;
+        self.version = Some(sh.version);
+        self.cipher = Some(sh.cipher);
+        self.ja4s = Some(sh.ja4s);
+        if let Some(alpn) = &sh.alpn {
+            self.alpn = alpn.clone();
+        }
+        if sh.version == 0x0304 {
+            self.resumed = Some(sh.psk);
+            for s in &mut self.sides {
+                s.phase = Phase::Encrypted;
+            }
+        }
+        self.keys_for_server_hello(ctx, &sh);
+        if sh.version != 0x0304
+            && !sh.session_id.is_empty()
+            && sh.session_id == std::mem::take(&mut self.client_session_id)
+        {
+            self.resumed = Some(true);
+        }
+    }
+
+    fn certificate(&mut self, ctx: &mut Context, dir: Dir, body: &[u8], evidence: Evidence) {
+        let tls13 = self.tls13();
+        self.sides[idx(dir)].certificate_seen = true;
+        let held = match read_certificate_list(body, tls13) {
+            Err(_) => {
+                self.weird(Anomaly::TlsBadCertificateMessage);
+                HeldCert {
+                    status: CertStatus::Unknown,
+                    evidence,
+                    chain: None,
+                    at: self.ts_secs,
+                    size_bytes: None,
+                }
+            }
+            Ok(list) => {
+                if list.total > list.certs.len() {
+                    self.weird(Anomaly::TlsChainTooLong);
+                }
+                let shared = ctx.chains.shared(&list.certs, self.ts_secs);
+                if shared.0.iter().any(|c| c.parse_error.is_some()) {
+                    self.weird(Anomaly::X509ParseError);
+                }
+                HeldCert {
+                    status: if list.total == 0 {
+                        CertStatus::Empty
+                    } else {
+                        CertStatus::Presented
+                    },
+                    evidence,
+                    chain: Some(shared),
+                    at: self.ts_secs,
+                    size_bytes: Some(u32::try_from(list.size).unwrap_or(u32::MAX)),
+                }
+            }
+        };
+        match dir {
+            Dir::ToServer => self.client_cert = Some(Box::new(held)),
+            Dir::ToClient => self.server_cert = Some(Box::new(held)),
+        }
+    }
+
+    fn certificate_request(&mut self, body: &[u8], evidence: Evidence) {
+        let (held, check) = HeldCr::check(body, self.version, evidence);
+        match check {
+            CrCheck::Ok => {}
+            CrCheck::TooManyCaNames => self.weird(Anomaly::TlsTooManyCaNames),
+            CrCheck::Malformed(_) => self.weird(Anomaly::TlsBadCertificateRequest),
+        }
+        self.cr = Some(Box::new(held));
+    }
+
+    /// The facts, as complete as the wire allowed.
+    pub fn facts(&self) -> TlsFacts {
+        let tls13 = self.tls13();
+        let mut cr = self.cr.as_deref().map_or(
+            CertificateRequestFacts::bare(None, Evidence::Unknown),
+            HeldCr::facts,
+        );
+        let mut client = self.client_cert.as_deref().map(HeldCert::facts);
+        let mut server = self.server_cert.as_deref().map(HeldCert::facts);
+        let [client_side, server_side] = &self.sides;
+        if tls13 {
+            let (present, status, size, ev) =
+                self.flights.infer(self.resumed == Some(true), self.cipher);
+            if self.cr.is_none() && server_side.phase == Phase::Finished {
+                // The server's whole flight was decrypted: no CertificateRequest in it.
+                cr.present = Some(false);
+                cr.evidence = Evidence::Decrypted;
+            } else if self.cr.is_none() {
+                cr.present = present;
+                cr.evidence = ev;
+            }
+            if client.is_none() && client_side.phase == Phase::Finished {
+                client = Some(CertificateFacts::bare(
+                    CertStatus::Absent,
+                    Evidence::Decrypted,
+                    None,
+                ));
+            }
+            if client.is_none() {
+                client = Some(CertificateFacts::bare(status, ev, size));
+            }
+        } else if self.server_hello {
+            // ≤1.2: everything is in plaintext. We can say "absent" once the server finished its
+            // part of the handshake (ServerHelloDone or CCS) without a CR.
+            let server_flight_over = self.server_kex_seen || server_side.ccs;
+            if self.cr.is_none() && server_flight_over && !server_side.records.lost() {
+                cr.present = Some(false);
+                cr.evidence = Evidence::Plaintext;
+            }
+            if client.is_none()
+                && (client_side.ccs || client_side.phase == Phase::Finished)
+                && !client_side.records.lost()
+            {
+                client = Some(CertificateFacts::bare(
+                    CertStatus::Absent,
+                    Evidence::Plaintext,
+                    None,
+                ));
+            }
+        }
+        if server.is_none() && !tls13 && self.resumed == Some(true) {
+            server = Some(CertificateFacts::bare(
+                CertStatus::Absent,
+                Evidence::Plaintext,
+                None,
+            ));
+        }
+        let unknown = || CertificateFacts::bare(CertStatus::Unknown, Evidence::Unknown, None);
+        let (result, alert) = self
+            .ending
+            .result(self.handshake_complete(), self.client_hello);
+        TlsFacts {
+            version: self.version.map(version_name),
+            cipher: self.cipher.map(cipher_name),
+            cipher_id: self.cipher.map(|c| format!("0x{c:04x}")),
+            sni: self.sni.as_deref().map(String::from),
+            alpn: self.alpn.as_deref().map(String::from),
+            offered_versions: self
+                .offered_versions
+                .iter()
+                .filter(|v| !is_grease(**v))
+                .map(|v| version_name(*v))
+                .collect(),
+            post_handshake_auth: self.post_handshake_auth,
+            hello_retry_request: self.hrr,
+            resumed: self
+                .resumed
+                .or(if self.server_hello { Some(false) } else { None }),
+            ja4: self.ja4.map(|a| String::from_utf8_lossy(&a).into_owned()),
+            ja4s: self.ja4s.map(|a| String::from_utf8_lossy(&a).into_owned()),
+            certificate_request: cr,
+            client_certificate: client.unwrap_or_else(unknown),
+            server_certificate: server.unwrap_or_else(unknown),
+            outcome: Outcome {
+                result,
+                alert,
+                closed_by: self.ending.closed_by(),
+            },
+            decryption: self.decryption.fact(),
+            smtp_reply_after_tls: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::outcome::MAX_ALERTS;
+    use super::*;
+
+    #[test]
+    fn bad_record_header_loses_sync_without_panic() {
+        let mut t = TlsSession::new();
+        t.feed(
+            &mut Context::default(),
+            Dir::ToServer,
+            b"GET / HTTP/1.1\r\n",
+            0,
+        );
+        assert!(t.weirds().contains(Anomaly::TlsBadRecordHeader));
+        t.feed(&mut Context::default(), Dir::ToServer, b"more", 0);
+    }
+
+    #[test]
+    fn huge_declared_handshake_is_refused() {
+        let mut t = TlsSession::new();
+        // record of 4 bytes with a handshake header claiming 16 MB
+        t.feed(
+            &mut Context::default(),
+            Dir::ToClient,
+            &[22, 3, 3, 0, 4, 11, 0xff, 0xff, 0xff],
+            0,
+        );
+        assert!(t.weirds().contains(Anomaly::TlsHandshakeTooLarge));
+    }
+
+    /// A peer sending warning alerts without end: the session keeps the first few and counts
+    /// the rest as a weird (its memory stays bounded).
+    #[test]
+    fn endless_warning_alerts_are_bounded() {
+        let mut t = TlsSession::new();
+        let mut ctx = Context::default();
+        // user_canceled (90) at warning level: not an end of the session.
+        let alert = [21, 3, 3, 0, 2, 1, 90];
+        for _ in 0..10_000 {
+            t.feed(&mut ctx, Dir::ToClient, &alert, 0);
+        }
+        assert_eq!(t.ending.alerts().len(), MAX_ALERTS);
+        assert!(t.weirds().contains(Anomaly::TlsTooManyAlerts));
+        assert!(!t.is_done());
+    }
+}
