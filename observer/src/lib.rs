@@ -40,6 +40,24 @@ pub enum Dir {
 }
 
 impl Dir {
+    /// This direction's element of a per-direction pair `[to server, to client]`.
+    pub fn of<T>(self, pair: &[T; 2]) -> &T {
+        let [to_server, to_client] = pair;
+        match self {
+            Dir::ToServer => to_server,
+            Dir::ToClient => to_client,
+        }
+    }
+
+    /// This direction's element of a per-direction pair, mutably.
+    pub fn of_mut<T>(self, pair: &mut [T; 2]) -> &mut T {
+        let [to_server, to_client] = pair;
+        match self {
+            Dir::ToServer => to_server,
+            Dir::ToClient => to_client,
+        }
+    }
+
     pub fn flip(self) -> Dir {
         match self {
             Dir::ToServer => Dir::ToClient,

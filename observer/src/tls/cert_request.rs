@@ -222,7 +222,7 @@ pub fn parse_cr13(body: &[u8]) -> Option<(CertificateRequestFacts, bool)> {
 fn oid_filter_desc(oid: &[u8], values: &[u8]) -> String {
     // RFC 8446 says "DER-encoded": seen both as bare OID content and as a full TLV (tshark's form).
     let oid = match x509::oid::der_next(oid) {
-        Some((0x06, content, rest)) if rest.is_empty() => content,
+        Some((0x06, content, [])) => content,
         _ => oid,
     };
     let name = x509::oid::dotted(oid).unwrap_or_else(|| format!("#{}", hex::encode(oid)));

@@ -6,7 +6,7 @@ use super::decrypt::RecordDecryptor;
 use super::facts::Evidence;
 use super::hello::ServerHelloFacts;
 use super::names::ContentType;
-use super::session::{idx, Phase, TlsSession};
+use super::session::{Phase, TlsSession};
 use super::{keylog, Context};
 use crate::anomaly::Anomaly;
 use crate::Dir;
@@ -89,7 +89,7 @@ impl TlsSession {
 
     /// This direction's record decryption, when keys are known.
     pub(super) fn dec(&self, d: Dir) -> Option<&RecordDecryptor> {
-        self.keys.as_ref().and_then(|k| k.dec[idx(d)].as_ref())
+        self.keys.as_ref().and_then(|k| d.of(&k.dec).as_ref())
     }
 
     /// The key log's secrets for this session.
@@ -142,32 +142,30 @@ impl TlsSession {
     /// TLS 1.2: the decryptor waiting for this side's ChangeCipherSpec takes over.
     pub(super) fn arm_tls12(&mut self, d: Dir) {
         if let Some(k) = self.keys.as_mut() {
-            let i = idx(d);
-            k.dec[i] = k.pending12[i].take();
+            *d.of_mut(&mut k.dec) = d.of_mut(&mut k.pending12).take();
         }
     }
 
     /// TLS 1.2: drop the decryptor waiting for this side (the CCS came before a ServerHello).
     pub(super) fn drop_pending12(&mut self, d: Dir) {
         if let Some(k) = self.keys.as_mut() {
-            k.pending12[idx(d)] = None;
+            *d.of_mut(&mut k.pending12) = None;
         }
     }
 
     /// One decrypted record (TLS 1.3: inner content type; TLS 1.2: the record's type).
     pub(super) fn decrypted_record(&mut self, ctx: &mut Context, dir: Dir, body: &[u8]) {
-        let i = idx(dir);
-        let header = *self.sides[i].records.header();
+        let header = *self.side(dir).records.header();
         let Some(keys) = self.keys.as_mut() else {
             return;
         };
-        let Some(dec) = keys.dec[i].as_mut() else {
+        let Some(dec) = dir.of_mut(&mut keys.dec).as_mut() else {
             return;
         };
         let Some((inner, pt)) = dec.open(&header, body) else {
             // Wrong key (or a record we cannot decrypt): fall back to what the lengths say.
-            keys.dec[i] = None;
-            keys.pending12[i] = None;
+            *dir.of_mut(&mut keys.dec) = None;
+            *dir.of_mut(&mut keys.pending12) = None;
             self.decryption = Decryption::Failed;
             self.weird(Anomaly::TlsDecryptFailed);
             return;
@@ -182,10 +180,10 @@ impl TlsSession {
                     self.ending.decrypted_alert(dir, level, code);
                 }
             }
-            ContentType::ApplicationData if self.want_app_data => {
-                if keys.app_plaintext.len() < MAX_APP_CHUNKS {
-                    keys.app_plaintext.push((dir, pt));
-                }
+            ContentType::ApplicationData
+                if self.want_app_data && keys.app_plaintext.len() < MAX_APP_CHUNKS =>
+            {
+                keys.app_plaintext.push((dir, pt));
             }
             _ => {}
         }
@@ -193,7 +191,7 @@ impl TlsSession {
 
     /// A decrypted Finished: TLS 1.3 switches this direction to its application traffic key.
     pub(super) fn decrypted_finished(&mut self, ctx: &Context, dir: Dir) {
-        self.sides[idx(dir)].phase = Phase::Finished;
+        self.side_mut(dir).phase = Phase::Finished;
         if !self.tls13() {
             return;
         }
@@ -213,7 +211,7 @@ impl TlsSession {
             _ => None,
         };
         if let Some(k) = self.keys.as_mut() {
-            k.dec[idx(dir)] = dec;
+            *dir.of_mut(&mut k.dec) = dec;
         }
     }
 }

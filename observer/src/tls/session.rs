@@ -94,13 +94,6 @@ pub struct TlsSession {
     pub(super) keys: Option<Box<Keys>>,
 }
 
-pub(super) fn idx(d: Dir) -> usize {
-    match d {
-        Dir::ToServer => 0,
-        Dir::ToClient => 1,
-    }
-}
-
 impl TlsSession {
     pub fn new() -> Self {
         Self::default()
@@ -112,6 +105,14 @@ impl TlsSession {
             .iter()
             .map(|s| s.records.buffered_bytes() + s.hs.capacity())
             .sum()
+    }
+
+    pub(super) fn side(&self, d: Dir) -> &Side {
+        d.of(&self.sides)
+    }
+
+    pub(super) fn side_mut(&mut self, d: Dir) -> &mut Side {
+        d.of_mut(&mut self.sides)
     }
 
     pub(super) fn weird(&mut self, w: Anomaly) {
@@ -161,7 +162,7 @@ impl TlsSession {
     }
 
     pub fn on_gap(&mut self, dir: Dir, len: u64) {
-        let s = &mut self.sides[idx(dir)];
+        let s = self.side_mut(dir);
         let was_lost = s.records.lost();
         if !s.records.on_gap(len) && !was_lost {
             self.weird(Anomaly::TlsLostSyncAfterGap);
@@ -201,9 +202,8 @@ impl TlsSession {
         if self.decryption == Decryption::Off && !ctx.keylog.is_empty() {
             self.decryption = Decryption::NoKey;
         }
-        let i = idx(dir);
-        while !data.is_empty() && self.reading(i) {
-            match self.sides[i].records.step(&mut data) {
+        while !data.is_empty() && self.reading(dir) {
+            match self.side_mut(dir).records.step(&mut data) {
                 Step::Progress => {}
                 Step::BadHeader => {
                     self.weird(Anomaly::TlsBadRecordHeader);
@@ -211,7 +211,7 @@ impl TlsSession {
                 }
                 Step::Header { ty, len } => {
                     self.record_start(dir, ty, len);
-                    let empty = self.sides[i].records.header_handled();
+                    let empty = self.side_mut(dir).records.header_handled();
                     if empty
                         && matches!(
                             ContentType::from(ty),
@@ -228,17 +228,16 @@ impl TlsSession {
 
     /// Whether this direction's bytes are still read: in sync, and the outcome not known yet
     /// (or a record to decrypt is half read).
-    fn reading(&self, i: usize) -> bool {
-        let s = &self.sides[i];
+    fn reading(&self, dir: Dir) -> bool {
+        let s = self.side(dir);
         !s.records.lost() && (!self.done || (s.decrypting && s.records.in_body()))
     }
 
     /// Decide from the header whether to read the body or skip it.
     fn record_start(&mut self, dir: Dir, ty: u8, len: usize) {
-        let i = idx(dir);
         let tls13 = self.tls13();
         let ct = ContentType::from(ty);
-        let s = &mut self.sides[i];
+        let s = dir.of_mut(&mut self.sides);
         s.record_count = s.record_count.saturating_add(1);
         let plaintext_alert = ct == ContentType::Alert && len == 2;
         let plaintext = s.phase == Phase::Plaintext;
@@ -262,8 +261,11 @@ impl TlsSession {
         };
         let handshake_over = s.phase == Phase::Finished;
         let wanted = !handshake_over || self.want_app_data || may_be_alert;
-        let dec = self.keys.as_mut().and_then(|k| k.dec[i].as_mut());
-        let s = &mut self.sides[i];
+        let dec = self
+            .keys
+            .as_mut()
+            .and_then(|k| dir.of_mut(&mut k.dec).as_mut());
+        let s = dir.of_mut(&mut self.sides);
         match dec {
             Some(_) if wanted && len > 0 => {
                 // Encrypted and we hold the key: read it to decrypt (bookkeeping below as without
@@ -277,19 +279,19 @@ impl TlsSession {
             }
             None => s.records.skip_body(len),
         }
-        // An encrypted record.
+        // An encrypted record. Only TLS 1.3 reads the lengths (≤ 1.2 spends no memory on them).
         let len16 = u16::try_from(len).unwrap_or(u16::MAX); // len <= MAX_RECORD
-        self.flights.count(dir == Dir::ToServer, len16);
+        if tls13 {
+            self.flights.count(dir == Dir::ToServer, len16);
+        }
         match (ct, tls13) {
             (ContentType::Alert, _) => self.push_encrypted_alert(dir),
             (ContentType::Handshake, false) => {
                 // ≤1.2: the first encrypted handshake record after CCS is Finished.
-                self.sides[i].phase = Phase::Finished;
+                self.side_mut(dir).phase = Phase::Finished;
             }
-            (ContentType::ApplicationData, false) => {
-                if self.handshake_complete() {
-                    self.count_app_record(i);
-                }
+            (ContentType::ApplicationData, false) if self.handshake_complete() => {
+                self.count_app_record(dir);
             }
             (ContentType::ApplicationData, true) => self.tls13_encrypted_record(dir, len16),
             _ => {}
@@ -297,8 +299,8 @@ impl TlsSession {
         self.tail_check();
     }
 
-    fn count_app_record(&mut self, i: usize) {
-        let s = &mut self.sides[i];
+    fn count_app_record(&mut self, dir: Dir) {
+        let s = self.side_mut(dir);
         s.app_records = s.app_records.saturating_add(1);
     }
 
@@ -323,7 +325,7 @@ impl TlsSession {
                     self.weird(Anomaly::Tls13ClientFlightUnrecognised)
                 }
                 ClientRecord::Alert => self.push_encrypted_alert(dir),
-                ClientRecord::Application => self.count_app_record(0),
+                ClientRecord::Application => self.count_app_record(Dir::ToServer),
             },
             Dir::ToClient => match self.flights.server_record(len, self.cipher, client_keyed) {
                 ServerRecord::Flight => {}
@@ -334,9 +336,8 @@ impl TlsSession {
     }
 
     fn record_body(&mut self, ctx: &mut Context, dir: Dir, ty: u8, body: &[u8]) {
-        let i = idx(dir);
-        if self.sides[i].decrypting {
-            self.sides[i].decrypting = false;
+        if self.side(dir).decrypting {
+            self.side_mut(dir).decrypting = false;
             self.decrypted_record(ctx, dir, body);
             return;
         }
@@ -364,14 +365,13 @@ impl TlsSession {
     /// ≤1.2 only: CCS switches this side to encryption. Before a ServerHello (a middlebox-compat
     /// CCS around a HelloRetryRequest) or in TLS 1.3 it changes nothing.
     fn change_cipher_spec(&mut self, dir: Dir) {
-        let i = idx(dir);
-        self.sides[i].ccs = true;
+        self.side_mut(dir).ccs = true;
         if !self.server_hello || self.tls13() {
             self.drop_pending12(dir);
             return;
         }
         self.arm_tls12(dir);
-        let s = &mut self.sides[i];
+        let s = self.side_mut(dir);
         if s.phase == Phase::Plaintext {
             s.phase = Phase::Encrypted;
         }
@@ -388,18 +388,17 @@ impl TlsSession {
         data: &[u8],
         evidence: Evidence,
     ) {
-        let i = idx(dir);
-        let mut held = std::mem::take(&mut self.sides[i].hs);
+        let mut held = std::mem::take(&mut self.side_mut(dir).hs);
         let r = handshake::reassemble(&mut held, data, |msg| {
             self.handshake_message(ctx, dir, msg, evidence);
-            let s = &self.sides[i];
+            let s = self.side(dir);
             // TLS 1.3: anything after ServerHello in these bytes would be encrypted; never
             // happens with a conforming peer.
             !((evidence == Evidence::Plaintext && s.phase != Phase::Plaintext) || s.records.lost())
         });
-        self.sides[i].hs = held;
+        self.side_mut(dir).hs = held;
         if r.is_err() {
-            self.sides[i].records.lose();
+            self.side_mut(dir).records.lose();
             self.weird(Anomaly::TlsHandshakeTooLarge);
         }
     }
@@ -483,7 +482,7 @@ impl TlsSession {
 
     fn certificate(&mut self, ctx: &mut Context, dir: Dir, body: &[u8], evidence: Evidence) {
         let tls13 = self.tls13();
-        self.sides[idx(dir)].certificate_seen = true;
+        self.side_mut(dir).certificate_seen = true;
         let held = match read_certificate_list(body, tls13) {
             Err(_) => {
                 self.weird(Anomaly::TlsBadCertificateMessage);
