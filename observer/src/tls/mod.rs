@@ -319,7 +319,7 @@ impl RawAlert {
 }
 
 /// Key-log decryption of one session. Boxed and only there when a key log is: most sessions have
-/// none, and a handshaking connection's state must stay small (flow::tests::flow_state_is_small).
+/// none, and a handshaking connection's state must stay small (flow::connection::tests::flow_state_is_small).
 #[derive(Debug)]
 struct Keys {
     client_random: [u8; 32],
