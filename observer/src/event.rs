@@ -2,7 +2,7 @@
 //! documented field by field in docs/events.md).
 
 use crate::anomaly::AnomalySet;
-use crate::smtp::SmtpFacts;
+use crate::smtp::{SmtpFacts, StartTls};
 use crate::tls::TlsFacts;
 use ipnet::IpNet;
 use serde::Serialize;
@@ -73,6 +73,73 @@ impl SessionEvent {
             .as_ref()
             .map_or(AnomalySet::EMPTY, |s| s.anomalies);
         self.weirds.union(smtp)
+    }
+}
+
+/// What the flow layer knows of a connection when it reports it (`flow::FlowTable`), in roles.
+pub(crate) struct Observed {
+    pub client: (IpAddr, u16),
+    pub server: (IpAddr, u16),
+    /// Time of the connection's first packet (ns).
+    pub first_ts: i64,
+    /// The SMTP analyzer's facts, when the dialogue proved to be SMTP.
+    pub smtp: Option<SmtpFacts>,
+    /// An SMTP analyzer was started (whatever it concluded).
+    pub smtp_started: bool,
+    /// The TLS analyzer's facts, once a ClientHello was seen.
+    pub tls: Option<TlsFacts>,
+    /// TCP, TLS and X.509 anomalies.
+    pub weirds: AnomalySet,
+    pub packets: [u32; 2],
+    pub payload_bytes: [u64; 2],
+}
+
+/// The event of a connection. `smtp_ports`: TLS from the first byte to one of them is implicit
+/// TLS SMTP; `local_nets` give its direction.
+pub(crate) fn build(o: Observed, local_nets: &[IpNet], smtp_ports: &[u16]) -> SessionEvent {
+    let Observed {
+        client,
+        server,
+        first_ts,
+        mut smtp,
+        smtp_started,
+        tls,
+        weirds,
+        packets,
+        payload_bytes,
+    } = o;
+    if smtp.is_none() && tls.is_some() && !smtp_started {
+        // TLS from the first byte: implicit TLS. Only call it SMTP on a configured SMTP port.
+        if smtp_ports.contains(&server.1) {
+            smtp = Some(SmtpFacts {
+                banner: None,
+                helo: None,
+                starttls_offered: None,
+                starttls: StartTls::Implicit,
+                starttls_reply: None,
+                plaintext_fallback: false,
+                anomalies: AnomalySet::EMPTY,
+            });
+        }
+    }
+    SessionEvent {
+        kind: "session",
+        ts: rfc3339_micros(first_ts),
+        community_id: community_id(client.0, client.1, server.0, server.1),
+        client: Endpoint {
+            ip: client.0,
+            port: client.1,
+        },
+        server: Endpoint {
+            ip: server.0,
+            port: server.1,
+        },
+        direction: Direction::classify(local_nets, client.0, server.0),
+        smtp,
+        tls,
+        weirds,
+        packets: packets.map(u64::from),
+        payload_bytes,
     }
 }
 

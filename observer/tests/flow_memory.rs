@@ -10,7 +10,7 @@
 //!   too: what is left per connection once every flow is closed (the table keeps its buckets),
 //!   ≤ 32 B;
 //! - once the connection's event is out (a message body may follow for minutes): ≤ 384 B, the
-//!   analyzers and their facts are freed (`flow::Conversation::release`).
+//!   analyzers and their facts are freed (`flow::conversation::Conversation::release`).
 use ekuwatch::capture::{CaptureReader, Item, Packet};
 use ekuwatch::flow::FlowConfig;
 use ekuwatch::pipeline::Pipeline;
