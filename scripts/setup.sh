@@ -38,6 +38,10 @@ fi
 if ! cargo fmt --version >/dev/null 2>&1; then
   rustup component add rustfmt
 fi
+# clippy: the test command lints (-D warnings); a minimal-profile toolchain lacks it too.
+if ! cargo clippy --version >/dev/null 2>&1; then
+  rustup component add clippy
+fi
 
 # The pinned nightly: cargo-fuzz, and building the eBPF program (-Z build-std=core needs rust-src).
 if ! rustup toolchain list | grep -q "^${NIGHTLY}"; then

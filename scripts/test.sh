@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 cargo fmt --all -- --check
 cargo fmt --manifest-path ebpf/Cargo.toml -- --check   # the kernel program is its own workspace
+cargo clippy --workspace --locked --all-targets --all-features -- -D warnings
+python3 scripts/check-msrv.py   # rust-version covers every locked dependency's own
 cargo test --workspace --locked --all-features
 # concurrency benchmark, bounded (docs/performance.md has the full runs): its own checks must hold —
 # one event per session, each session's outcome as its template's alone, no flow evicted or left

@@ -152,8 +152,7 @@ impl FileReader {
     }
 }
 
-fn u16_of(b: &[u8], be: bool) -> u16 {
-    let a = [b[0], b[1]];
+fn u16_of(a: [u8; 2], be: bool) -> u16 {
     if be {
         u16::from_be_bytes(a)
     } else {
@@ -161,13 +160,24 @@ fn u16_of(b: &[u8], be: bool) -> u16 {
     }
 }
 
-fn u32_of(b: &[u8], be: bool) -> u32 {
-    let a = [b[0], b[1], b[2], b[3]];
+fn u32_of(a: [u8; 4], be: bool) -> u32 {
     if be {
         u32::from_be_bytes(a)
     } else {
         u32::from_le_bytes(a)
     }
+}
+
+/// The first `N` 32-bit fields of `b` in the given byte order, and the bytes after them; `None`
+/// when `b` is shorter than `4 * N`.
+fn u32s<const N: usize>(b: &[u8], be: bool) -> Option<([u32; N], &[u8])> {
+    let (head, rest) = b.split_at_checked(4 * N)?;
+    let words = head.as_chunks::<4>().0.first_chunk::<N>()?;
+    let mut out = [0; N];
+    for (o, &w) in out.iter_mut().zip(words) {
+        *o = u32_of(w, be);
+    }
+    Some((out, rest))
 }
 
 const PCAPNG_SHB: u32 = 0x0A0D_0D0A;
@@ -201,9 +211,11 @@ impl<R: BufRead> CaptureReader<R> {
                 let le = u32::from_le_bytes(magic);
                 let big_endian = le == 0xd4c3_b2a1 || le == 0x4d3c_b2a1;
                 let nanos = le == 0xa1b2_3c4d || le == 0x4d3c_b2a1;
-                let mut rest = [0u8; 20];
-                me.read_exact(&mut rest, "pcap file header")?;
-                let linktype = u32_of(&rest[16..20], big_endian) & 0x0fff_ffff;
+                // version, reserved, snaplen, then the link type
+                let mut rest = [[0u8; 4]; 5];
+                me.read_exact(rest.as_flattened_mut(), "pcap file header")?;
+                let [_, _, _, _, linktype] = rest;
+                let linktype = u32_of(linktype, big_endian) & 0x0fff_ffff;
                 me.format = Format::Pcap {
                     big_endian,
                     nanos,
@@ -243,15 +255,16 @@ impl<R: BufRead> CaptureReader<R> {
 
     /// Section header block after its 4-byte type: length, byte-order magic, version, options.
     fn read_shb_rest(&mut self) -> Result<(), CaptureError> {
-        let mut head = [0u8; 8];
-        self.read_exact(&mut head, "pcapng section header")?;
-        let big_endian = match u32::from_le_bytes([head[4], head[5], head[6], head[7]]) {
+        let mut head = [[0u8; 4]; 2];
+        self.read_exact(head.as_flattened_mut(), "pcapng section header")?;
+        let [len, bom] = head;
+        let big_endian = match u32::from_le_bytes(bom) {
             0x1A2B_3C4D => false,
             0x4D3C_2B1A => true,
             _ => return Err(self.malformed("bad pcapng byte-order magic")),
         };
-        let len = u32_of(&head[0..4], big_endian) as usize;
-        if !(28..=MAX_BLOCK).contains(&len) || len % 4 != 0 {
+        let len = u32_of(len, big_endian) as usize;
+        if !(28..=MAX_BLOCK).contains(&len) || !len.is_multiple_of(4) {
             return Err(self.malformed(format!("bad section header length {len}")));
         }
         let mut rest = vec![0u8; len - 12];
@@ -303,26 +316,42 @@ impl<R: BufRead> CaptureReader<R> {
             linktype,
         } = self.format
         {
+            // record header: seconds, fraction, captured length, original length
             let whole = match self.input.fill_buf() {
-                Ok(b) if b.len() >= 16 => {
-                    let caplen = u32_of(&b[8..12], big_endian) as usize;
-                    (caplen <= MAX_BLOCK && b.len() >= 16 + caplen).then_some(caplen)
-                }
-                _ => None,
+                Ok(b) => match b.split_first_chunk::<16>() {
+                    Some((&[s0, s1, s2, s3, f0, f1, f2, f3, c0, c1, c2, c3, ..], data)) => {
+                        let caplen = u32_of([c0, c1, c2, c3], big_endian) as usize;
+                        (caplen <= MAX_BLOCK && data.len() >= caplen).then_some((
+                            u32_of([s0, s1, s2, s3], big_endian),
+                            u32_of([f0, f1, f2, f3], big_endian),
+                            caplen,
+                        ))
+                    }
+                    None => None,
+                },
+                Err(_) => None,
             };
-            if let Some(caplen) = whole {
+            if let Some((secs, frac, caplen)) = whole {
                 // (The buffer is not empty: this returns it again, without reading.)
                 match self.input.fill_buf() {
                     Ok(b) => {
-                        let secs = u32_of(&b[0..4], big_endian) as i64;
-                        let frac = u32_of(&b[4..8], big_endian) as i64;
+                        let Some(data) = b.get(16..16 + caplen) else {
+                            // Only a `BufRead` that breaks that promise gets here.
+                            self.done = true;
+                            return Some(Err(CaptureError::Malformed {
+                                path: self.path.clone(),
+                                offset: self.offset,
+                                what: "input buffer changed between reads".into(),
+                            }));
+                        };
+                        let (secs, frac) = (secs as i64, frac as i64);
                         let ts_ns = secs * 1_000_000_000 + if nanos { frac } else { frac * 1000 };
                         self.in_place = 16 + caplen;
                         self.offset += (16 + caplen) as u64;
                         return Some(Ok(ItemRef::Packet(Frame {
                             ts_ns,
                             linktype,
-                            data: &b[16..16 + caplen],
+                            data,
                         })));
                     }
                     Err(source) => {
@@ -377,7 +406,10 @@ impl<R: BufRead> CaptureReader<R> {
     fn read_header(&mut self, buf: &mut [u8], what: &'static str) -> Result<bool, CaptureError> {
         let mut got = 0;
         while got < buf.len() {
-            match self.input.read(&mut buf[got..]) {
+            let Some(unread) = buf.get_mut(got..) else {
+                break; // (`got` never passes `buf.len()`: a reader's count is at most what it was given)
+            };
+            match self.input.read(unread) {
                 Ok(0) if got == 0 => return Ok(false),
                 Ok(0) => {
                     return Err(CaptureError::Truncated {
@@ -410,14 +442,15 @@ impl<R: BufRead> CaptureReader<R> {
         else {
             return Ok(None);
         };
-        let mut hdr = [0u8; 16];
-        if !self.read_header(&mut hdr, "pcap record header")? {
+        let mut hdr = [[0u8; 4]; 4];
+        if !self.read_header(hdr.as_flattened_mut(), "pcap record header")? {
             return Ok(None);
         }
-        let secs = u32_of(&hdr[0..4], big_endian) as i64;
-        let frac = u32_of(&hdr[4..8], big_endian) as i64;
-        let caplen = u32_of(&hdr[8..12], big_endian) as usize;
-        let orig_len = u32_of(&hdr[12..16], big_endian);
+        let [secs, frac, caplen, orig_len] = hdr;
+        let secs = u32_of(secs, big_endian) as i64;
+        let frac = u32_of(frac, big_endian) as i64;
+        let caplen = u32_of(caplen, big_endian) as usize;
+        let orig_len = u32_of(orig_len, big_endian);
         if caplen > MAX_BLOCK {
             return Err(self.malformed(format!("record length {caplen} exceeds {MAX_BLOCK}")));
         }
@@ -437,15 +470,15 @@ impl<R: BufRead> CaptureReader<R> {
             let Format::PcapNg { big_endian, .. } = self.format else {
                 return Ok(None);
             };
-            let mut hdr = [0u8; 8];
-            if !self.read_header(&mut hdr, "pcapng block header")? {
+            let mut hdr = [[0u8; 4]; 2];
+            if !self.read_header(hdr.as_flattened_mut(), "pcapng block header")? {
                 return Ok(None);
             }
-            let block_type = u32_of(&hdr[0..4], big_endian);
+            let [block_type, len_bytes] = hdr;
+            let block_type = u32_of(block_type, big_endian);
             if block_type == PCAPNG_SHB {
                 // New section: re-read byte order. We already consumed type+length; rewind logically.
                 self.offset -= 4;
-                let len_bytes = [hdr[4], hdr[5], hdr[6], hdr[7]];
                 let mut bom = [0u8; 4];
                 self.read_exact(&mut bom, "pcapng section header")?;
                 let be = match u32::from_le_bytes(bom) {
@@ -453,8 +486,8 @@ impl<R: BufRead> CaptureReader<R> {
                     0x4D3C_2B1A => true,
                     _ => return Err(self.malformed("bad pcapng byte-order magic")),
                 };
-                let len = u32_of(&len_bytes, be) as usize;
-                if !(28..=MAX_BLOCK).contains(&len) || len % 4 != 0 {
+                let len = u32_of(len_bytes, be) as usize;
+                if !(28..=MAX_BLOCK).contains(&len) || !len.is_multiple_of(4) {
                     return Err(self.malformed(format!("bad section header length {len}")));
                 }
                 let mut rest = vec![0u8; len - 12];
@@ -465,8 +498,8 @@ impl<R: BufRead> CaptureReader<R> {
                 };
                 continue;
             }
-            let len = u32_of(&hdr[4..8], big_endian) as usize;
-            if !(12..=MAX_BLOCK).contains(&len) || len % 4 != 0 {
+            let len = u32_of(len_bytes, big_endian) as usize;
+            if !(12..=MAX_BLOCK).contains(&len) || !len.is_multiple_of(4) {
                 return Err(self.malformed(format!("bad block length {len}")));
             }
             let mut block = std::mem::take(&mut self.block);
@@ -492,35 +525,38 @@ impl<R: BufRead> CaptureReader<R> {
         big_endian: bool,
         block: &[u8],
     ) -> Result<Option<Item>, CaptureError> {
-        let body = &block[..block.len() - 4]; // trailing length copy
+        // (the caller's length check leaves at least the trailing length copy)
+        let Some((body, _trailing_len)) = block.split_last_chunk::<4>() else {
+            return Err(self.malformed("short pcapng block"));
+        };
         let Format::PcapNg { interfaces, .. } = &mut self.format else {
             return Ok(None);
         };
         match block_type {
             PCAPNG_IDB => {
-                if body.len() < 8 {
+                // link type (2 bytes), reserved (2), snaplen (4), options
+                let Some((&[l0, l1, ..], opts)) = body.split_first_chunk::<8>() else {
                     return Err(self.malformed("short interface description block"));
-                }
-                let linktype = u16_of(&body[0..2], big_endian) as u32;
-                let units_per_sec = idb_tsresol(&body[8..], big_endian);
+                };
+                let linktype = u16_of([l0, l1], big_endian) as u32;
+                let units_per_sec = idb_tsresol(opts, big_endian);
                 interfaces.push(Interface {
                     linktype,
                     units_per_sec,
                 });
             }
             PCAPNG_EPB => {
-                if body.len() < 20 {
+                let Some(([iface, ts_high, ts_low, caplen, orig_len], rest)) =
+                    u32s::<5>(body, big_endian)
+                else {
                     return Err(self.malformed("short enhanced packet block"));
-                }
-                let iface = u32_of(&body[0..4], big_endian) as usize;
+                };
+                let iface = iface as usize;
                 let Some(&ifc) = interfaces.get(iface) else {
                     return Err(self.malformed(format!("packet for undeclared interface {iface}")));
                 };
-                let ts = (u64::from(u32_of(&body[4..8], big_endian)) << 32)
-                    | u64::from(u32_of(&body[8..12], big_endian));
-                let caplen = u32_of(&body[12..16], big_endian) as usize;
-                let orig_len = u32_of(&body[16..20], big_endian);
-                let Some(data) = body.get(20..20usize.saturating_add(caplen)) else {
+                let ts = (u64::from(ts_high) << 32) | u64::from(ts_low);
+                let Some(data) = rest.get(..caplen as usize) else {
                     return Err(
                         self.malformed("enhanced packet block shorter than its captured length")
                     );
@@ -538,13 +574,13 @@ impl<R: BufRead> CaptureReader<R> {
                 let Some(&ifc) = interfaces.first() else {
                     return Err(self.malformed("simple packet block without an interface"));
                 };
-                if body.len() < 4 {
+                let Some(([orig_len], rest)) = u32s::<1>(body, big_endian) else {
                     return Err(self.malformed("short simple packet block"));
-                }
-                let orig_len = u32_of(&body[0..4], big_endian);
-                let caplen = (orig_len as usize).min(body.len() - 4);
+                };
+                // the packet, cut to the block when it claims more
+                let data = rest.get(..orig_len as usize).unwrap_or(rest);
                 let mut copy = self.packet_buf(0);
-                copy.extend_from_slice(&body[4..4 + caplen]);
+                copy.extend_from_slice(data);
                 return Ok(Some(Item::Packet(Packet {
                     ts_ns: 0,
                     linktype: ifc.linktype,
@@ -553,12 +589,10 @@ impl<R: BufRead> CaptureReader<R> {
                 })));
             }
             PCAPNG_DSB => {
-                if body.len() < 8 {
+                let Some(([secrets_type, slen], rest)) = u32s::<2>(body, big_endian) else {
                     return Err(self.malformed("short decryption secrets block"));
-                }
-                let secrets_type = u32_of(&body[0..4], big_endian);
-                let slen = u32_of(&body[4..8], big_endian) as usize;
-                let Some(data) = body.get(8..8usize.saturating_add(slen)) else {
+                };
+                let Some(data) = rest.get(..slen as usize) else {
                     return Err(self.malformed("decryption secrets block shorter than its length"));
                 };
                 return Ok(Some(Item::Secrets {
@@ -598,18 +632,17 @@ fn read_exact_or<R: Read>(
 
 /// `if_tsresol` option (code 9) of an interface description block; default microseconds.
 fn idb_tsresol(mut opts: &[u8], be: bool) -> u64 {
-    while opts.len() >= 4 {
-        let code = u16_of(&opts[0..2], be);
-        let len = u16_of(&opts[2..4], be) as usize;
+    while let Some((&[c0, c1, l0, l1], rest)) = opts.split_first_chunk::<4>() {
+        let code = u16_of([c0, c1], be);
+        let len = u16_of([l0, l1], be) as usize;
         let padded = (len + 3) & !3;
-        let Some(val) = opts.get(4..4 + len) else {
+        let Some(val) = rest.get(..len) else {
             break;
         };
         if code == 0 {
             break;
         }
-        if code == 9 && len >= 1 {
-            let v = val[0];
+        if let (9, Some(&v)) = (code, val.first()) {
             let exp = u32::from(v & 0x7f);
             let base: u64 = if v & 0x80 != 0 { 2 } else { 10 };
             return base
@@ -617,7 +650,7 @@ fn idb_tsresol(mut opts: &[u8], be: bool) -> u64 {
                 .filter(|&u| u > 0)
                 .unwrap_or(1_000_000);
         }
-        opts = opts.get(4 + padded..).unwrap_or(&[]);
+        opts = rest.get(padded..).unwrap_or(&[]);
     }
     1_000_000
 }

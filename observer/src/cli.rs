@@ -247,7 +247,8 @@ struct Outputs {
     book: PeerBook,
     sink: Option<JsonlSink<Box<dyn Write>>>,
     metrics: Option<Metrics>,
-    snapshots: Vec<(f64, Vec<((&'static str, Vec<(&'static str, String)>), f64)>)>,
+    /// (packet time in seconds, the metrics then)
+    snapshots: Vec<(f64, crate::metrics::Snapshot)>,
     next_snapshot: Option<i64>,
     error: Option<anyhow::Error>,
 }

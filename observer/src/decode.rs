@@ -69,7 +69,12 @@ const ETHERTYPE_IPV6: u16 = 0x86DD;
 /// Decodes one frame of the given link type into a TCP segment.
 pub fn decode(linktype: u32, frame: &[u8]) -> Result<Segment<'_>, Skip> {
     let fast = match linktype {
-        linktype::ETHERNET if frame.get(12..14) == Some(&[0x08, 0x00]) => ipv4_tcp(&frame[14..]),
+        linktype::ETHERNET => match frame.split_first_chunk::<14>() {
+            Some((&[.., t0, t1], ip)) if u16::from_be_bytes([t0, t1]) == ETHERTYPE_IPV4 => {
+                ipv4_tcp(ip)
+            }
+            _ => None,
+        },
         linktype::RAW | linktype::IPV4 => ipv4_tcp(frame),
         _ => None,
     };
@@ -84,36 +89,37 @@ pub fn decode(linktype: u32, frame: &[u8]) -> Result<Segment<'_>, Skip> {
 /// options the lengths do not allow, frames cut by the snaplen — which the general path
 /// (`etherparse`) decodes; both give the same segment wherever this one answers (tests).
 fn ipv4_tcp(ip: &[u8]) -> Option<Segment<'_>> {
-    let h = ip.get(..20)?;
+    // (fixed-size arrays: the constant indexes below are checked at compile time)
+    let h: &[u8; 20] = ip.first_chunk()?;
     let ihl = usize::from(h[0] & 0x0f) * 4;
     let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
     let fragment = u16::from_be_bytes([h[6], h[7]]) & 0x3fff != 0; // MF or an offset
-    if h[0] >> 4 != 4 || ihl < 20 || total < ihl || total > ip.len() || fragment || h[9] != 6 {
+    if h[0] >> 4 != 4 || ihl < 20 || fragment || h[9] != 6 {
         return None;
     }
-    let tcp = &ip[ihl..total];
-    let t = tcp.get(..20)?;
+    // `None` when total < ihl or total > ip.len()
+    let tcp = ip.get(ihl..total)?;
+    let t: &[u8; 20] = tcp.first_chunk()?;
     let doff = usize::from(t[12] >> 4) * 4;
-    if doff < 20 || doff > tcp.len() {
+    if doff < 20 {
         return None;
     }
-    let be16 = |i: usize| u16::from_be_bytes([t[i], t[i + 1]]);
-    let be32 = |i: usize| u32::from_be_bytes([t[i], t[i + 1], t[i + 2], t[i + 3]]);
+    let payload = tcp.get(doff..)?; // `None` when doff > tcp.len()
     let flags = t[13];
     Some(Segment {
         src: IpAddr::from([h[12], h[13], h[14], h[15]]),
         dst: IpAddr::from([h[16], h[17], h[18], h[19]]),
-        sport: be16(0),
-        dport: be16(2),
-        seq: be32(4),
-        ack: be32(8),
+        sport: u16::from_be_bytes([t[0], t[1]]),
+        dport: u16::from_be_bytes([t[2], t[3]]),
+        seq: u32::from_be_bytes([t[4], t[5], t[6], t[7]]),
+        ack: u32::from_be_bytes([t[8], t[9], t[10], t[11]]),
         flags: TcpFlags {
             fin: flags & 0x01 != 0,
             syn: flags & 0x02 != 0,
             rst: flags & 0x04 != 0,
             ack: flags & 0x10 != 0,
         },
-        payload: &tcp[doff..],
+        payload,
         truncated: false,
     })
 }
@@ -126,27 +132,25 @@ fn general(linktype: u32, frame: &[u8]) -> Result<Segment<'_>, Skip> {
             LaxSlicedPacket::from_ip(frame).map_err(|_| Skip::Malformed)?
         }
         linktype::NULL | linktype::LOOP => {
-            let fam = frame.get(0..4).ok_or(Skip::Malformed)?;
+            let (&fam, ip) = frame.split_first_chunk::<4>().ok_or(Skip::Malformed)?;
             // NULL: host byte order of the capturing machine; LOOP: network order. Accept both.
-            let le = u32::from_le_bytes([fam[0], fam[1], fam[2], fam[3]]);
-            let be = u32::from_be_bytes([fam[0], fam[1], fam[2], fam[3]]);
+            let le = u32::from_le_bytes(fam);
+            let be = u32::from_be_bytes(fam);
             let is_ip = |f: u32| matches!(f, 2 | 24 | 28 | 30);
             if !(is_ip(le) || is_ip(be)) {
                 return Err(Skip::NotIp);
             }
-            LaxSlicedPacket::from_ip(&frame[4..]).map_err(|_| Skip::Malformed)?
+            LaxSlicedPacket::from_ip(ip).map_err(|_| Skip::Malformed)?
         }
         linktype::LINUX_SLL => {
             // 16-byte header; protocol (ethertype) in the last two bytes.
-            let hdr = frame.get(0..16).ok_or(Skip::Malformed)?;
-            let proto = u16::from_be_bytes([hdr[14], hdr[15]]);
-            from_ether_type(proto, &frame[16..])?
+            let (&[.., p0, p1], rest) = frame.split_first_chunk::<16>().ok_or(Skip::Malformed)?;
+            from_ether_type(u16::from_be_bytes([p0, p1]), rest)?
         }
         linktype::LINUX_SLL2 => {
             // 20-byte header; protocol type first.
-            let hdr = frame.get(0..20).ok_or(Skip::Malformed)?;
-            let proto = u16::from_be_bytes([hdr[0], hdr[1]]);
-            from_ether_type(proto, &frame[20..])?
+            let (&[p0, p1, ..], rest) = frame.split_first_chunk::<20>().ok_or(Skip::Malformed)?;
+            from_ether_type(u16::from_be_bytes([p0, p1]), rest)?
         }
         _ => return Err(Skip::UnsupportedLinkType),
     };

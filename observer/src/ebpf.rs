@@ -21,6 +21,12 @@ use std::time::Duration;
 /// The classifiers: ingress, egress.
 const PROGRAMS: [&str; 2] = ["ekuwatch_ingress", "ekuwatch_egress"];
 
+/// One end of a connection: address and port.
+pub type Endpoint = (IpAddr, u16);
+
+/// Receives each frame read from the ring: `(ts_ns, linktype, bytes, orig_len)`.
+pub type OnFrame<'a> = dyn FnMut(i64, u32, &[u8], u32) + 'a;
+
 /// The kernel object compiled by build.rs.
 static OBJECT: &[u8] = include_bytes!(env!("EKUWATCH_EBPF_OBJECT"));
 
@@ -113,7 +119,7 @@ fn clock_offset() -> i64 {
 }
 
 /// The kernel's key for a connection.
-pub fn flow_key(a: (IpAddr, u16), b: (IpAddr, u16)) -> FlowKey {
+pub fn flow_key(a: Endpoint, b: Endpoint) -> FlowKey {
     let bytes = |ip: IpAddr| match ip {
         IpAddr::V4(v) => ekuwatch_ebpf_common::mapped_v4(v.octets()),
         IpAddr::V6(v) => v.octets(),
@@ -125,16 +131,18 @@ pub fn flow_key(a: (IpAddr, u16), b: (IpAddr, u16)) -> FlowKey {
 /// its header claims (counted by the caller).
 pub fn parse_sample(sample: &[u8]) -> Option<(PacketMeta, &[u8])> {
     const META: usize = std::mem::size_of::<PacketMeta>();
-    let h = sample.get(..META)?;
-    let u32_at = |o: usize| u32::from_ne_bytes([h[o], h[o + 1], h[o + 2], h[o + 3]]);
+    let (h, rest) = sample.split_at_checked(META)?;
+    // ktime_ns (8 bytes), then len, caplen, egress (4 each)
+    let (&ktime_ns, h) = h.split_first_chunk::<8>()?;
+    let &[len, caplen, egress] = h.as_chunks::<4>().0.first_chunk::<3>()?;
     let meta = PacketMeta {
-        ktime_ns: u64::from_ne_bytes(h[..8].try_into().ok()?),
-        len: u32_at(8),
-        caplen: u32_at(12),
-        egress: u32_at(16),
+        ktime_ns: u64::from_ne_bytes(ktime_ns),
+        len: u32::from_ne_bytes(len),
+        caplen: u32::from_ne_bytes(caplen),
+        egress: u32::from_ne_bytes(egress),
         _pad: 0,
     };
-    let data = sample.get(META..META + meta.caplen as usize)?;
+    let data = rest.get(..meta.caplen as usize)?;
     Some((meta, data))
 }
 
@@ -174,7 +182,10 @@ impl EbpfCapture {
             wake_bytes: u64::from(opts.ring_bytes / 8),
             ..Config::default()
         };
-        cfg.ports[..opts.ports.len()].copy_from_slice(&opts.ports);
+        // (at most MAX_PORTS, checked above)
+        for (slot, &port) in cfg.ports.iter_mut().zip(&opts.ports) {
+            *slot = port;
+        }
         let mut config: Array<_, Config> = bpf
             .map_mut("CONFIG")
             .ok_or(EbpfError::Map("CONFIG", "missing".into()))?
@@ -265,7 +276,12 @@ impl EbpfCapture {
         repeat: u32,
     ) -> Result<aya::programs::TestRunResult, EbpfError> {
         use aya::programs::{TestRun, TestRunOptions};
-        let name = PROGRAMS[usize::from(egress)];
+        let [ingress_program, egress_program] = PROGRAMS;
+        let name = if egress {
+            egress_program
+        } else {
+            ingress_program
+        };
         let prog: &SchedClassifier = self
             .bpf
             .program(name)
@@ -296,11 +312,7 @@ impl EbpfCapture {
 
     /// Like [`EbpfCapture::poll`], handing each frame to `f(ts_ns, linktype, bytes, orig_len)`
     /// straight from the ring (no copy). Returns after the ring was drained once.
-    pub fn poll_with(
-        &mut self,
-        timeout: Duration,
-        f: &mut dyn FnMut(i64, u32, &[u8], u32),
-    ) -> Result<(), EbpfError> {
+    pub fn poll_with(&mut self, timeout: Duration, f: &mut OnFrame<'_>) -> Result<(), EbpfError> {
         use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
         if self.drain(f) == 0 && !timeout.is_zero() {
             let mut fds = [PollFd::new(self.ring.as_fd(), PollFlags::POLLIN)];
@@ -316,7 +328,7 @@ impl EbpfCapture {
         Ok(())
     }
 
-    fn drain(&mut self, f: &mut dyn FnMut(i64, u32, &[u8], u32)) -> usize {
+    fn drain(&mut self, f: &mut OnFrame<'_>) -> usize {
         let mut n = 0;
         let linktype = self.linktype;
         while let Some(item) = self.ring.next() {
@@ -336,7 +348,7 @@ impl EbpfCapture {
     }
 
     /// Tells the kernel these connections need no more packets (but their FIN/RST).
-    pub fn mark_done(&mut self, flows: &[((IpAddr, u16), (IpAddr, u16))]) {
+    pub fn mark_done(&mut self, flows: &[(Endpoint, Endpoint)]) {
         for (a, b) in flows {
             match self.done.insert(flow_key(*a, *b), 1, 0) {
                 Ok(()) => self.marked += 1,

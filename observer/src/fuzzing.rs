@@ -59,6 +59,10 @@ pub fn pipeline(data: &[u8]) {
     let mut book = PeerBook::default();
     let mut sink = JsonlSink::new(Vec::new());
     for ev in p.take_events() {
+        #[allow(
+            clippy::expect_used,
+            reason = "fuzz target: a broken invariant must crash the fuzzer, with the error"
+        )]
         sink.write(&ev).expect("events always serialise");
         book.add(&ev);
     }
@@ -71,13 +75,13 @@ pub fn reassembly(data: &[u8]) {
     let mut r = Reassembler::new(cap);
     let mut delivered = 0u64;
     let mut offered = 0u64;
-    let mut i = 0;
-    while let Some(&[op, b1, b2, b3]) = data.get(i..i + 4) {
+    let mut rest = data;
+    while let Some((&[op, b1, b2, b3], after)) = rest.split_first_chunk::<4>() {
         let seq = u32::from_le_bytes([b1, b2, b3, op]);
         let len = usize::from(b2 % 64);
-        i += 4;
-        let payload = &data[i..(i + len).min(data.len())];
-        i += payload.len();
+        // up to `len` bytes: what is left when fewer
+        let (payload, after) = after.split_at_checked(len).unwrap_or((after, &[]));
+        rest = after;
         let mut out = |c: Chunk<'_>| {
             if let Chunk::Data(d) = c {
                 delivered += d.len() as u64;
@@ -100,18 +104,18 @@ pub fn reassembly(data: &[u8]) {
 /// Splits `data` into two-way chunks: a control byte (bit 7: to the client; low 7 bits times
 /// `unit`: length) and that many bytes.
 fn chunks(data: &[u8], unit: usize) -> impl Iterator<Item = (u8, Dir, &[u8])> {
-    let mut i = 0;
+    let mut rest = data;
     std::iter::from_fn(move || {
-        let &ctl = data.get(i)?;
-        i += 1;
-        let n = (usize::from(ctl & 0x7f) * unit).min(data.len() - i);
+        let (&ctl, after) = rest.split_first()?;
+        let n = usize::from(ctl & 0x7f) * unit;
         let dir = if ctl & 0x80 == 0 {
             Dir::ToServer
         } else {
             Dir::ToClient
         };
-        let chunk = &data[i..i + n];
-        i += n;
+        // `n` bytes, or what is left when fewer
+        let (chunk, after) = after.split_at_checked(n).unwrap_or((after, &[]));
+        rest = after;
         Some((ctl, dir, chunk))
     })
 }
@@ -162,8 +166,8 @@ pub fn tls(data: &[u8]) {
 /// as a three-certificate chain).
 pub fn x509(data: &[u8]) {
     let _ = dn_from_der(data);
-    let half = data.len() / 2;
-    let ders: Vec<&[u8]> = vec![data, &data[..half], &data[half..]];
+    let (first, second) = data.split_at_checked(data.len() / 2).unwrap_or((data, &[]));
+    let ders: Vec<&[u8]> = vec![data, first, second];
     let facts: Vec<_> = ders.iter().map(|d| cert_facts(d, 1_700_000_000)).collect();
     let _ = chain::classify(&ders, &facts, 1_700_000_000);
 }

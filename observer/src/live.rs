@@ -143,6 +143,10 @@ impl Source {
             Source::Pcap { cap, linktype, .. } => match cap.next_packet() {
                 Ok(p) => {
                     let ts = p.header.ts;
+                    #[allow(
+                        clippy::useless_conversion,
+                        reason = "time_t and suseconds_t are i64 here but narrower on other targets"
+                    )]
                     let ts_ns = i64::from(ts.tv_sec) * 1_000_000_000 + i64::from(ts.tv_usec) * 1000;
                     pipe.frame(ts_ns, *linktype, p.data);
                     Ok(())

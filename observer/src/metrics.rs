@@ -24,6 +24,9 @@ const MAX_CANDIDATES: usize = 100_000;
 
 type Labels = Vec<(&'static str, String)>;
 
+/// Every series' value at one moment: ((family, labels), value).
+pub type Snapshot = Vec<((&'static str, Labels), f64)>;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Counter,
@@ -454,13 +457,13 @@ impl Metrics {
     }
 
     /// A snapshot of every series, for timestamped OpenMetrics.
-    pub fn snapshot(&self) -> Vec<((&'static str, Labels), f64)> {
+    pub fn snapshot(&self) -> Snapshot {
         self.values.iter().map(|(k, v)| (k.clone(), *v)).collect()
     }
 
     /// OpenMetrics text with timestamps from snapshots taken at packet times (seconds), grouped by
     /// family and series as `promtool tsdb create-blocks-from openmetrics` requires.
-    pub fn openmetrics(&self, snapshots: &[(f64, Vec<((&'static str, Labels), f64)>)]) -> String {
+    pub fn openmetrics(&self, snapshots: &[(f64, Snapshot)]) -> String {
         let mut series: BTreeMap<(&'static str, Labels), Vec<(f64, f64)>> = BTreeMap::new();
         for (ts, snap) in snapshots {
             for (k, v) in snap {

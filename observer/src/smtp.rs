@@ -106,6 +106,16 @@ fn first_chars(s: &str, n: usize) -> &str {
     s.char_indices().nth(n).map_or(s, |(i, _)| &s[..i])
 }
 
+/// The three-digit code a reply line starts with.
+fn reply_code(line: &[u8]) -> Option<u16> {
+    match *line {
+        [a @ b'0'..=b'9', b @ b'0'..=b'9', c @ b'0'..=b'9', ..] => {
+            Some(u16::from(a - b'0') * 100 + u16::from(b - b'0') * 10 + u16::from(c - b'0'))
+        }
+        _ => None,
+    }
+}
+
 /// A line without its `\r\n` / `\n` ending.
 fn trim_eol(mut l: &[u8]) -> &[u8] {
     while let [rest @ .., b'\n' | b'\r'] = l {
@@ -124,16 +134,17 @@ impl LineBuf {
     /// Appends bytes up to and including the first `\n`; returns how many were consumed and whether
     /// a line is complete.
     fn push(&mut self, data: &[u8]) -> (usize, bool) {
-        let (take, done) = match data.iter().position(|&b| b == b'\n') {
-            Some(i) => (i + 1, true),
-            None => (data.len(), false),
+        // (`i < data.len()`: the line through its `\n` is always `Some`)
+        let (line, done) = match data.iter().position(|&b| b == b'\n') {
+            Some(i) => (data.get(..=i).unwrap_or(data), true),
+            None => (data, false),
         };
         let room = MAX_LINE.saturating_sub(self.buf.len());
-        if take > room {
+        if line.len() > room {
             self.overlong = true;
         }
-        self.buf.extend_from_slice(&data[..take.min(room)]);
-        (take, done)
+        self.buf.extend_from_slice(line.get(..room).unwrap_or(line));
+        (line.len(), done)
     }
 
     fn take_line(&mut self) -> (Vec<u8>, bool) {
@@ -219,11 +230,10 @@ impl SmtpSession {
     /// Feed bytes from one direction.
     pub fn feed(&mut self, dir: Dir, data: &[u8]) -> Next {
         let mut off = 0;
-        while off < data.len() {
+        while let Some(rest @ [first, ..]) = data.get(off..) {
             match self.state {
                 State::Done => return Next::Stop,
                 State::TlsExpected => {
-                    let rest = &data[off..];
                     if looks_like_tls(rest) {
                         self.facts.starttls = StartTls::Accepted;
                         self.state = State::Done;
@@ -240,8 +250,8 @@ impl SmtpSession {
                         && self.facts.helo.is_none()
                         && self.facts.starttls_reply.is_none()
                         && self.client.buf.is_empty()
-                        && data[off] == 0x16
-                        && looks_like_tls(&data[off..]) =>
+                        && *first == 0x16
+                        && looks_like_tls(rest) =>
                 {
                     // The client's first bytes are a TLS ClientHello, without STARTTLS (implicit TLS
                     // sent to a plaintext SMTP port). After any command (e.g. a refused STARTTLS)
@@ -261,13 +271,16 @@ impl SmtpSession {
                 Dir::ToServer => &mut self.client,
                 Dir::ToClient => &mut self.server,
             };
-            let rest = &data[off..];
-            let whole = rest.iter().position(|&b| b == b'\n');
+            // A whole line in this chunk: the bytes before its `\n`.
+            let whole = rest
+                .iter()
+                .position(|&b| b == b'\n')
+                .and_then(|i| rest.get(..i));
             let (line, overlong): (std::borrow::Cow<'_, [u8]>, bool) = match whole {
                 // A whole line in this chunk and nothing buffered: read where it lies.
-                Some(i) if buf.buf.is_empty() && !buf.overlong && i < MAX_LINE => {
-                    off += i + 1;
-                    (trim_eol(&rest[..i]).into(), false)
+                Some(l) if buf.buf.is_empty() && !buf.overlong && l.len() < MAX_LINE => {
+                    off += l.len() + 1;
+                    (trim_eol(l).into(), false)
                 }
                 _ => {
                     let (n, complete) = buf.push(rest);
@@ -390,11 +403,9 @@ impl SmtpSession {
 
     fn server_line(&mut self, line: &str) -> Next {
         let bytes = line.as_bytes();
-        let code = match bytes.get(0..3) {
-            Some(c) if c.iter().all(u8::is_ascii_digit) => {
-                u16::from(c[0] - b'0') * 100 + u16::from(c[1] - b'0') * 10 + u16::from(c[2] - b'0')
-            }
-            _ => {
+        let code = match reply_code(bytes) {
+            Some(c) => c,
+            None => {
                 if self.banner_pending && !self.confirmed {
                     // "+OK" (POP3), "* OK" (IMAP), "<?xml" (XMPP): not SMTP.
                     self.not_smtp = true;
@@ -526,7 +537,7 @@ impl PostTlsTracker {
                 Dir::ToClient => &mut self.server,
             };
             let (n, complete) = buf.push(data);
-            data = &data[n..];
+            data = data.get(n..).unwrap_or_default(); // (`push` consumes at most `data.len()`)
             if !complete {
                 continue;
             }
@@ -553,13 +564,7 @@ impl PostTlsTracker {
 
     fn server_line(&mut self, line: &str) {
         let b = line.as_bytes();
-        let Some(code) = b
-            .get(0..3)
-            .filter(|c| c.iter().all(u8::is_ascii_digit))
-            .map(|c| {
-                u16::from(c[0] - b'0') * 100 + u16::from(c[1] - b'0') * 10 + u16::from(c[2] - b'0')
-            })
-        else {
+        let Some(code) = reply_code(b) else {
             return;
         };
         if b.get(3) == Some(&b'-') {

@@ -108,14 +108,12 @@ impl Reassembler {
     pub fn close_at_fin(&mut self, out: &mut dyn FnMut(Chunk<'_>)) {
         self.flush(out);
         let f = self.fin_at;
-        if f != NO_FIN {
-            if !self.stopped && f > self.next {
-                let n = f - self.next;
-                self.gaps += 1;
-                self.gap_bytes += n;
-                out(Chunk::Gap(n));
-                self.next = f;
-            }
+        if f != NO_FIN && !self.stopped && f > self.next {
+            let n = f - self.next;
+            self.gaps += 1;
+            self.gap_bytes += n;
+            out(Chunk::Gap(n));
+            self.next = f;
         }
     }
 
@@ -153,8 +151,10 @@ impl Reassembler {
             return; // retransmission of delivered bytes
         }
         if start <= next {
-            let skip = (next - start) as usize;
-            out(Chunk::Data(&payload[skip..]));
+            // start <= next < end: the payload's bytes from `next` on are new (always `Some`)
+            if let Some(fresh) = payload.get((next - start) as usize..) {
+                out(Chunk::Data(fresh));
+            }
             self.next = end as u64;
             self.drain(out);
             return;
@@ -211,7 +211,10 @@ impl Reassembler {
             self.pending_bytes -= data.len();
             let end = start + data.len() as u64;
             if end > self.next && !self.stopped {
-                out(Chunk::Data(&data[(self.next - start) as usize..]));
+                // start <= next < end: the entry's bytes from `next` on are new (always `Some`)
+                if let Some(fresh) = data.get((self.next - start) as usize..) {
+                    out(Chunk::Data(fresh));
+                }
                 self.next = end;
             }
         }
@@ -233,8 +236,9 @@ impl Reassembler {
             let lo = s.max(start);
             let hi = e.min(end);
             if let Some(old) = self.pending.get(&s) {
-                let a = &old[(lo - s) as usize..(hi - s) as usize];
-                let b = &payload[(lo - start) as usize..(hi - start) as usize];
+                // [lo, hi) lies in both [s, e) and [start, end): both ranges are `Some`
+                let a = old.get((lo - s) as usize..(hi - s) as usize);
+                let b = payload.get((lo - start) as usize..(hi - start) as usize);
                 if a != b {
                     self.overlap_conflicts += 1;
                 }
@@ -259,9 +263,12 @@ impl Reassembler {
         }
         for (ps, pe) in pieces {
             if pe > ps {
-                let piece = payload[(ps - start) as usize..(pe - start) as usize].to_vec();
-                self.pending_bytes += piece.len();
-                self.pending.insert(ps, piece);
+                // every piece lies within [start, end): the range is always `Some`
+                if let Some(piece) = payload.get((ps - start) as usize..(pe - start) as usize) {
+                    let piece = piece.to_vec();
+                    self.pending_bytes += piece.len();
+                    self.pending.insert(ps, piece);
+                }
             }
         }
     }
@@ -279,7 +286,7 @@ mod tests {
         let mut got = Vec::new();
         f(r, &mut |c| match c {
             Chunk::Data(d) => got.extend_from_slice(d),
-            Chunk::Gap(n) => got.extend(std::iter::repeat(b'?').take(n as usize)),
+            Chunk::Gap(n) => got.extend(std::iter::repeat_n(b'?', n as usize)),
         });
         got
     }

@@ -38,7 +38,7 @@ fn pcap(pkts: &[Packet], linktype: u32, nanos: bool) -> Vec<u8> {
 
 fn block(ty: u32, body: &[u8]) -> Vec<u8> {
     let mut b = body.to_vec();
-    while b.len() % 4 != 0 {
+    while !b.len().is_multiple_of(4) {
         b.push(0);
     }
     let len = (b.len() + 12) as u32;

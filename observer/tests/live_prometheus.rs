@@ -522,7 +522,7 @@ fn postfix_across_a_network_namespace() {
             .args([
                 "live",
                 "--interface",
-                &veth,
+                veth,
                 "--port",
                 "2525",
                 "--port",
@@ -613,7 +613,7 @@ fn postfix_across_a_network_namespace() {
         "{evs:?}"
     );
 
-    let _prom = start_prometheus(&work, &[exporter], prom_port);
+    let _prom = start_prometheus(work, &[exporter], prom_port);
     let n = evs.len() as f64;
     wait_for("Prometheus to scrape the counters", 60, || {
         prom_scalar(prom_port, "sum(ekuwatch_tls_handshakes_total)") == Some(n)

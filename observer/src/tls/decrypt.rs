@@ -61,7 +61,7 @@ pub fn suite(id: u16) -> Option<(AeadKind, HashKind, bool)> {
         0xc02c | 0xc030 | 0x009d | 0x009f | 0x00a3 | 0x00a5 => {
             (AeadKind::Aes256Gcm, HashKind::Sha384, false)
         }
-        0xcca8 | 0xcca9 | 0xccaa => (AeadKind::ChaCha20Poly1305, HashKind::Sha256, false),
+        0xcca8..=0xccaa => (AeadKind::ChaCha20Poly1305, HashKind::Sha256, false),
         _ => return None,
     })
 }
@@ -194,12 +194,12 @@ impl RecordDecryptor {
         let mut seed = server_random.to_vec();
         seed.extend_from_slice(client_random);
         let block = prf12(hash, master, "key expansion", &seed, 2 * k + 2 * iv_len)?;
-        let (ck, rest) = block.split_at(k);
-        let (sk, rest) = rest.split_at(k);
-        let (civ, siv) = rest.split_at(iv_len);
+        let (ck, rest) = block.split_at_checked(k)?;
+        let (sk, rest) = rest.split_at_checked(k)?;
+        let (civ, siv) = rest.split_at_checked(iv_len)?;
         let mk = |key: &[u8], iv: &[u8]| -> Option<Self> {
             let mut full = [0u8; 12];
-            full[..iv.len()].copy_from_slice(iv);
+            full.get_mut(..iv.len())?.copy_from_slice(iv);
             Some(RecordDecryptor(Box::new(State {
                 cipher: Cipher::new(aead, key)?,
                 iv: full,
@@ -223,10 +223,7 @@ impl RecordDecryptor {
         let seq = s.seq;
         s.seq += 1;
         if s.tls13 {
-            let mut nonce = s.iv;
-            for (i, b) in seq.to_be_bytes().iter().enumerate() {
-                nonce[4 + i] ^= b;
-            }
+            let nonce = seq_nonce(s.iv, seq);
             let mut pt = s.cipher.open(&nonce, header, body)?;
             while pt.last() == Some(&0) {
                 pt.pop();
@@ -238,15 +235,12 @@ impl RecordDecryptor {
             if body.len() < 8 + 16 {
                 return None;
             }
+            let (explicit, ct) = body.split_first_chunk::<8>()?;
             let mut n = s.iv;
-            n[4..].copy_from_slice(&body[..8]);
-            (n, &body[8..])
+            n[4..].copy_from_slice(explicit);
+            (n, ct)
         } else {
-            let mut n = s.iv;
-            for (i, b) in seq.to_be_bytes().iter().enumerate() {
-                n[4 + i] ^= b;
-            }
-            (n, body)
+            (seq_nonce(s.iv, seq), body)
         };
         let pt_len = ct.len().checked_sub(16)? as u16;
         let mut aad = seq.to_be_bytes().to_vec();
@@ -255,6 +249,15 @@ impl RecordDecryptor {
         let pt = s.cipher.open(&nonce, &aad, ct)?;
         Some((header[0], pt))
     }
+}
+
+/// A record's nonce from the IV: the sequence number XORed into its last 8 bytes.
+fn seq_nonce(iv: [u8; 12], seq: u64) -> [u8; 12] {
+    let mut nonce = iv;
+    for (n, s) in nonce[4..].iter_mut().zip(seq.to_be_bytes()) {
+        *n ^= s;
+    }
+    nonce
 }
 
 #[cfg(test)]

@@ -180,8 +180,10 @@ fn key_desc(spki: &SubjectPublicKeyInfo<'_>) -> String {
         "1.2.840.113549.1.1.1" => {
             let bits = match spki.parsed() {
                 Ok(x509_parser::public_key::PublicKey::RSA(rsa)) => {
-                    let m = rsa.modulus;
-                    let m = &m[m.iter().position(|&b| b != 0).unwrap_or(m.len())..];
+                    let mut m = rsa.modulus;
+                    while let [0, rest @ ..] = m {
+                        m = rest; // leading zero bytes
+                    }
                     m.first()
                         .map_or(0, |&b| (m.len() - 1) * 8 + (8 - b.leading_zeros() as usize))
                 }
@@ -240,8 +242,10 @@ pub fn rfc4514(name: &X509Name<'_>) -> String {
                         x509_parser::der_parser::asn1_rs::Tag::BmpString => {
                             let d = a.attr_value().data;
                             let u: Vec<u16> = d
-                                .chunks_exact(2)
-                                .map(|c| u16::from_be_bytes([c[0], c[1]]))
+                                .as_chunks::<2>()
+                                .0
+                                .iter()
+                                .map(|&c| u16::from_be_bytes(c))
                                 .collect();
                             escape_4514(&String::from_utf16_lossy(&u))
                         }
