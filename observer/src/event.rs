@@ -15,25 +15,18 @@ pub struct Endpoint {
     pub port: u16,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Hash, PartialOrd, Ord)]
-#[serde(rename_all = "snake_case")]
-pub enum Direction {
-    /// A local client (our MTA) talking to a remote server.
-    Outbound,
-    /// A remote client talking to our server.
-    Inbound,
-    Unknown,
+named_enum! {
+    /// Which way a session goes, relative to our hosts (`--local-net`).
+    pub enum Direction {
+        /// A local client (our MTA) talking to a remote server.
+        Outbound = "outbound",
+        /// A remote client talking to our server.
+        Inbound = "inbound",
+        Unknown = "unknown",
+    }
 }
 
 impl Direction {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Direction::Outbound => "outbound",
-            Direction::Inbound => "inbound",
-            Direction::Unknown => "unknown",
-        }
-    }
-
     /// From `--local-net` CIDRs: outbound when only the client is local, inbound when only the server is.
     pub fn classify(local: &[IpNet], client: IpAddr, server: IpAddr) -> Direction {
         let c = local.iter().any(|n| n.contains(&client));

@@ -7,6 +7,26 @@
 //! (one per connection) → `peers` (aggregation) → `sink` (JSONL, reports). `cli` is the edge.
 //!
 //! Analyzers are sans-IO: bytes + direction + timestamp in, facts out. They never log or print.
+//!
+//! # No panics on input
+//!
+//! Nothing that reads captured bytes, key logs or configuration may panic, whatever the input:
+//! library code outside tests is built with `unwrap_used`, `expect_used`, `indexing_slicing` and
+//! `panic` denied (below; the test command runs clippy with `-D warnings`). Wire bytes are read
+//! through bounds-checked accessors — `tls::codec::Reader`, slice patterns, `get`,
+//! `split_at_checked` — and per-direction pairs through [`Dir::of`]. The few `allow`s are local and
+//! state their reason. Arithmetic on lengths is bounded by the caps each layer declares (records,
+//! messages, lines, queues), so it cannot overflow.
+
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )
+)]
 
 #[macro_use]
 mod macros;

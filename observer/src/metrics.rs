@@ -207,10 +207,7 @@ impl Metrics {
         let dir = ev.direction.as_str().to_string();
         let peer = self.peer_label(peer);
         if let Some(s) = &ev.smtp {
-            let st = serde_json::to_value(s.starttls)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default();
+            let st = s.starttls.as_str().to_string();
             self.add(
                 "ekuwatch_smtp_sessions",
                 vec![("direction", dir.clone()), ("starttls", st)],

@@ -16,33 +16,20 @@ pub const MAX_LINE: usize = 1024;
 /// Commands awaiting replies (pipelining) that we remember.
 const MAX_PENDING: usize = 64;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StartTls {
-    /// STARTTLS answered 220 and TLS followed.
-    Accepted,
-    /// STARTTLS answered with something else (454, 501, ...).
-    Refused,
-    /// The server's EHLO reply did not advertise STARTTLS and the client did not try.
-    NotOffered,
-    /// Advertised, but the client never sent STARTTLS.
-    NotAttempted,
-    /// TLS from the first byte (port 465 style).
-    Implicit,
-    Unknown,
-}
-
-impl StartTls {
-    /// The name as serialised.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StartTls::Accepted => "accepted",
-            StartTls::Refused => "refused",
-            StartTls::NotOffered => "not_offered",
-            StartTls::NotAttempted => "not_attempted",
-            StartTls::Implicit => "implicit",
-            StartTls::Unknown => "unknown",
-        }
+named_enum! {
+    /// How a session used STARTTLS (contract).
+    pub enum StartTls {
+        /// STARTTLS answered 220 and TLS followed.
+        Accepted = "accepted",
+        /// STARTTLS answered with something else (454, 501, ...).
+        Refused = "refused",
+        /// The server's EHLO reply did not advertise STARTTLS and the client did not try.
+        NotOffered = "not_offered",
+        /// Advertised, but the client never sent STARTTLS.
+        NotAttempted = "not_attempted",
+        /// TLS from the first byte (port 465 style).
+        Implicit = "implicit",
+        Unknown = "unknown",
     }
 }
 
@@ -595,15 +582,7 @@ mod tests {
 
     #[test]
     fn starttls_names_are_the_serialised_ones() {
-        use StartTls::*;
-        for v in [
-            Accepted,
-            Refused,
-            NotOffered,
-            NotAttempted,
-            Implicit,
-            Unknown,
-        ] {
+        for &v in StartTls::ALL {
             assert_eq!(serde_json::to_value(v).unwrap(), v.as_str());
         }
         assert_eq!(first_chars("héllo", 2), "hé");

@@ -18,36 +18,29 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use x509_parser::prelude::*;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, PartialOrd, Ord, Hash)]
-#[serde(rename_all = "snake_case")]
-pub enum EkuClass {
-    ServerOnly,
-    ClientOnly,
-    ServerAndClient,
-    Any,
-    None,
-    Other,
-}
-
-impl EkuClass {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EkuClass::ServerOnly => "server_only",
-            EkuClass::ClientOnly => "client_only",
-            EkuClass::ServerAndClient => "server_and_client",
-            EkuClass::Any => "any",
-            EkuClass::None => "none",
-            EkuClass::Other => "other",
-        }
+named_enum! {
+    /// A certificate's EKU class (docs/policy.md).
+    pub enum EkuClass {
+        /// serverAuth without clientAuth.
+        ServerOnly = "server_only",
+        ClientOnly = "client_only",
+        ServerAndClient = "server_and_client",
+        /// anyExtendedKeyUsage.
+        Any = "any",
+        /// No EKU extension.
+        None = "none",
+        /// An EKU without serverAuth or clientAuth.
+        Other = "other",
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Validity {
-    Valid,
-    Expired,
-    NotYetValid,
+named_enum! {
+    /// A certificate's validity at the time of the packet that carried it.
+    pub enum Validity {
+        Valid = "valid",
+        Expired = "expired",
+        NotYetValid = "not_yet_valid",
+    }
 }
 
 /// Facts about one certificate (the event's `CERT` object).
