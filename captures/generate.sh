@@ -290,13 +290,14 @@ rustls_ready() {
 }
 # rustls client -> Postfix (STARTTLS, TLS 1.3 only, from 127.0.0.2); the helper runs the SMTP dialog
 # itself and writes the key log.  rl_client NAME PORT CERT(nocert|variant: sends client-CERT.chain.pem as is)
+# [HELPER-FLAGS...]
 rl_client() {
-  local name=$1 port=$2 cert=$3 certargs=()
+  local name=$1 port=$2 cert=$3 certargs=(); shift 3
   wanted "$name" || return 0
   rustls_ready || return 0
   [[ $cert != nocert ]] && certargs=(--cert "client-$cert.chain.pem" --key "client-$cert.key.pem")
   run "$name" "$port" keylog timeout 30 "$RUSTLS_PEER" client --bind "$CLI" --port "$port" --sni mx.lab.test \
-    --ca root.cert.pem "${certargs[@]}" --keylog "$here/$name.keylog"
+    --ca root.cert.pem "${certargs[@]}" --keylog "$here/$name.keylog" "$@"
 }
 # openssl s_client -starttls smtp -tls1_3 -> rustls server on 2602 (one connection; server.chain.pem;
 # WebPkiClientVerifier with root.cert.pem, client cert optional (ask) or mandatory (require)).
@@ -343,6 +344,12 @@ ossl pf-reqccert-tls12-openssl-serveronly 2527 1.2 serveronly keylog
 ossl pf-reqccert-tls12-openssl-both       2527 1.2 both -
 ossl pf-reqccert-tls13-openssl-nocert     2527 1.3 nocert keylog
 ossl pf-reqccert-tls13-openssl-serveronly 2527 1.3 serveronly keylog
+# swaks answers Postfix's "421 4.7.1 Client certificate not trusted" with QUIT before the server's
+# close arrives: the server still ended the session after one reply (closed_after_handshake)
+swk  pf-reqccert-tls12-swaks-serveronly  2527 --tls --tls-protocol tlsv1_2 --tls-sni mx.lab.test \
+       --tls-cert "$pki/client-serveronly.cert.pem" --tls-key "$pki/client-serveronly.key.pem"
+swk  pf-reqccert-tls13-swaks-serveronly  2527 --tls --tls-protocol tlsv1_3 --tls-sni mx.lab.test \
+       --tls-cert "$pki/client-serveronly.cert.pem" --tls-key "$pki/client-serveronly.key.pem"
 # port 2465: implicit TLS (smtpd_tls_wrappermode=yes)
 swk  pf-wrapper-tls12-swaks-nocert        2465 --tlsc --tls-protocol tlsv1_2 --tls-sni mx.lab.test
 OSSL_IMPLICIT=1 ossl pf-wrapper-tls13-openssl-nocert 2465 1.3 nocert keylog
@@ -379,6 +386,9 @@ rl_client pf-askccert-tls13-rustls-nocert     2526 nocert
 rl_client pf-askccert-tls13-rustls-both       2526 both         # leaf + intermediate (client-both.chain.pem)
 rl_client pf-askccert-tls13-rustls-serveronly 2526 serveronly   # leaf only (client-serveronly.chain.pem)
 rl_client pf-noask-tls13-rustls-nocert        2525 nocert
+# EHLO and QUIT written at once against req_ccert: Postfix answers 421 to the EHLO and closes while
+# the client's QUIT is already on its way (closed_after_handshake, not established)
+rl_client pf-reqccert-tls13-rustls-serveronly-eager 2527 serveronly --eager-quit
 # openssl s_client -starttls smtp -tls1_3 -> rustls server (port 2602, SMTP STARTTLS), WebPkiClientVerifier
 rl_srv rustls-ask-tls13-openssl-nocert         ask     nocert
 rl_srv rustls-require-tls13-openssl-both       require both

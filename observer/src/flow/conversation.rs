@@ -256,6 +256,9 @@ impl Conversation {
         for (dir, pt) in chunks {
             tracker.feed(dir, &pt);
         }
+        if let Some(code) = tracker.replies.first {
+            t.first_reply(code);
+        }
         if tracker.finished() {
             t.want_app_data(false);
         }

@@ -60,8 +60,10 @@ pub struct Progress {
     pub complete: bool,
     /// TLS 1.3: the client's flight is over (the server's next record decides).
     pub tls13_client_flight_over: bool,
-    /// Client application-data records after the handshake.
-    pub client_app_records: u16,
+    /// Server reply turns after the handshake (see `TlsSession`).
+    pub server_turns: u8,
+    /// With keys: the server's first SMTP reply after TLS was 4xx/5xx.
+    pub first_reply_refused: bool,
     /// The analysis was already over.
     pub done: bool,
 }
@@ -70,8 +72,8 @@ pub struct Progress {
 #[derive(Debug, Default)]
 pub struct Ending {
     closed_first: Option<Dir>,
-    /// The server ended (alert or close) after the handshake, before the client's 2nd
-    /// application record.
+    /// The server ended (alert or close) after the handshake having answered at most the first
+    /// command after TLS.
     server_ended_early: bool,
     /// The client ended the session first (alert or close) after the handshake: not a rejection.
     client_ended: bool,
@@ -109,11 +111,13 @@ impl Ending {
         &self.alerts
     }
 
-    /// The server ended the session (close, or a fatal/encrypted alert). True: the analysis is
-    /// over.
+    /// The server ended the session (close, or a fatal/encrypted alert). After the handshake, a
+    /// server that answered at most one command (or, with keys, refused the first) rejected the
+    /// client right after TLS, whatever the client wrote meanwhile. True: the analysis is over.
     fn server_end(&mut self, p: &Progress) -> bool {
         if p.complete {
-            if p.client_app_records < 2 && !p.done && !self.client_ended {
+            let at_most_one_answer = p.server_turns <= 1 || p.first_reply_refused;
+            if at_most_one_answer && !p.done && !self.client_ended {
                 self.server_ended_early = true;
                 return true;
             }

@@ -77,6 +77,15 @@ pub struct TlsSession {
     version: Option<u16>,
     pub(super) cipher: Option<u16>,
     ts_secs: i64,
+    /// Server reply turns after the handshake: runs of server application records that follow a
+    /// client application record (SMTP is lock step: one turn answers one command, or a
+    /// pipelined group). TLS 1.3 session tickets sent before the client's first command are no
+    /// turn.
+    server_turns: u8,
+    /// A client application record came since the server's last turn.
+    client_spoke: bool,
+    /// With keys: the server's first SMTP reply after TLS was 4xx/5xx.
+    first_reply_refused: bool,
     /// Boxed: most sessions have none.
     cr: Option<Box<HeldCr>>,
     client_cert: Option<Box<HeldCert>>,
@@ -156,7 +165,8 @@ impl TlsSession {
             server_hello: self.server_hello,
             complete: self.handshake_complete(),
             tls13_client_flight_over: self.tls13() && self.flights.client_flight_over(),
-            client_app_records: self.sides[0].app_records,
+            server_turns: self.server_turns,
+            first_reply_refused: self.first_reply_refused,
             done: self.done,
         }
     }
@@ -299,17 +309,33 @@ impl TlsSession {
         self.tail_check();
     }
 
+    /// An application-data record after the handshake.
     fn count_app_record(&mut self, dir: Dir) {
         let s = self.side_mut(dir);
         s.app_records = s.app_records.saturating_add(1);
+        match dir {
+            Dir::ToServer => self.client_spoke = true,
+            Dir::ToClient if self.client_spoke => {
+                self.client_spoke = false;
+                self.server_turns = self.server_turns.saturating_add(1);
+            }
+            Dir::ToClient => {}
+        }
+    }
+
+    /// With keys: the server's first SMTP reply after TLS (from the decrypted dialogue).
+    pub fn first_reply(&mut self, code: u16) {
+        self.first_reply_refused = code >= 400;
     }
 
     pub(super) fn tail_check(&mut self) {
         if self.handshake_complete() && !self.app_decrypting() {
-            let c = self.sides[0].app_records;
+            // The outcome is settled once the server answered a second command (unless, with
+            // keys, its first answer was a refusal: then its close is awaited).
+            let settled = self.server_turns >= 2 && !self.first_reply_refused;
             let records =
                 u32::from(self.sides[0].record_count) + u32::from(self.sides[1].record_count);
-            if c >= 2 || records > 2 * TAIL_RECORDS + 16 {
+            if settled || records > 2 * TAIL_RECORDS + 16 {
                 self.done = true;
             }
         }
@@ -330,7 +356,10 @@ impl TlsSession {
             Dir::ToClient => match self.flights.server_record(len, self.cipher, client_keyed) {
                 ServerRecord::Flight => {}
                 ServerRecord::Alert => self.push_encrypted_alert(dir),
-                ServerRecord::Other => self.tail_check(),
+                ServerRecord::Other => {
+                    self.count_app_record(dir);
+                    self.tail_check();
+                }
             },
         }
     }

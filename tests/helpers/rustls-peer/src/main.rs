@@ -36,6 +36,7 @@ type Res<T> = Result<T, Box<dyn std::error::Error>>;
 const USAGE: &str = "usage:
   rustls-peer client --port N [--host 127.0.0.1] [--bind 127.0.0.2] [--ca root.cert.pem]
                      [--sni mx.lab.test] [--cert chain.pem --key key.pem] [--keylog PATH] [--name NAME]
+                    [--eager-quit]   (after TLS: EHLO and QUIT written at once, as two records)
   rustls-peer server --port N [--host 127.0.0.1] [--chain server.chain.pem] [--key server.key.pem]
                      [--ca root.cert.pem] [--ask-client-cert | --require-client-cert] [--keylog PATH]
 Key log: --keylog PATH, else SSLKEYLOGFILE (rustls::KeyLogFile).";
@@ -70,6 +71,8 @@ struct Opts {
     keylog: Option<String>,
     name: String,
     client_auth: ClientAuth,
+    /// Client: after TLS, write EHLO and QUIT at once (two records) and read whatever comes back.
+    eager_quit: bool,
 }
 
 #[derive(PartialEq, Clone, Copy, Debug)]
@@ -97,6 +100,7 @@ fn parse_args() -> Res<Opts> {
         keylog: None,
         name: std::env::var("NAME").unwrap_or_else(|_| "rustls-peer".into()),
         client_auth: ClientAuth::None,
+        eager_quit: false,
     };
     while let Some(k) = a.next() {
         let mut v = || a.next().ok_or_else(|| format!("{k} needs a value"));
@@ -112,6 +116,7 @@ fn parse_args() -> Res<Opts> {
             "--name" => o.name = v()?,
             "--ask-client-cert" => o.client_auth = ClientAuth::Ask,
             "--require-client-cert" => o.client_auth = ClientAuth::Require,
+            "--eager-quit" => o.eager_quit = true,
             "-h" | "--help" => return Err(USAGE.into()),
             _ => return Err(format!("unknown argument {k}\n{USAGE}").into()),
         }
@@ -280,6 +285,20 @@ fn client(o: &Opts) -> Res<()> {
         tls.conn.negotiated_cipher_suite().map(|s| s.suite())
     );
 
+    if o.eager_quit {
+        // A client that writes its next command before the reply arrives (swaks answers a 421
+        // with QUIT before the server's close is in): two records, then whatever the server says.
+        send(&mut tls, "EHLO out.lab.test\r\n")?;
+        send(&mut tls, "QUIT\r\n")?;
+        while let Ok((code, _)) = read_reply(&mut tls) {
+            if code == 221 || code == 421 {
+                break;
+            }
+        }
+        let mut rest = Vec::new();
+        let _ = tls.read_to_end(&mut rest);
+        return Ok(());
+    }
     let body = format!(
         "Subject: ekuwatch test {n}\r\n\r\nhello from {n}\r\n.\r\n",
         n = o.name
