@@ -42,13 +42,15 @@ CATALOGUE = {
     "ekuwatch_flows_active": set(),
     "ekuwatch_weirds_total": {"kind"},
     "ekuwatch_parse_errors_total": {"layer"},
-    "ekuwatch_build_info": {"version"},
+    "ekuwatch_build_info": {"version", "revision", "features"},
 }
 # Label values fixed by the catalogue (values used in equality matchers must be among these).
 VALUES = {
     "direction": {"outbound", "inbound", "unknown"},
     "starttls": {"accepted", "refused", "not_offered", "not_attempted", "implicit", "unknown"},
     "version": None,  # also build_info's version: free
+    "revision": None,
+    "features": None,
     "resumed": {"true", "false"},
     "result": {"established", "handshake_failed", "closed_after_handshake", "incomplete"},
     "evidence": {"plaintext", "decrypted", "inferred", "unknown"},

@@ -10,8 +10,34 @@ use std::process::Command;
 
 const NIGHTLY: &str = "nightly-2026-05-19";
 
+/// The commit being built (`ekuwatch_build_info{revision}`, `--version`): `git rev-parse`, or
+/// `EKUWATCH_REVISION` when set (a build from a tarball), else `unknown`.
+fn revision() {
+    println!("cargo:rerun-if-env-changed=EKUWATCH_REVISION");
+    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default()).join("..");
+    for p in [".git/HEAD", ".git/index"] {
+        if root.join(p).exists() {
+            println!("cargo:rerun-if-changed={}", root.join(p).display());
+        }
+    }
+    let rev = std::env::var("EKUWATCH_REVISION").ok().or_else(|| {
+        let out = Command::new("git")
+            .args(["rev-parse", "--short=12", "HEAD"])
+            .current_dir(&root)
+            .output()
+            .ok()?;
+        let rev = String::from_utf8(out.stdout).ok()?.trim().to_string();
+        (out.status.success() && !rev.is_empty()).then_some(rev)
+    });
+    println!(
+        "cargo:rustc-env=EKUWATCH_REVISION={}",
+        rev.as_deref().unwrap_or("unknown")
+    );
+}
+
 fn main() {
     println!("cargo:rerun-if-env-changed=EKUWATCH_EBPF_TOOLCHAIN");
+    revision();
     if std::env::var_os("CARGO_FEATURE_EBPF").is_none() {
         return;
     }

@@ -39,6 +39,8 @@ pub mod decode;
 #[cfg(feature = "ebpf")]
 pub mod ebpf;
 pub mod event;
+#[cfg(feature = "live")]
+pub mod exporter;
 pub mod flow;
 pub mod fuzzing;
 #[cfg(feature = "live")]
@@ -51,6 +53,22 @@ pub mod smtp;
 pub mod tcp;
 pub mod tls;
 pub mod x509;
+
+/// What this binary was built from and with (`ekuwatch_build_info`, `--version`).
+pub mod build {
+    /// The crate version.
+    pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+    /// The git commit built (12 hex digits), or `unknown`.
+    pub const REVISION: &str = env!("EKUWATCH_REVISION");
+    /// The optional features compiled in, comma-separated (empty: none).
+    pub const FEATURES: &str = if cfg!(feature = "ebpf") {
+        "live,ebpf"
+    } else if cfg!(feature = "live") {
+        "live"
+    } else {
+        ""
+    };
+}
 
 /// Direction of bytes on a connection, relative to the roles (client = who opened it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

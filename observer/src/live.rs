@@ -4,14 +4,15 @@
 //! is known. SIGINT/SIGTERM stop the capture cleanly: the last events are flushed and the final
 //! counters stay served until exit.
 
+use crate::exporter::{Exporter, Limits, Published};
 use crate::flow::FlowConfig;
 use crate::metrics::Metrics;
 use crate::peers::{peer_name, registered_domain, PeerBook};
 use crate::pipeline::Pipeline;
 use crate::sink::{json_report, JsonlSink};
 use ipnet::IpNet;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -172,8 +173,8 @@ impl Source {
         }
     }
 
-    /// Capture counters into the metrics.
-    fn publish(&mut self, pipe: &Pipeline, metrics: &mut Metrics) {
+    /// Capture counters into the metrics; returns the packets dropped so far (all reasons).
+    fn publish(&mut self, pipe: &Pipeline, metrics: &mut Metrics) -> u64 {
         let (source, drops) = match self {
             Source::Pcap { cap, drops, .. } => {
                 if let Ok(st) = cap.stats() {
@@ -195,14 +196,49 @@ impl Source {
             pipe.flows.active_flows(),
             &pipe.stats.parse_errors,
         );
+        drops.iter().map(|(_, n)| n).sum()
     }
 }
 
-/// What the HTTP thread serves.
-#[derive(Default)]
-struct Shared {
-    metrics: String,
-    peers: String,
+/// The drop ratio over the last measuring window (30 s): what `/healthz` judges. Cumulative
+/// counters would let a burst of drops an hour ago fail the check forever, or hide a new one.
+#[derive(Debug)]
+struct DropWindow {
+    start: Instant,
+    at_start: (u64, u64),
+    last_ratio: f64,
+}
+
+impl Default for DropWindow {
+    fn default() -> Self {
+        DropWindow {
+            start: Instant::now(),
+            at_start: (0, 0),
+            last_ratio: 0.0,
+        }
+    }
+}
+
+impl DropWindow {
+    const WINDOW: Duration = Duration::from_secs(30);
+
+    /// Cumulative packets received and dropped in; the ratio of the last whole window out.
+    fn update(&mut self, received: u64, dropped: u64) -> f64 {
+        let (r0, d0) = self.at_start;
+        let (r, d) = (received.saturating_sub(r0), dropped.saturating_sub(d0));
+        let ratio = if r + d == 0 {
+            0.0
+        } else {
+            d as f64 / (r + d) as f64
+        };
+        if self.start.elapsed() >= Self::WINDOW {
+            self.last_ratio = ratio;
+            self.start = Instant::now();
+            self.at_start = (received, dropped);
+        }
+        // A window under way already past the limit counts at once.
+        self.last_ratio.max(ratio)
+    }
 }
 
 /// The default capture filter: SMTP ports (25, 465, 587 and configured ones), TCP only.
@@ -225,41 +261,6 @@ pub fn interface_nets(interface: &str) -> Vec<IpNet> {
         .filter(|d| d.name == interface)
         .flat_map(|d| d.addresses.into_iter().map(|a| IpNet::from(a.addr)))
         .collect()
-}
-
-fn serve(listener: TcpListener, shared: Arc<Mutex<Shared>>, stop: Arc<AtomicBool>) {
-    let _ = listener.set_nonblocking(true);
-    while !stop.load(Ordering::Relaxed) {
-        match listener.accept() {
-            Ok((s, _)) => {
-                let _ = s.set_nonblocking(false);
-                let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-                let _ = answer(s, &shared);
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(20)),
-        }
-    }
-}
-
-fn answer(mut s: TcpStream, shared: &Mutex<Shared>) -> std::io::Result<()> {
-    let mut line = String::new();
-    BufReader::new(s.try_clone()?).read_line(&mut line)?;
-    let path = line.split_whitespace().nth(1).unwrap_or("/");
-    let (status, ctype, body) = {
-        let sh = shared.lock().unwrap_or_else(|e| e.into_inner());
-        match path.split('?').next().unwrap_or("/") {
-            "/metrics" => (
-                "200 OK",
-                "text/plain; version=0.0.4; charset=utf-8",
-                sh.metrics.clone(),
-            ),
-            "/peers" => ("200 OK", "application/json", sh.peers.clone()),
-            "/healthz" => ("200 OK", "text/plain", "ok\n".to_string()),
-            _ => ("404 Not Found", "text/plain", "not found\n".to_string()),
-        }
-    };
-    write!(s, "HTTP/1.0 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())?;
-    s.write_all(body.as_bytes())
 }
 
 /// Once the capture handle and the listening socket are open, root is no longer needed: switch to
@@ -329,43 +330,74 @@ pub fn run(mut cfg: LiveConfig) -> Result<(), LiveError> {
     let mut metrics = Metrics::new(cfg.top_peers, cfg.watch.clone());
     let mut book = PeerBook::default();
     let mut sink = cfg.events.take().map(JsonlSink::new);
-    let shared = Arc::new(Mutex::new(Shared::default()));
-    let http_stop = Arc::new(AtomicBool::new(false));
-    let http = {
-        let (sh, st) = (Arc::clone(&shared), Arc::clone(&http_stop));
-        std::thread::spawn(move || serve(listener, sh, st))
+    let shared = Arc::new(Mutex::new(Published::default()));
+    let exporter = Exporter::start(listener, Arc::clone(&shared), Limits::default())
+        .map_err(|e| LiveError::Listen(cfg.listen, e))?;
+    let mut drops = DropWindow::default();
+    let publish = |pipe: &mut Pipeline,
+                   metrics: &mut Metrics,
+                   book: &mut PeerBook,
+                   src: &mut Source,
+                   drops: &mut DropWindow,
+                   error: Option<String>| {
+        let dropped = src.publish(pipe, metrics);
+        metrics.set_verdicts(book);
+        let text = metrics.render();
+        let peers = json_report(book, &pipe.stats, &pipe.flows.stats).to_string();
+        let drop_ratio = drops.update(pipe.stats.packets, dropped);
+        let mut sh = shared.lock().unwrap_or_else(|e| e.into_inner());
+        sh.metrics = text;
+        sh.peers = peers;
+        sh.health.last_loop = Instant::now();
+        sh.health.drop_ratio = drop_ratio;
+        if error.is_some() {
+            sh.health.capture_error = error;
+        }
     };
-    let publish =
-        |pipe: &mut Pipeline, metrics: &mut Metrics, book: &mut PeerBook, src: &mut Source| {
-            src.publish(pipe, metrics);
-            metrics.set_verdicts(book);
-            let text = metrics.render();
-            let peers = json_report(book, &pipe.stats, &pipe.flows.stats).to_string();
-            let mut sh = shared.lock().unwrap_or_else(|e| e.into_inner());
-            sh.metrics = text;
-            sh.peers = peers;
-        };
     let mut last_publish = Instant::now() - Duration::from_secs(10);
     let mut result = Ok(());
     while !stop.load(Ordering::Relaxed) {
         if let Err(e) = source.read(&mut pipe) {
+            tracing::error!("{e}");
+            publish(
+                &mut pipe,
+                &mut metrics,
+                &mut book,
+                &mut source,
+                &mut drops,
+                Some(e.to_string()),
+            );
             result = Err(e);
             break;
         }
         drain(&mut pipe, &mut book, &mut metrics, &mut sink)?;
         if last_publish.elapsed() >= Duration::from_millis(500) {
-            publish(&mut pipe, &mut metrics, &mut book, &mut source);
+            publish(
+                &mut pipe,
+                &mut metrics,
+                &mut book,
+                &mut source,
+                &mut drops,
+                None,
+            );
             last_publish = Instant::now();
         }
     }
     // Clean shutdown: flows still open are reported, counters published once more.
     pipe.finish();
     drain(&mut pipe, &mut book, &mut metrics, &mut sink)?;
-    publish(&mut pipe, &mut metrics, &mut book, &mut source);
+    let error = result.as_ref().err().map(ToString::to_string);
+    publish(
+        &mut pipe,
+        &mut metrics,
+        &mut book,
+        &mut source,
+        &mut drops,
+        error,
+    );
     // Keep serving the final counters for a last scrape.
     std::thread::sleep(cfg.linger);
-    http_stop.store(true, Ordering::Relaxed);
-    let _ = http.join();
+    exporter.shutdown();
     tracing::info!(
         packets = pipe.stats.packets,
         events = pipe.flows.stats.events,

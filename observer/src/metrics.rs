@@ -151,7 +151,11 @@ impl Metrics {
         }
         m.set(
             "ekuwatch_build_info",
-            vec![("version", env!("CARGO_PKG_VERSION").to_string())],
+            vec![
+                ("version", crate::build::VERSION.to_string()),
+                ("revision", crate::build::REVISION.to_string()),
+                ("features", crate::build::FEATURES.to_string()),
+            ],
             1.0,
         );
         m.set("ekuwatch_flows_active", vec![], 0.0);
