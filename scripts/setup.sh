@@ -24,6 +24,7 @@ command -v postfix >/dev/null || need_apt+=(postfix)
 command -v swaks >/dev/null || need_apt+=(swaks)
 # swaks --tls needs Net::SSLeay, only a "Recommends" of swaks (not installed with --no-install-recommends)
 perl -MNet::SSLeay -e1 2>/dev/null || need_apt+=(libnet-ssleay-perl)
+command -v systemd-analyze >/dev/null || need_apt+=(systemd)   # the unit is verified (tests/deployment.rs)
 command -v gnutls-cli >/dev/null || need_apt+=(gnutls-bin)                    # peak-RSS checks on hostile captures
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]} (apt)"
