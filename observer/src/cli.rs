@@ -116,8 +116,10 @@ fn live(a: LiveArgs) -> Result<()> {
     let mut local_nets = file.nets().map_err(anyhow::Error::msg)?;
     local_nets.extend(a.local_net);
     let (top_peers, watch) = a.labels.resolve(&file);
+    let web = crate::exporter::Web::load(&file.web).map_err(|e| anyhow::anyhow!("[web]: {e}"))?;
     crate::live::run(crate::live::LiveConfig {
         interface,
+        web,
         filter: a.filter.or(file.filter.clone()),
         ports: file.ports.iter().chain(&a.ports).copied().collect(),
         listen: a

@@ -28,6 +28,29 @@ pub struct Config {
     pub user: Option<String>,
     #[serde(default)]
     pub limits: Limits,
+    /// TLS and basic auth on the exporter (live), in the shape of the Prometheus exporter-toolkit's
+    /// web configuration file.
+    #[serde(default)]
+    pub web: Web,
+}
+
+/// `[web]`: how the exporter is protected when it listens beyond localhost.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Web {
+    /// Serve HTTPS with this certificate chain and key (PEM files).
+    pub tls_server_config: Option<TlsServerConfig>,
+    /// User name → bcrypt hash (`htpasswd -nbB user pass`, or any `$2a$`/`$2b$`/`$2y$` hash).
+    /// Empty: no authentication.
+    #[serde(default)]
+    pub basic_auth_users: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsServerConfig {
+    pub cert_file: std::path::PathBuf,
+    pub key_file: std::path::PathBuf,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]

@@ -7,10 +7,14 @@
 //! request heads of at most [`Limits::max_head_bytes`] (larger: 431 and close), a deadline for
 //! reading a request head and one for a whole connection, `GET` and `HEAD` only (else 405). Bodies
 //! are never read. The capture loop publishes what is served ([`Published`]) twice a second; a
-//! scrape copies it and never waits for the capture.
+//! scrape copies it and never waits for the capture. Optionally ([`Web`], `[web]` in the
+//! configuration file, the shape of the Prometheus exporter-toolkit's web config): HTTPS (rustls)
+//! and basic auth against bcrypt hashes, checked off the serving thread.
 
 use hyper::body::Bytes;
-use hyper::header::{HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::{
+    HeaderValue, ALLOW, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, WWW_AUTHENTICATE,
+};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::convert::Infallible;
@@ -77,6 +81,88 @@ impl Default for Limits {
     }
 }
 
+/// TLS and basic auth, when configured.
+#[derive(Clone, Default)]
+pub struct Web {
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    /// User → bcrypt hash; empty: no authentication.
+    users: Arc<std::collections::BTreeMap<String, String>>,
+}
+
+impl Web {
+    /// Reads the certificate and key named by `[web]` (errors say which file and why).
+    pub fn load(cfg: &crate::config::Web) -> Result<Web, String> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let tls = match &cfg.tls_server_config {
+            None => None,
+            Some(t) => {
+                let name = |p: &std::path::Path| p.display().to_string();
+                let certs: Vec<CertificateDer<'static>> =
+                    CertificateDer::pem_file_iter(&t.cert_file)
+                        .and_then(|it| it.collect::<Result<_, _>>())
+                        .map_err(|e| format!("{}: {e}", name(&t.cert_file)))?;
+                if certs.is_empty() {
+                    return Err(format!("{}: no certificate", name(&t.cert_file)));
+                }
+                let key = PrivateKeyDer::from_pem_file(&t.key_file)
+                    .map_err(|e| format!("{}: {e}", name(&t.key_file)))?;
+                let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+                    rustls::crypto::ring::default_provider(),
+                ))
+                .with_safe_default_protocol_versions()
+                .map_err(|e| e.to_string())?
+                .with_no_client_auth()
+                .with_single_cert(certs, key)
+                .map_err(|e| format!("{}: {e}", name(&t.key_file)))?;
+                Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+            }
+        };
+        for (user, hash) in &cfg.basic_auth_users {
+            if bcrypt::verify("", hash).is_err() {
+                return Err(format!("basic_auth_users.{user}: not a bcrypt hash"));
+            }
+        }
+        Ok(Web {
+            tls,
+            users: Arc::new(cfg.basic_auth_users.clone()),
+        })
+    }
+
+    /// Whether the request's credentials are good (always, without users). bcrypt is slow on
+    /// purpose: it runs on the blocking pool, not on the serving thread.
+    async fn allows<B>(&self, req: &Request<B>) -> bool {
+        if self.users.is_empty() {
+            return true;
+        }
+        use base64::Engine as _;
+        let Some((user, pass)) = req
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Basic "))
+            .and_then(|b| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(b.trim())
+                    .ok()
+            })
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|s| {
+                s.split_once(':')
+                    .map(|(u, p)| (u.to_string(), p.to_string()))
+            })
+        else {
+            return false;
+        };
+        let Some(hash) = self.users.get(&user).cloned() else {
+            return false;
+        };
+        tokio::task::spawn_blocking(move || bcrypt::verify(pass, &hash).unwrap_or(false))
+            .await
+            .unwrap_or(false)
+    }
+}
+
 /// A running exporter; [`Exporter::shutdown`] stops it gracefully.
 pub struct Exporter {
     stop: tokio::sync::watch::Sender<bool>,
@@ -89,6 +175,7 @@ impl Exporter {
         listener: std::net::TcpListener,
         shared: Arc<Mutex<Published>>,
         limits: Limits,
+        web: Web,
     ) -> std::io::Result<Exporter> {
         listener.set_nonblocking(true)?;
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -101,7 +188,7 @@ impl Exporter {
             .spawn(move || {
                 rt.block_on(async move {
                     match tokio::net::TcpListener::from_std(listener) {
-                        Ok(l) => serve(l, shared, limits, stopped).await,
+                        Ok(l) => serve(l, shared, limits, web, stopped).await,
                         Err(e) => tracing::error!("exporter: {e}"),
                     }
                 })
@@ -120,6 +207,7 @@ async fn serve(
     listener: tokio::net::TcpListener,
     shared: Arc<Mutex<Published>>,
     limits: Limits,
+    web: Web,
     mut stopped: tokio::sync::watch::Receiver<bool>,
 ) {
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
@@ -148,12 +236,42 @@ async fn serve(
             continue;
         };
         let shared = Arc::clone(&shared);
-        let service = hyper::service::service_fn(move |req| {
-            let shared = Arc::clone(&shared);
-            async move { Ok::<_, Infallible>(respond(&req, &shared, &limits)) }
-        });
-        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        let web = web.clone();
+        let http = http.clone();
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
+            let service = {
+                let web = web.clone();
+                hyper::service::service_fn(move |req| {
+                    let (shared, web) = (Arc::clone(&shared), web.clone());
+                    async move {
+                        let r = if web.allows(&req).await {
+                            respond(&req, &shared, &limits)
+                        } else {
+                            unauthorized()
+                        };
+                        Ok::<_, Infallible>(r)
+                    }
+                })
+            };
+            let conn = async {
+                match &web.tls {
+                    None => {
+                        let c = http.serve_connection(TokioIo::new(stream), service);
+                        let _ = watcher.watch(c).await;
+                    }
+                    Some(acceptor) => {
+                        let Ok(Ok(tls)) =
+                            tokio::time::timeout(limits.head_timeout, acceptor.accept(stream))
+                                .await
+                        else {
+                            return;
+                        };
+                        let c = http.serve_connection(TokioIo::new(tls), service);
+                        let _ = watcher.watch(c).await;
+                    }
+                }
+            };
             let _ = tokio::time::timeout(limits.connection_timeout, conn).await;
             drop(slot);
         });
@@ -196,6 +314,20 @@ fn respond<B>(
         }
     };
     reply(status, ctype, body, head)
+}
+
+fn unauthorized() -> Response<http_body_util::Full<Bytes>> {
+    let mut r = reply(
+        StatusCode::UNAUTHORIZED,
+        "text/plain",
+        "unauthorized\n".into(),
+        false,
+    );
+    r.headers_mut().insert(
+        WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"ekuwatch\""),
+    );
+    r
 }
 
 fn reply(

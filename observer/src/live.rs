@@ -4,7 +4,7 @@
 //! is known. SIGINT/SIGTERM stop the capture cleanly: the last events are flushed and the final
 //! counters stay served until exit.
 
-use crate::exporter::{Exporter, Limits, Published};
+use crate::exporter::{Exporter, Limits, Published, Web};
 use crate::flow::FlowConfig;
 use crate::metrics::Metrics;
 use crate::peers::{peer_name, registered_domain, PeerBook};
@@ -51,6 +51,8 @@ pub enum Backend {
 
 pub struct LiveConfig {
     pub interface: String,
+    /// TLS and basic auth on the exporter.
+    pub web: Web,
     pub filter: Option<String>,
     pub ports: Vec<u16>,
     pub listen: SocketAddr,
@@ -331,8 +333,13 @@ pub fn run(mut cfg: LiveConfig) -> Result<(), LiveError> {
     let mut book = PeerBook::default();
     let mut sink = cfg.events.take().map(JsonlSink::new);
     let shared = Arc::new(Mutex::new(Published::default()));
-    let exporter = Exporter::start(listener, Arc::clone(&shared), Limits::default())
-        .map_err(|e| LiveError::Listen(cfg.listen, e))?;
+    let exporter = Exporter::start(
+        listener,
+        Arc::clone(&shared),
+        Limits::default(),
+        cfg.web.clone(),
+    )
+    .map_err(|e| LiveError::Listen(cfg.listen, e))?;
     let mut drops = DropWindow::default();
     let publish = |pipe: &mut Pipeline,
                    metrics: &mut Metrics,

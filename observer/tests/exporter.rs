@@ -151,3 +151,89 @@ fn exporter_survives_hostile_clients() {
     assert!(closed >= 250, "only {closed} idle connections were closed");
     assert_eq!(http_get(port, "/healthz").as_deref(), Some("ok\n"));
 }
+
+/// `[web]` in the configuration file: HTTPS with the given certificate, basic auth against bcrypt
+/// hashes (checked with curl, as Prometheus would scrape it).
+#[test]
+fn exporter_tls_and_basic_auth() {
+    if !is_root() {
+        return skip_or_fail("needs root (packet capture on lo)");
+    }
+    if let Some(m) = missing_tool(&["openssl", "curl"]) {
+        return skip_or_fail(&format!("{m} not installed"));
+    }
+    let dir = std::env::temp_dir().join(format!("ekuwatch-web-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    assert!(Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256"
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success());
+    let hash = bcrypt::hash("s3cret", 4).unwrap();
+    let port = 32000 + (std::process::id() % 20000) as u16;
+    let conf = dir.join("ekuwatch.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "interface = \"lo\"\nlisten = \"127.0.0.1:{port}\"\n\n[web.tls_server_config]\n\
+             cert_file = \"{}\"\nkey_file = \"{}\"\n\n[web.basic_auth_users]\nprometheus = \"{hash}\"\n",
+            cert.display(),
+            key.display()
+        ),
+    )
+    .unwrap();
+    let _ekw = Kill(
+        Command::new(env!("CARGO_BIN_EXE_ekuwatch"))
+            .args(["live", "--config"])
+            .arg(&conf)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let curl = |auth: Option<&str>, scheme: &str| -> (String, String) {
+        let mut c = Command::new("curl");
+        c.args([
+            "-s",
+            "-m",
+            "5",
+            "-o",
+            "-",
+            "-w",
+            "\n%{http_code}",
+            "--cacert",
+        ])
+        .arg(&cert);
+        if let Some(a) = auth {
+            c.args(["-u", a]);
+        }
+        let out = c
+            .arg(format!("{scheme}://127.0.0.1:{port}/metrics"))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", ""));
+        (code.to_string(), body.to_string())
+    };
+    wait_for("the HTTPS exporter", 20, || curl(None, "https").0 == "401");
+    let (code, body) = curl(Some("prometheus:s3cret"), "https");
+    assert_eq!(code, "200");
+    assert!(body.contains("ekuwatch_capture_packets_total"));
+    assert_eq!(curl(Some("prometheus:wrong"), "https").0, "401");
+    assert_eq!(curl(Some("nobody:s3cret"), "https").0, "401");
+    // Plain HTTP on the TLS port gets nothing.
+    assert_ne!(curl(Some("prometheus:s3cret"), "http").0, "200");
+}
