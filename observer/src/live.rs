@@ -284,23 +284,50 @@ fn drop_privileges(user: Option<&str>) -> Result<(), LiveError> {
     Ok(())
 }
 
-/// Completed events to the peer book, the metrics and the events file (flushed per event).
-fn drain(
-    pipe: &mut Pipeline,
-    book: &mut PeerBook,
-    metrics: &mut Metrics,
-    sink: &mut Option<JsonlSink<Box<dyn Write + Send>>>,
-) -> Result<(), LiveError> {
-    for ev in pipe.drain_events() {
-        book.add(&ev);
-        metrics.observe(&ev, &registered_domain(&peer_name(&ev)));
-        if let Some(s) = sink.as_mut() {
-            s.write(&ev)
-                .and_then(|_| s.flush())
-                .map_err(LiveError::Events)?;
+/// The live loop's state: the pipeline and the capture feeding it, and the sinks of its events.
+struct Observer {
+    pipe: Pipeline,
+    source: Source,
+    metrics: Metrics,
+    book: PeerBook,
+    sink: Option<JsonlSink<Box<dyn Write + Send>>>,
+    drops: DropWindow,
+    /// What the exporter serves.
+    shared: Arc<Mutex<Published>>,
+}
+
+impl Observer {
+    /// Completed events to the peer book, the metrics and the events file (flushed per event).
+    fn drain(&mut self) -> Result<(), LiveError> {
+        for ev in self.pipe.drain_events() {
+            self.book.add(&ev);
+            self.metrics
+                .observe(&ev, &registered_domain(&peer_name(&ev)));
+            if let Some(s) = self.sink.as_mut() {
+                s.write(&ev)
+                    .and_then(|_| s.flush())
+                    .map_err(LiveError::Events)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Counters, verdicts, the peer report and the capture's health to the exporter.
+    fn publish(&mut self, error: Option<String>) {
+        let dropped = self.source.publish(&self.pipe, &mut self.metrics);
+        self.metrics.set_verdicts(&self.book);
+        let text = self.metrics.render();
+        let peers = json_report(&self.book, &self.pipe.stats, &self.pipe.flows.stats).to_string();
+        let drop_ratio = self.drops.update(self.pipe.stats.packets, dropped);
+        let mut sh = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        sh.metrics = text;
+        sh.peers = peers;
+        sh.health.last_loop = Instant::now();
+        sh.health.drop_ratio = drop_ratio;
+        if error.is_some() {
+            sh.health.capture_error = error;
         }
     }
-    Ok(())
 }
 
 /// Runs until SIGINT/SIGTERM (or the interface goes away).
@@ -315,7 +342,7 @@ pub fn run(mut cfg: LiveConfig) -> Result<(), LiveError> {
             smtp_ports.push(*p);
         }
     }
-    let (mut source, what) = Source::open(&cfg, &smtp_ports)?;
+    let (source, what) = Source::open(&cfg, &smtp_ports)?;
     let listener = TcpListener::bind(cfg.listen).map_err(|e| LiveError::Listen(cfg.listen, e))?;
     tracing::info!(interface = %cfg.interface, backend = %what, listen = %cfg.listen, "capturing");
 
@@ -323,15 +350,12 @@ pub fn run(mut cfg: LiveConfig) -> Result<(), LiveError> {
         cfg.local_nets = interface_nets(&cfg.interface);
     }
     drop_privileges(cfg.user.as_deref())?;
-    let mut pipe = Pipeline::new(FlowConfig {
+    let pipe = Pipeline::new(FlowConfig {
         local_nets: cfg.local_nets.clone(),
         smtp_ports,
         report_done: cfg.backend == Backend::Ebpf,
         ..cfg.flow.clone()
     });
-    let mut metrics = Metrics::new(cfg.top_peers, cfg.watch.clone());
-    let mut book = PeerBook::default();
-    let mut sink = cfg.events.take().map(JsonlSink::new);
     let shared = Arc::new(Mutex::new(Published::default()));
     let exporter = Exporter::start(
         listener,
@@ -340,71 +364,38 @@ pub fn run(mut cfg: LiveConfig) -> Result<(), LiveError> {
         cfg.web.clone(),
     )
     .map_err(|e| LiveError::Listen(cfg.listen, e))?;
-    let mut drops = DropWindow::default();
-    let publish = |pipe: &mut Pipeline,
-                   metrics: &mut Metrics,
-                   book: &mut PeerBook,
-                   src: &mut Source,
-                   drops: &mut DropWindow,
-                   error: Option<String>| {
-        let dropped = src.publish(pipe, metrics);
-        metrics.set_verdicts(book);
-        let text = metrics.render();
-        let peers = json_report(book, &pipe.stats, &pipe.flows.stats).to_string();
-        let drop_ratio = drops.update(pipe.stats.packets, dropped);
-        let mut sh = shared.lock().unwrap_or_else(|e| e.into_inner());
-        sh.metrics = text;
-        sh.peers = peers;
-        sh.health.last_loop = Instant::now();
-        sh.health.drop_ratio = drop_ratio;
-        if error.is_some() {
-            sh.health.capture_error = error;
-        }
+    let mut obs = Observer {
+        metrics: Metrics::new(cfg.top_peers, cfg.watch.clone()),
+        book: PeerBook::default(),
+        sink: cfg.events.take().map(JsonlSink::new),
+        drops: DropWindow::default(),
+        pipe,
+        source,
+        shared,
     };
     let mut last_publish = Instant::now() - Duration::from_secs(10);
     let mut result = Ok(());
     while !stop.load(Ordering::Relaxed) {
-        if let Err(e) = source.read(&mut pipe) {
+        if let Err(e) = obs.source.read(&mut obs.pipe) {
             tracing::error!("{e}");
-            publish(
-                &mut pipe,
-                &mut metrics,
-                &mut book,
-                &mut source,
-                &mut drops,
-                Some(e.to_string()),
-            );
+            obs.publish(Some(e.to_string()));
             result = Err(e);
             break;
         }
-        drain(&mut pipe, &mut book, &mut metrics, &mut sink)?;
+        obs.drain()?;
         if last_publish.elapsed() >= Duration::from_millis(500) {
-            publish(
-                &mut pipe,
-                &mut metrics,
-                &mut book,
-                &mut source,
-                &mut drops,
-                None,
-            );
+            obs.publish(None);
             last_publish = Instant::now();
         }
     }
     // Clean shutdown: flows still open are reported, counters published once more.
-    pipe.finish();
-    drain(&mut pipe, &mut book, &mut metrics, &mut sink)?;
-    let error = result.as_ref().err().map(ToString::to_string);
-    publish(
-        &mut pipe,
-        &mut metrics,
-        &mut book,
-        &mut source,
-        &mut drops,
-        error,
-    );
+    obs.pipe.finish();
+    obs.drain()?;
+    obs.publish(result.as_ref().err().map(ToString::to_string));
     // Keep serving the final counters for a last scrape.
     std::thread::sleep(cfg.linger);
     exporter.shutdown();
+    let pipe = obs.pipe;
     tracing::info!(
         packets = pipe.stats.packets,
         events = pipe.flows.stats.events,
