@@ -32,6 +32,8 @@ pub struct Published {
 /// What `/healthz` judges.
 #[derive(Debug, Clone)]
 pub struct Health {
+    /// The capture loop published once (until then `/healthz` says `starting`).
+    pub started: bool,
     /// The capture loop's last turn (it turns at least every few milliseconds, packets or not).
     pub last_loop: Instant,
     /// The capture failed (the interface went away, the ring buffer broke).
@@ -46,6 +48,7 @@ impl Default for Published {
             metrics: String::new(),
             peers: "{}".into(),
             health: Health {
+                started: false,
                 last_loop: Instant::now(),
                 capture_error: None,
                 drop_ratio: 0.0,
@@ -353,6 +356,9 @@ fn reply(
 
 /// Why the observer is not healthy, if it is not.
 pub fn unhealthy(h: &Health, limits: &Limits) -> Option<String> {
+    if !h.started {
+        return Some("starting".into());
+    }
     if let Some(e) = &h.capture_error {
         return Some(format!("capture failed: {e}"));
     }
@@ -394,6 +400,8 @@ mod tests {
     fn health_reasons() {
         let limits = Limits::default();
         let mut h = Published::default().health;
+        assert_eq!(unhealthy(&h, &limits).as_deref(), Some("starting"));
+        h.started = true;
         assert_eq!(unhealthy(&h, &limits), None);
         h.drop_ratio = 0.5;
         assert!(unhealthy(&h, &limits).unwrap().contains("dropping 50.0 %"));

@@ -322,6 +322,7 @@ impl Observer {
         let mut sh = self.shared.lock().unwrap_or_else(|e| e.into_inner());
         sh.metrics = text;
         sh.peers = peers;
+        sh.health.started = true;
         sh.health.last_loop = Instant::now();
         sh.health.drop_ratio = drop_ratio;
         if error.is_some() {
