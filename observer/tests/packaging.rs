@@ -1,7 +1,8 @@
 //! What packagers take from the repository: the license, the release profile, and files generated
-//! from the CLI definition (clap), committed so that a package build needs no extra step: man pages in `docs/man/` (`ekuwatch.1` and one per subcommand,
-//! `ekuwatch-analyze.1`, …) by clap_mangen, and shell completions in `completions/` (bash, zsh,
-//! fish) by clap_complete. They describe the full binary (`--features live`, as shipped).
+//! from the CLI definition (clap), committed so that a package build needs no extra step: man
+//! pages in `docs/man/` (`ekuwatch.1` and one per subcommand, `ekuwatch-analyze.1`, …) by
+//! clap_mangen, and shell completions in `completions/` (bash, zsh, fish) by clap_complete. They
+//! describe the full binary (`--features live`, as shipped).
 //!
 //! This test is also their generator: it fails when a committed file differs from what the CLI
 //! gives now (a flag was added or its help changed), and
