@@ -7,11 +7,28 @@
 # FUZZ_RUNS=10000000 scripts/fuzz.sh 1800 TARGET). Crashes land in fuzz/artifacts/<target>/; a fixed
 # one is copied to fuzz/regressions/<target>/, which `cargo test` replays (tests/fuzz_regressions.rs).
 # Needs scripts/setup.sh first (nightly + cargo-fuzz) and tshark for the seeds.
+# Writes only below fuzz/target, fuzz/corpus and fuzz/artifacts (all ignored by git); fuzz/Cargo.lock
+# must be current and stays as it is (checked before and after).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-60}
 target=${2:-pipeline}
 NIGHTLY=nightly-2026-05-19
+# cargo-fuzz 0.13 cannot pass --locked to cargo, and its build rewrites a stale fuzz/Cargo.lock
+# (a tracked file). So: the lock must already be current (checked with --locked, as the
+# workspace's own builds are), and must be unchanged when the runs end.
+if ! cargo "+${NIGHTLY}" metadata --locked --format-version 1 --manifest-path fuzz/Cargo.toml >/dev/null; then
+  echo "fuzz: fuzz/Cargo.lock is not current; update it (cargo +${NIGHTLY} metadata --manifest-path fuzz/Cargo.toml) and commit it" >&2
+  exit 1
+fi
+lock_before=$(sha256sum fuzz/Cargo.lock)
+check_lock() {
+  if [ "$(sha256sum fuzz/Cargo.lock)" != "$lock_before" ]; then
+    echo "fuzz: the fuzz runs changed fuzz/Cargo.lock" >&2
+    exit 1
+  fi
+}
+trap check_lock EXIT
 [ -e fuzz/corpus/.seeded ] || { python3 scripts/fuzz-seeds.py captures fuzz/corpus && touch fuzz/corpus/.seeded; }
 run() { # target seconds [seed dirs...]
   local t=$1 s=$2; shift 2

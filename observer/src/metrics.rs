@@ -9,9 +9,17 @@
 //! Cardinality: the `peer` label is a registered domain only for the watch-list and for the first
 //! `top_n` peers to reach `PEER_MIN_SESSIONS` sessions; every other peer is `other`. Label values
 //! ever created are therefore bounded by `top_n` + watch-list + 1, however long it runs.
+//!
+//! Who may take one of the `top_n` slots: outbound peers (named by what our client saw of the
+//! server: SNI, certificate, banner) and peers of unknown direction (no `--local-net`, where all
+//! sessions are unknown and the slots are the only peer labels there are). Inbound peers are named
+//! by what the remote client says about itself (EHLO name, its own certificate), which anyone who
+//! connects to our MTA can choose: an inbound session is labelled only when its peer is on the
+//! watch-list, otherwise `other`, and it never counts towards a slot — so inbound clients cannot
+//! use up the labels meant for the domains we send mail to.
 
 use crate::anomaly::Anomaly;
-use crate::event::SessionEvent;
+use crate::event::{Direction, SessionEvent};
 use crate::peers::PeerBook;
 use crate::tls::CertStatus;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -185,9 +193,16 @@ impl Metrics {
         self.values.len()
     }
 
-    /// The `peer` label value for a registered domain (bounded; see the module doc).
-    pub fn peer_label(&mut self, peer: &str) -> String {
-        if self.watch.contains(peer) || self.labelled.contains(peer) {
+    /// The `peer` label value for a registered domain seen in a session of this direction
+    /// (bounded; inbound sessions take no slot; see the module doc).
+    pub fn peer_label(&mut self, peer: &str, direction: Direction) -> String {
+        if self.watch.contains(peer) {
+            return peer.to_string();
+        }
+        if direction == Direction::Inbound {
+            return "other".into();
+        }
+        if self.labelled.contains(peer) {
             return peer.to_string();
         }
         if self.labelled.len() >= self.top_n {
@@ -209,7 +224,7 @@ impl Metrics {
     /// Counts one session event; `peer` is its registered domain (peers::registered_domain).
     pub fn observe(&mut self, ev: &SessionEvent, peer: &str) {
         let dir = ev.direction.as_str().to_string();
-        let peer = self.peer_label(peer);
+        let peer = self.peer_label(peer, ev.direction);
         if let Some(s) = &ev.smtp {
             let st = s.starttls.as_str().to_string();
             self.add(
@@ -508,13 +523,43 @@ mod tests {
         let mut values = BTreeSet::new();
         for round in 0..3 {
             for i in 0..10_000 {
-                values.insert(m.peer_label(&format!("p{i}.example")));
+                values.insert(m.peer_label(&format!("p{i}.example"), Direction::Outbound));
             }
-            values.insert(m.peer_label("watched.example"));
+            values.insert(m.peer_label("watched.example", Direction::Outbound));
             let _ = round;
         }
         assert!(values.len() <= 3 + 1 + 1, "{}", values.len());
         assert!(values.contains("watched.example") && values.contains("other"));
+    }
+
+    #[test]
+    fn inbound_clients_cannot_take_peer_slots() {
+        let mut m = Metrics::new(2, ["watched.example".to_string()]);
+        // Inbound clients name themselves (EHLO): however often they come, they stay `other`
+        // and leave the slots free.
+        for _ in 0..10 {
+            for name in ["squat1.example", "squat2.example", "squat3.example"] {
+                assert_eq!(m.peer_label(name, Direction::Inbound), "other");
+            }
+        }
+        // The watch-list is labelled in either direction.
+        assert_eq!(
+            m.peer_label("watched.example", Direction::Inbound),
+            "watched.example"
+        );
+        // The slots are still there for the domains we send to (and for unknown direction).
+        for _ in 0..PEER_MIN_SESSIONS {
+            m.peer_label("gmail.com", Direction::Outbound);
+            m.peer_label("lab.test", Direction::Unknown);
+        }
+        assert_eq!(m.peer_label("gmail.com", Direction::Outbound), "gmail.com");
+        assert_eq!(m.peer_label("lab.test", Direction::Unknown), "lab.test");
+        // An inbound client claiming a labelled outbound peer's name gets no series under it.
+        assert_eq!(m.peer_label("gmail.com", Direction::Inbound), "other");
+        // Slots are full now: a later outbound peer is `other`.
+        for _ in 0..PEER_MIN_SESSIONS {
+            assert_eq!(m.peer_label("late.example", Direction::Outbound), "other");
+        }
     }
 
     #[test]

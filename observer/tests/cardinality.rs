@@ -70,3 +70,66 @@ fn series_stay_bounded_while_the_peer_table_keeps_everyone() {
         "every peer is in the table"
     );
 }
+
+/// Inbound clients name themselves (EHLO): 5 000 of them, each coming back, take none of the
+/// `top_peers` slots, which stay for the domains our MTAs send to.
+#[test]
+fn inbound_ehlo_names_cannot_squat_peer_labels() {
+    let mut p = Pipeline::new(FlowConfig::default());
+    p.read_file(
+        &captures().join("pf-reqccert-tls12-openssl-nocert.pcap"),
+        |_, _| {},
+    )
+    .unwrap();
+    p.finish();
+    let template = p.take_events().remove(0);
+    assert!(template.smtp.as_ref().is_some_and(|s| s.helo.is_some()));
+    let mut metrics = Metrics::new(10, ["watched.example".to_string()]);
+    let inbound = |helo: &str| {
+        let mut ev = template.clone();
+        ev.direction = ekuwatch::event::Direction::Inbound;
+        if let Some(s) = ev.smtp.as_mut() {
+            s.helo = Some(helo.to_string());
+        }
+        ev
+    };
+    for i in 0..5_000u32 {
+        for _ in 0..3 {
+            let ev = inbound(&format!("mx.squat{i}.example"));
+            assert_eq!(
+                registered_domain(&peer_name(&ev)),
+                format!("squat{i}.example")
+            );
+            metrics.observe(&ev, &registered_domain(&peer_name(&ev)));
+        }
+    }
+    let ev = inbound("mx.watched.example");
+    metrics.observe(&ev, &registered_domain(&peer_name(&ev)));
+    for i in 0..10 {
+        let mut ev = template.clone();
+        ev.direction = ekuwatch::event::Direction::Outbound;
+        if let Some(t) = ev.tls.as_mut() {
+            t.sni = Some(format!("mx.dest{i}.example"));
+        }
+        for _ in 0..2 {
+            metrics.observe(&ev, &registered_domain(&peer_name(&ev)));
+        }
+    }
+    let text = metrics.render();
+    let peers: std::collections::BTreeSet<&str> = text
+        .lines()
+        .filter_map(|l| l.split("peer=\"").nth(1)?.split('"').next())
+        .collect();
+    assert!(
+        !peers.iter().any(|p| p.starts_with("squat")),
+        "an inbound EHLO name got a label: {peers:?}"
+    );
+    for i in 0..10 {
+        assert!(
+            peers.contains(format!("dest{i}.example").as_str()),
+            "{peers:?}"
+        );
+    }
+    assert!(peers.contains("watched.example") && peers.contains("other"));
+    assert_eq!(peers.len(), 10 + 2, "{peers:?}");
+}

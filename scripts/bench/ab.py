@@ -6,6 +6,9 @@ meet the same load). For changes that must not cost speed (docs/performance.md).
     scripts/bench/ab.py OLD_BINARY NEW_BINARY CAPTURE... [--reps N] [--no-valgrind]
 
 Captures: e.g. from scripts/bench/make-mail-pcap.py (mail and --handshake-only).
+The totals compared here need no symbols, so release binaries do; to see where the instructions
+go (callgrind_annotate per function or line), build with `cargo build --profile profiling`
+(release code with debug info).
 """
 import argparse
 import os

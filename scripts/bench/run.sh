@@ -31,8 +31,10 @@ if [ -n "${EKUWATCH:-}" ]; then
   EKU="$EKUWATCH"   # pre-built binary: skip the build
 else
   echo "== build" >&2
-  (cd "$repo" && cargo build --release -p ekuwatch >&2)
-  EKU="$CARGO_TARGET_DIR/release/ekuwatch"
+  # The profiling profile: the release build's code plus debug info, so the measured binary can
+  # also be profiled (perf record --call-graph dwarf, callgrind); release itself ships stripped.
+  (cd "$repo" && cargo build --profile profiling -p ekuwatch >&2)
+  EKU="$CARGO_TARGET_DIR/profiling/ekuwatch"
 fi
 { echo "commit $(git -C "$repo" rev-parse --short HEAD)$(git -C "$repo" diff --quiet HEAD -- observer || echo ' + uncommitted observer/ changes')";
   echo "nproc $(nproc); $(grep -m1 'model name' /proc/cpuinfo); kernel $(uname -r)";

@@ -24,12 +24,40 @@ pub fn public_corpus() -> Option<PathBuf> {
     p.is_dir().then_some(p)
 }
 
-/// CI sets EKUWATCH_REQUIRE_ALL=1: then nothing may be skipped for a missing folder or tool.
+/// A test that cannot run here (missing folder, tool or root) calls this and returns.
+/// CI sets EKUWATCH_REQUIRE_ALL=1: then nothing may be skipped, and this fails the test.
+/// Otherwise the skip is shown: cargo hides a passing test's output, so the reason is also
+/// appended as one line `test-binary::test-name: reason` to the file named by EKUWATCH_SKIP_LOG,
+/// which scripts/test.sh sets and lists under "skipped:" at its end (scripts/skip-summary.sh).
 pub fn skip_or_fail(why: &str) {
     if std::env::var("EKUWATCH_REQUIRE_ALL").is_ok_and(|v| v == "1") {
         panic!("required test input missing (EKUWATCH_REQUIRE_ALL=1): {why}");
     }
     eprintln!("SKIPPED: {why}");
+    if let Some(log) = std::env::var_os("EKUWATCH_SKIP_LOG").filter(|v| !v.is_empty()) {
+        log_skip(Path::new(&log), &current_test(), why);
+    }
+}
+
+/// `binary::test` of the running test: libtest names each test's thread after the test (with
+/// `--test-threads=1` too); the binary is this integration test's crate.
+pub fn current_test() -> String {
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("?");
+    format!("{}::{test}", env!("CARGO_CRATE_NAME"))
+}
+
+/// One line per skip, appended in one write (tests of a binary run in parallel threads, binaries
+/// one after another). A log that cannot be written fails the test: a skip must not go unseen.
+pub fn log_skip(log: &Path, test: &str, why: &str) {
+    use std::io::Write;
+    let line = format!("{test}: {}\n", why.replace('\n', " "));
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .and_then(|mut f| f.write_all(line.as_bytes()))
+        .unwrap_or_else(|e| panic!("cannot append to EKUWATCH_SKIP_LOG {}: {e}", log.display()));
 }
 
 pub fn pcaps_in(dir: &Path) -> Vec<PathBuf> {
