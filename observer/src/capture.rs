@@ -84,7 +84,7 @@ pub enum CaptureError {
     },
     /// A directory given to read holds no capture (by magic number, or a `.pcap`/`.pcapng`/`.cap`
     /// name).
-    #[error("no capture in {dir} (no pcap/pcapng file among its {skipped} files)")]
+    #[error("no capture in {dir} ({skipped} files, none pcap/pcapng)")]
     NoCapture { dir: PathBuf, skipped: usize },
 }
 

@@ -238,7 +238,7 @@ PATH or --keylog, a file named as PATH that is not a capture, a directory withou
 said on one line of standard error, the other inputs are still analysed and reported (no report
 when no input could be read). A capture damaged after its header (truncated, malformed) is read up
 to the damage, which is logged and listed in the report: exit 0. 2 on a usage error (unknown flag,
-bad value, invalid EKUWATCH_LOG). A standard output closed by its reader (`| head`) ends the run
+bad value, invalid EKUWATCH_LOG, `-` twice or on a terminal). A standard output closed by its reader (`| head`) ends the run
 quietly with 0.";
 
 #[derive(clap::Args, Debug)]

@@ -588,3 +588,35 @@ fn nonexistent_interface_is_named_as_such() {
     );
     assert!(!err.contains("CAP_NET_RAW"), "{err}");
 }
+
+/// The capability hint stays where it applies: an existing interface, no permission (run as
+/// nobody with no capabilities).
+#[cfg(feature = "live")]
+#[test]
+fn missing_capability_is_named_for_an_existing_interface() {
+    if !is_root() || missing_tool(&["setpriv"]).is_some() {
+        return skip_or_fail("needs root and setpriv (util-linux) to run as nobody");
+    }
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+        ])
+        .arg(env!("CARGO_BIN_EXE_ekuwatch"))
+        .args(["live", "--interface", "lo", "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    if err.starts_with("setpriv:") {
+        return skip_or_fail(&format!("nobody cannot run the test binary: {err}"));
+    }
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("interface lo: ") && err.contains("CAP_NET_RAW"),
+        "{err}"
+    );
+}
