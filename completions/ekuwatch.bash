@@ -47,12 +47,16 @@ _ekuwatch() {
 
     case "${cmd}" in
         ekuwatch)
-            opts="-h -V --help --version analyze check-config live help"
+            opts="-h -V --log-format --help --version analyze check-config live help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -61,7 +65,7 @@ _ekuwatch() {
             return 0
             ;;
         ekuwatch__subcmd__analyze)
-            opts="-h --events --keylog --local-net --report --port --config --openmetrics --top-peers --watch --help"
+            opts="-h --events --keylog --local-net --report --port --config --openmetrics --top-peers --watch --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -103,6 +107,10 @@ _ekuwatch() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -111,12 +119,16 @@ _ekuwatch() {
             return 0
             ;;
         ekuwatch__subcmd__check__subcmd__config)
-            opts="-h --help"
+            opts="-h --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -195,7 +207,7 @@ _ekuwatch() {
             return 0
             ;;
         ekuwatch__subcmd__live)
-            opts="-h --config --interface --backend --ebpf-budget --ebpf-ring-mib --filter --port --listen --local-net --events --top-peers --watch --user --linger --help"
+            opts="-h --config --interface --backend --ebpf-budget --ebpf-ring-mib --filter --port --listen --local-net --events --top-peers --watch --user --linger --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -255,6 +267,10 @@ _ekuwatch() {
                     ;;
                 --linger)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
                 *)

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_ekuwatch_global_optspecs
-    string join \n h/help V/version
+    string join \n log-format= h/help V/version
 end
 
 function __fish_ekuwatch_needs_command
@@ -24,14 +24,16 @@ function __fish_ekuwatch_using_subcommand
     contains -- $cmd[1] $argv
 end
 
-complete -c ekuwatch -n "__fish_ekuwatch_needs_command" -s h -l help -d 'Print help'
+complete -c ekuwatch -n "__fish_ekuwatch_needs_command" -l log-format -d 'Log lines on standard error: text, or one JSON object per line for log collectors. The level comes from EKUWATCH_LOG (default warn; e.g. info, debug, ekuwatch=trace)' -r -f -a "text\t'Human-readable lines (coloured on a terminal unless NO_COLOR is set)'
+json\t'One JSON object per line: timestamp, level, fields (message and values), target'"
+complete -c ekuwatch -n "__fish_ekuwatch_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c ekuwatch -n "__fish_ekuwatch_needs_command" -s V -l version -d 'Print version'
 complete -c ekuwatch -n "__fish_ekuwatch_needs_command" -f -a "analyze" -d 'Analyze pcap/pcapng files or directories of them'
 complete -c ekuwatch -n "__fish_ekuwatch_needs_command" -f -a "check-config" -d 'Check a configuration file (unknown keys are errors) and exit'
 complete -c ekuwatch -n "__fish_ekuwatch_needs_command" -f -a "live" -d 'Capture live on an interface (libpcap) and export metrics (build with `--features live`)'
 complete -c ekuwatch -n "__fish_ekuwatch_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c ekuwatch -n "__fish_ekuwatch_using_subcommand analyze" -l events -d 'Write one JSON object per connection to FILE ("-" for standard output)' -r -F
-complete -c ekuwatch -n "__fish_ekuwatch_using_subcommand analyze" -l keylog -d 'TLS key log (NSS format, e.g. SSLKEYLOGFILE) to decrypt TLS 1.3 handshakes and the SMTP replies after STARTTLS (repeatable). Secrets are never printed' -r -F
+complete -c ekuwatch -n "__fish_ekuwatch_using_subcommand analyze" -l keylog -d 'TLS key log (NSS format, e.g. SSLKEYLOGFILE) to decrypt TLS 1.3 handshakes and the SMTP replies after STARTTLS (repeatable). A directory: every file in it (not recursive; pcap/pcapng files skipped). Secrets are never printed' -r -F
 complete -c ekuwatch -n "__fish_ekuwatch_using_subcommand analyze" -l local-net -d 'CIDR of our own hosts (repeatable): sets each session\'s direction (outbound/inbound)' -r
 complete -c ekuwatch -n "__fish_ekuwatch_using_subcommand analyze" -l report -d 'Per-peer report on standard output (default: text; none when --events is "-")' -r -f -a "text\t''
 json\t''
@@ -44,8 +46,12 @@ complete -c ekuwatch -n "__fish_ekuwatch_using_subcommand analyze" -l config -d 
 complete -c ekuwatch -n "__fish_ekuwatch_using_subcommand analyze" -l openmetrics -d 'Write the metrics as timestamped OpenMetrics (one snapshot per minute of packet time) for `promtool tsdb create-blocks-from openmetrics FILE DATA_DIR`' -r -F
 complete -c ekuwatch -n "__fish_ekuwatch_using_subcommand analyze" -l top-peers -d 'Peers that get their own `peer` label in metrics (besides the watch-list; default 100)' -r
 complete -c ekuwatch -n "__fish_ekuwatch_using_subcommand analyze" -l watch -d 'Registered domains that always get their own `peer` label (repeatable)' -r
-complete -c ekuwatch -n "__fish_ekuwatch_using_subcommand analyze" -s h -l help -d 'Print help'
-complete -c ekuwatch -n "__fish_ekuwatch_using_subcommand check-config" -s h -l help -d 'Print help'
+complete -c ekuwatch -n "__fish_ekuwatch_using_subcommand analyze" -l log-format -d 'Log lines on standard error: text, or one JSON object per line for log collectors. The level comes from EKUWATCH_LOG (default warn; e.g. info, debug, ekuwatch=trace)' -r -f -a "text\t'Human-readable lines (coloured on a terminal unless NO_COLOR is set)'
+json\t'One JSON object per line: timestamp, level, fields (message and values), target'"
+complete -c ekuwatch -n "__fish_ekuwatch_using_subcommand analyze" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c ekuwatch -n "__fish_ekuwatch_using_subcommand check-config" -l log-format -d 'Log lines on standard error: text, or one JSON object per line for log collectors. The level comes from EKUWATCH_LOG (default warn; e.g. info, debug, ekuwatch=trace)' -r -f -a "text\t'Human-readable lines (coloured on a terminal unless NO_COLOR is set)'
+json\t'One JSON object per line: timestamp, level, fields (message and values), target'"
+complete -c ekuwatch -n "__fish_ekuwatch_using_subcommand check-config" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c ekuwatch -n "__fish_ekuwatch_using_subcommand live" -l config -d 'Configuration file (TOML; flags extend or override it)' -r -F
 complete -c ekuwatch -n "__fish_ekuwatch_using_subcommand live" -l interface -d 'Interface to capture on (or `interface` in the configuration file)' -r
 complete -c ekuwatch -n "__fish_ekuwatch_using_subcommand live" -l backend -d 'Capture backend: pcap (libpcap copies every packet of the SMTP ports) or ebpf (a kernel program forwards each connection\'s packets only until its handshake outcome is known; build with `--features ebpf`)' -r -f -a "pcap\t''
@@ -61,7 +67,9 @@ complete -c ekuwatch -n "__fish_ekuwatch_using_subcommand live" -l top-peers -d 
 complete -c ekuwatch -n "__fish_ekuwatch_using_subcommand live" -l watch -d 'Registered domains that always get their own `peer` label (repeatable)' -r
 complete -c ekuwatch -n "__fish_ekuwatch_using_subcommand live" -l user -d 'User to switch to once the capture and the exporter socket are open (when started as root; default `nobody`). `-` keeps the current user' -r
 complete -c ekuwatch -n "__fish_ekuwatch_using_subcommand live" -l linger -d 'Seconds the final counters stay served after SIGINT/SIGTERM' -r
-complete -c ekuwatch -n "__fish_ekuwatch_using_subcommand live" -s h -l help -d 'Print help'
+complete -c ekuwatch -n "__fish_ekuwatch_using_subcommand live" -l log-format -d 'Log lines on standard error: text, or one JSON object per line for log collectors. The level comes from EKUWATCH_LOG (default warn; e.g. info, debug, ekuwatch=trace)' -r -f -a "text\t'Human-readable lines (coloured on a terminal unless NO_COLOR is set)'
+json\t'One JSON object per line: timestamp, level, fields (message and values), target'"
+complete -c ekuwatch -n "__fish_ekuwatch_using_subcommand live" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c ekuwatch -n "__fish_ekuwatch_using_subcommand help; and not __fish_seen_subcommand_from analyze check-config live help" -f -a "analyze" -d 'Analyze pcap/pcapng files or directories of them'
 complete -c ekuwatch -n "__fish_ekuwatch_using_subcommand help; and not __fish_seen_subcommand_from analyze check-config live help" -f -a "check-config" -d 'Check a configuration file (unknown keys are errors) and exit'
 complete -c ekuwatch -n "__fish_ekuwatch_using_subcommand help; and not __fish_seen_subcommand_from analyze check-config live help" -f -a "live" -d 'Capture live on an interface (libpcap) and export metrics (build with `--features live`)'

@@ -15,10 +15,16 @@ cargo fmt --all -- --check
 cargo fmt --manifest-path ebpf/Cargo.toml -- --check   # the kernel program is its own workspace
 cargo clippy --workspace --locked --all-targets --all-features -- -D warnings
 python3 scripts/check-msrv.py   # rust-version covers every locked dependency's own
+# the binary a default build makes (no `live`): `ekuwatch live` says how to build it
+cargo test --locked -p ekuwatch --lib --test cli
 cargo test --workspace --locked --all-features
 # concurrency benchmark, bounded (docs/performance.md has the full runs): its own checks must hold —
-# one event per session, each session's outcome as its template's alone, no flow evicted or left
-cargo bench --locked -p ekuwatch --bench concurrency -- --sessions 20000 1 1000
+# one event per session, each session's outcome as its template's alone, no flow evicted or left.
+# Its own target dir: `cargo bench` builds the ekuwatch binary (default features) into
+# <target>/release/ekuwatch, which would replace the user's release build (e.g. one with
+# --features live).
+CARGO_TARGET_DIR="${EKUWATCH_BENCH_TARGET_DIR:-target/test-bench}" \
+  cargo bench --locked -p ekuwatch --bench concurrency -- --sessions 20000 1 1000
 # dashboards and alert rules: structure, PromQL parse, rule unit tests
 python3 dashboards/check.py
 promtool check rules dashboards/prometheus/alerts.yml

@@ -55,10 +55,12 @@ pub enum Item {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
-    #[error("{path}: cannot open: {source}")]
+    // The io errors are part of the message and not also a `source()`: a caller printing the
+    // error chain (anyhow's `{:#}`) would print them twice.
+    #[error("{path}: cannot open: {error}")]
     Open {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{path}: not a pcap or pcapng file (magic {magic:08x})")]
     BadMagic { path: PathBuf, magic: u32 },
@@ -74,12 +76,16 @@ pub enum CaptureError {
         offset: u64,
         what: String,
     },
-    #[error("{path}: read error at byte {offset}: {source}")]
+    #[error("{path}: read error at byte {offset}: {error}")]
     Io {
         path: PathBuf,
         offset: u64,
-        source: std::io::Error,
+        error: std::io::Error,
     },
+    /// A directory given to read holds no capture (by magic number, or a `.pcap`/`.pcapng`/`.cap`
+    /// name).
+    #[error("no capture in {dir} ({skipped} files, none pcap/pcapng)")]
+    NoCapture { dir: PathBuf, skipped: usize },
 }
 
 enum Format {
@@ -143,9 +149,9 @@ pub type FileReader = CaptureReader<BufReader<File>>;
 
 impl FileReader {
     pub fn open(path: &Path) -> Result<Self, CaptureError> {
-        let file = File::open(path).map_err(|source| CaptureError::Open {
+        let file = File::open(path).map_err(|error| CaptureError::Open {
             path: path.to_owned(),
-            source,
+            error,
         })?;
         // Big enough that most records lie whole in it and are read in place.
         CaptureReader::new(path, BufReader::with_capacity(1 << 18, file))
@@ -354,12 +360,12 @@ impl<R: BufRead> CaptureReader<R> {
                             data,
                         })));
                     }
-                    Err(source) => {
+                    Err(error) => {
                         self.done = true;
                         return Some(Err(CaptureError::Io {
                             path: self.path.clone(),
                             offset: self.offset,
-                            source,
+                            error,
                         }));
                     }
                 }
@@ -420,11 +426,11 @@ impl<R: BufRead> CaptureReader<R> {
                 }
                 Ok(n) => got += n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(source) => {
+                Err(error) => {
                     return Err(CaptureError::Io {
                         path: self.path.clone(),
                         offset: self.offset,
-                        source,
+                        error,
                     })
                 }
             }
@@ -624,7 +630,7 @@ fn read_exact_or<R: Read>(
             CaptureError::Io {
                 path: path.to_owned(),
                 offset,
-                source: e,
+                error: e,
             }
         }
     })
@@ -662,42 +668,115 @@ fn ts_to_ns(ts: u64, units_per_sec: u64) -> i64 {
     (secs.saturating_mul(1_000_000_000).saturating_add(ns)).min(i64::MAX as u64) as i64
 }
 
-/// Expands PATH arguments: files as given, directories walked recursively for `*.pcap`, `*.pcapng`,
-/// `*.cap` (sorted, so runs are reproducible).
-pub fn expand_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>, CaptureError> {
-    let mut out = Vec::new();
-    for p in paths {
-        let meta = std::fs::metadata(p).map_err(|source| CaptureError::Open {
-            path: p.clone(),
-            source,
-        })?;
-        if meta.is_dir() {
-            walk(p, &mut out)?;
-        } else {
-            out.push(p.clone());
-        }
-    }
-    Ok(out)
+/// Pcap (either byte order, micro- or nanosecond timestamps) or pcapng: the first four bytes of a
+/// capture file.
+pub fn is_capture_magic(magic: [u8; 4]) -> bool {
+    matches!(
+        u32::from_le_bytes(magic),
+        0xa1b2_c3d4 | 0xa1b2_3c4d | 0xd4c3_b2a1 | 0x4d3c_b2a1 | PCAPNG_SHB
+    )
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), CaptureError> {
-    let rd = std::fs::read_dir(dir).map_err(|source| CaptureError::Open {
-        path: dir.to_owned(),
-        source,
-    })?;
-    let mut entries: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    entries.sort();
-    for e in entries {
-        if e.is_dir() {
-            walk(&e, out)?;
-        } else if matches!(
-            e.extension().and_then(|x| x.to_str()),
-            Some("pcap" | "pcapng" | "cap")
-        ) {
-            out.push(e);
+/// Whether the file at `path` starts with a capture's magic number (reads at most 4 bytes).
+pub fn starts_like_capture(path: &Path) -> std::io::Result<bool> {
+    let mut head = Vec::with_capacity(4);
+    File::open(path)?.take(4).read_to_end(&mut head)?;
+    Ok(<[u8; 4]>::try_from(head.as_slice()).is_ok_and(is_capture_magic))
+}
+
+/// File names that claim to be captures: in a directory they are read whatever their first bytes
+/// (so a damaged one is reported, not skipped).
+fn named_like_capture(p: &Path) -> bool {
+    matches!(
+        p.extension().and_then(|x| x.to_str()),
+        Some("pcap" | "pcapng" | "cap")
+    )
+}
+
+/// The capture files of the command line's paths, in order, and what could not be used.
+#[derive(Debug, Default)]
+pub struct Inputs {
+    /// Files to read: a file named as a path is taken as it is (if it is no capture, reading it
+    /// says so); a directory contributes, recursively and sorted by name, its files that start
+    /// with a pcap/pcapng magic number or are named `*.pcap`, `*.pcapng`, `*.cap`.
+    pub files: Vec<PathBuf>,
+    /// Paths that could not be used: missing or unreadable paths (also inside a directory), and
+    /// directories that hold no capture at all ([`CaptureError::NoCapture`]).
+    pub errors: Vec<CaptureError>,
+    /// Files met in directories that are not captures (README, key logs, scripts, …): skipped.
+    pub skipped: usize,
+}
+
+impl Inputs {
+    /// Adds one path (see [`Inputs::files`]). Directories reached twice (symbolic links) are walked
+    /// once.
+    pub fn add(&mut self, path: &Path) {
+        let meta = match std::fs::metadata(path) {
+            Ok(m) => m,
+            Err(error) => {
+                self.errors.push(CaptureError::Open {
+                    path: path.to_owned(),
+                    error,
+                });
+                return;
+            }
+        };
+        if !meta.is_dir() {
+            self.files.push(path.to_owned());
+            return;
+        }
+        let (files, errors, skipped) = (self.files.len(), self.errors.len(), self.skipped);
+        let mut seen = std::collections::HashSet::new();
+        self.walk(path, &mut seen);
+        if self.files.len() == files && self.errors.len() == errors {
+            self.errors.push(CaptureError::NoCapture {
+                dir: path.to_owned(),
+                skipped: self.skipped - skipped,
+            });
         }
     }
-    Ok(())
+
+    fn walk(&mut self, dir: &Path, seen: &mut std::collections::HashSet<PathBuf>) {
+        if let Ok(real) = dir.canonicalize() {
+            if !seen.insert(real) {
+                return;
+            }
+        }
+        let rd = match std::fs::read_dir(dir) {
+            Ok(rd) => rd,
+            Err(error) => {
+                self.errors.push(CaptureError::Open {
+                    path: dir.to_owned(),
+                    error,
+                });
+                return;
+            }
+        };
+        let mut entries: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        entries.sort();
+        for e in entries {
+            let meta = match std::fs::metadata(&e) {
+                Ok(m) => m,
+                Err(error) => {
+                    self.errors.push(CaptureError::Open { path: e, error });
+                    continue;
+                }
+            };
+            if meta.is_dir() {
+                self.walk(&e, seen);
+            } else if !meta.is_file() {
+                self.skipped += 1; // sockets, FIFOs, devices: never opened
+            } else if named_like_capture(&e) {
+                self.files.push(e);
+            } else {
+                match starts_like_capture(&e) {
+                    Ok(true) => self.files.push(e),
+                    Ok(false) => self.skipped += 1,
+                    Err(error) => self.errors.push(CaptureError::Open { path: e, error }),
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -19,10 +19,13 @@ use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LiveError {
-    #[error(
-        "interface {0}: {1} (capturing needs root or CAP_NET_RAW: setcap cap_net_raw+ep ekuwatch)"
-    )]
+    /// The interface could not be opened (the message says whether a capability is missing:
+    /// [`open_error`]).
+    #[error("interface {0}: {1}")]
     Open(String, String),
+    /// No interface of that name (in this network namespace); the second field lists those there are.
+    #[error("interface {0}: no such interface (interfaces here: {1})")]
+    NoInterface(String, String),
     #[error("capture filter {0:?}: {1}")]
     Filter(String, String),
     #[error("cannot listen on {0}: {1}")]
@@ -73,6 +76,34 @@ pub struct LiveConfig {
     pub ebpf_ring_bytes: u32,
 }
 
+/// The interfaces of this network namespace, by name ("none" when they cannot be listed).
+fn interface_names() -> String {
+    let names: Vec<String> = nix::net::if_::if_nameindex()
+        .map(|l| {
+            l.iter()
+                .map(|i| i.name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// libpcap could not open an existing interface: the capability hint only when the error is a
+/// permission error (not for an interface that is down, a bad link type, ...).
+fn open_error(interface: &str, error: String) -> LiveError {
+    let lower = error.to_ascii_lowercase();
+    let message = if lower.contains("permission") || lower.contains("not permitted") {
+        format!("{error} (capturing needs root or CAP_NET_RAW: setcap cap_net_raw+ep ekuwatch)")
+    } else {
+        error
+    };
+    LiveError::Open(interface.to_owned(), message)
+}
+
 /// Kernel buffer of the libpcap capture: ~0.5 s of a saturated gigabit link, so a busy moment in
 /// the analysis does not drop packets (libpcap's default, 2 MB, does at a few hundred Mbit/s).
 const PCAP_BUFFER_BYTES: i32 = 64 << 20;
@@ -91,6 +122,15 @@ enum Source {
 
 impl Source {
     fn open(cfg: &LiveConfig, ports: &[u16]) -> Result<(Source, String), LiveError> {
+        // libpcap's own message for a missing interface depends on the privileges (as non-root it
+        // reports the missing permission first), so the name is checked before anything is opened.
+        let any = cfg.backend == Backend::Pcap && cfg.interface == "any";
+        if !any && nix::net::if_::if_nametoindex(cfg.interface.as_str()).is_err() {
+            return Err(LiveError::NoInterface(
+                cfg.interface.clone(),
+                interface_names(),
+            ));
+        }
         match cfg.backend {
             Backend::Pcap => {
                 // Non-blocking: the loop also serves signals and publishes counters when no packet
@@ -105,7 +145,7 @@ impl Source {
                             .open()
                     })
                     .and_then(|c| c.setnonblock())
-                    .map_err(|e| LiveError::Open(cfg.interface.clone(), e.to_string()))?;
+                    .map_err(|e| open_error(&cfg.interface, e.to_string()))?;
                 let filter = cfg.filter.clone().unwrap_or_else(|| default_filter(ports));
                 cap.filter(&filter, true)
                     .map_err(|e| LiveError::Filter(filter.clone(), e.to_string()))?;
@@ -135,7 +175,8 @@ impl Source {
             }
             #[cfg(not(feature = "ebpf"))]
             Backend::Ebpf => Err(LiveError::Usage(
-                "this build has no eBPF backend (build with --features ebpf)".into(),
+                "this ekuwatch was built without the eBPF backend: cargo build --release --features ebpf"
+                    .into(),
             )),
         }
     }
