@@ -8,6 +8,11 @@
 //! Guarantees: no panics on any input; every allocation is bounded by [`MAX_BLOCK`]; a damaged file
 //! yields every packet before the damage, then one [`CaptureError`].
 
+mod inputs;
+mod pcapng;
+
+pub use inputs::{is_capture_magic, starts_like_capture, Inputs};
+use pcapng::{Interface, PCAPNG_SHB};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -100,13 +105,6 @@ enum Format {
     },
 }
 
-#[derive(Clone, Copy)]
-struct Interface {
-    linktype: u32,
-    /// Timestamp units per second.
-    units_per_sec: u64,
-}
-
 /// A packet borrowed from the reader, valid until its next read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Frame<'a> {
@@ -186,12 +184,6 @@ fn u32s<const N: usize>(b: &[u8], be: bool) -> Option<([u32; N], &[u8])> {
     Some((out, rest))
 }
 
-const PCAPNG_SHB: u32 = 0x0A0D_0D0A;
-const PCAPNG_IDB: u32 = 1;
-const PCAPNG_SPB: u32 = 3;
-const PCAPNG_EPB: u32 = 6;
-const PCAPNG_DSB: u32 = 10;
-
 impl<R: BufRead> CaptureReader<R> {
     pub fn new(path: &Path, mut input: R) -> Result<Self, CaptureError> {
         let path = path.to_owned();
@@ -257,29 +249,6 @@ impl<R: BufRead> CaptureReader<R> {
             offset: self.offset,
             what: what.into(),
         }
-    }
-
-    /// Section header block after its 4-byte type: length, byte-order magic, version, options.
-    fn read_shb_rest(&mut self) -> Result<(), CaptureError> {
-        let mut head = [[0u8; 4]; 2];
-        self.read_exact(head.as_flattened_mut(), "pcapng section header")?;
-        let [len, bom] = head;
-        let big_endian = match u32::from_le_bytes(bom) {
-            0x1A2B_3C4D => false,
-            0x4D3C_2B1A => true,
-            _ => return Err(self.malformed("bad pcapng byte-order magic")),
-        };
-        let len = u32_of(len, big_endian) as usize;
-        if !(28..=MAX_BLOCK).contains(&len) || !len.is_multiple_of(4) {
-            return Err(self.malformed(format!("bad section header length {len}")));
-        }
-        let mut rest = vec![0u8; len - 12];
-        self.read_exact(&mut rest, "pcapng section header")?;
-        self.format = Format::PcapNg {
-            big_endian,
-            interfaces: Vec::new(),
-        };
-        Ok(())
     }
 
     /// Hands a packet's buffer back once the caller is done with it: the next packet is read into
@@ -470,146 +439,6 @@ impl<R: BufRead> CaptureReader<R> {
             orig_len,
         })))
     }
-
-    fn next_pcapng(&mut self) -> Result<Option<Item>, CaptureError> {
-        loop {
-            let Format::PcapNg { big_endian, .. } = self.format else {
-                return Ok(None);
-            };
-            let mut hdr = [[0u8; 4]; 2];
-            if !self.read_header(hdr.as_flattened_mut(), "pcapng block header")? {
-                return Ok(None);
-            }
-            let [block_type, len_bytes] = hdr;
-            let block_type = u32_of(block_type, big_endian);
-            if block_type == PCAPNG_SHB {
-                // New section: re-read byte order. We already consumed type+length; rewind logically.
-                self.offset -= 4;
-                let mut bom = [0u8; 4];
-                self.read_exact(&mut bom, "pcapng section header")?;
-                let be = match u32::from_le_bytes(bom) {
-                    0x1A2B_3C4D => false,
-                    0x4D3C_2B1A => true,
-                    _ => return Err(self.malformed("bad pcapng byte-order magic")),
-                };
-                let len = u32_of(len_bytes, be) as usize;
-                if !(28..=MAX_BLOCK).contains(&len) || !len.is_multiple_of(4) {
-                    return Err(self.malformed(format!("bad section header length {len}")));
-                }
-                let mut rest = vec![0u8; len - 12];
-                self.read_exact(&mut rest, "pcapng section header")?;
-                self.format = Format::PcapNg {
-                    big_endian: be,
-                    interfaces: Vec::new(),
-                };
-                continue;
-            }
-            let len = u32_of(len_bytes, big_endian) as usize;
-            if !(12..=MAX_BLOCK).contains(&len) || !len.is_multiple_of(4) {
-                return Err(self.malformed(format!("bad block length {len}")));
-            }
-            let mut block = std::mem::take(&mut self.block);
-            block.clear();
-            block.resize(len - 8, 0);
-            let r = self.read_exact(&mut block, "pcapng block body");
-            let item = r.and_then(|()| self.pcapng_block(block_type, big_endian, &block));
-            if block.capacity() <= MAX_REUSED_BUFFER {
-                self.block = block;
-            }
-            match item? {
-                Some(item) => return Ok(Some(item)),
-                None => continue,
-            }
-        }
-    }
-
-    /// One pcapng block other than a section header: `block` is its body and trailing length.
-    /// `Ok(None)` for a block that yields nothing (interface description, unknown types).
-    fn pcapng_block(
-        &mut self,
-        block_type: u32,
-        big_endian: bool,
-        block: &[u8],
-    ) -> Result<Option<Item>, CaptureError> {
-        // (the caller's length check leaves at least the trailing length copy)
-        let Some((body, _trailing_len)) = block.split_last_chunk::<4>() else {
-            return Err(self.malformed("short pcapng block"));
-        };
-        let Format::PcapNg { interfaces, .. } = &mut self.format else {
-            return Ok(None);
-        };
-        match block_type {
-            PCAPNG_IDB => {
-                // link type (2 bytes), reserved (2), snaplen (4), options
-                let Some((&[l0, l1, ..], opts)) = body.split_first_chunk::<8>() else {
-                    return Err(self.malformed("short interface description block"));
-                };
-                let linktype = u16_of([l0, l1], big_endian) as u32;
-                let units_per_sec = idb_tsresol(opts, big_endian);
-                interfaces.push(Interface {
-                    linktype,
-                    units_per_sec,
-                });
-            }
-            PCAPNG_EPB => {
-                let Some(([iface, ts_high, ts_low, caplen, orig_len], rest)) =
-                    u32s::<5>(body, big_endian)
-                else {
-                    return Err(self.malformed("short enhanced packet block"));
-                };
-                let iface = iface as usize;
-                let Some(&ifc) = interfaces.get(iface) else {
-                    return Err(self.malformed(format!("packet for undeclared interface {iface}")));
-                };
-                let ts = (u64::from(ts_high) << 32) | u64::from(ts_low);
-                let Some(data) = rest.get(..caplen as usize) else {
-                    return Err(
-                        self.malformed("enhanced packet block shorter than its captured length")
-                    );
-                };
-                let mut copy = self.packet_buf(0);
-                copy.extend_from_slice(data);
-                return Ok(Some(Item::Packet(Packet {
-                    ts_ns: ts_to_ns(ts, ifc.units_per_sec),
-                    linktype: ifc.linktype,
-                    data: copy,
-                    orig_len,
-                })));
-            }
-            PCAPNG_SPB => {
-                let Some(&ifc) = interfaces.first() else {
-                    return Err(self.malformed("simple packet block without an interface"));
-                };
-                let Some(([orig_len], rest)) = u32s::<1>(body, big_endian) else {
-                    return Err(self.malformed("short simple packet block"));
-                };
-                // the packet, cut to the block when it claims more
-                let data = rest.get(..orig_len as usize).unwrap_or(rest);
-                let mut copy = self.packet_buf(0);
-                copy.extend_from_slice(data);
-                return Ok(Some(Item::Packet(Packet {
-                    ts_ns: 0,
-                    linktype: ifc.linktype,
-                    data: copy,
-                    orig_len,
-                })));
-            }
-            PCAPNG_DSB => {
-                let Some(([secrets_type, slen], rest)) = u32s::<2>(body, big_endian) else {
-                    return Err(self.malformed("short decryption secrets block"));
-                };
-                let Some(data) = rest.get(..slen as usize) else {
-                    return Err(self.malformed("decryption secrets block shorter than its length"));
-                };
-                return Ok(Some(Item::Secrets {
-                    secrets_type,
-                    data: data.to_vec(),
-                }));
-            }
-            _ => {} // statistics, name resolution, custom blocks: not needed
-        }
-        Ok(None)
-    }
 }
 
 fn read_exact_or<R: Read>(
@@ -636,31 +465,6 @@ fn read_exact_or<R: Read>(
     })
 }
 
-/// `if_tsresol` option (code 9) of an interface description block; default microseconds.
-fn idb_tsresol(mut opts: &[u8], be: bool) -> u64 {
-    while let Some((&[c0, c1, l0, l1], rest)) = opts.split_first_chunk::<4>() {
-        let code = u16_of([c0, c1], be);
-        let len = u16_of([l0, l1], be) as usize;
-        let padded = (len + 3) & !3;
-        let Some(val) = rest.get(..len) else {
-            break;
-        };
-        if code == 0 {
-            break;
-        }
-        if let (9, Some(&v)) = (code, val.first()) {
-            let exp = u32::from(v & 0x7f);
-            let base: u64 = if v & 0x80 != 0 { 2 } else { 10 };
-            return base
-                .checked_pow(exp)
-                .filter(|&u| u > 0)
-                .unwrap_or(1_000_000);
-        }
-        opts = rest.get(padded..).unwrap_or(&[]);
-    }
-    1_000_000
-}
-
 fn ts_to_ns(ts: u64, units_per_sec: u64) -> i64 {
     let secs = ts / units_per_sec;
     let frac = ts % units_per_sec;
@@ -668,119 +472,9 @@ fn ts_to_ns(ts: u64, units_per_sec: u64) -> i64 {
     (secs.saturating_mul(1_000_000_000).saturating_add(ns)).min(i64::MAX as u64) as i64
 }
 
-/// Pcap (either byte order, micro- or nanosecond timestamps) or pcapng: the first four bytes of a
-/// capture file.
-pub fn is_capture_magic(magic: [u8; 4]) -> bool {
-    matches!(
-        u32::from_le_bytes(magic),
-        0xa1b2_c3d4 | 0xa1b2_3c4d | 0xd4c3_b2a1 | 0x4d3c_b2a1 | PCAPNG_SHB
-    )
-}
-
-/// Whether the file at `path` starts with a capture's magic number (reads at most 4 bytes).
-pub fn starts_like_capture(path: &Path) -> std::io::Result<bool> {
-    let mut head = Vec::with_capacity(4);
-    File::open(path)?.take(4).read_to_end(&mut head)?;
-    Ok(<[u8; 4]>::try_from(head.as_slice()).is_ok_and(is_capture_magic))
-}
-
-/// File names that claim to be captures: in a directory they are read whatever their first bytes
-/// (so a damaged one is reported, not skipped).
-fn named_like_capture(p: &Path) -> bool {
-    matches!(
-        p.extension().and_then(|x| x.to_str()),
-        Some("pcap" | "pcapng" | "cap")
-    )
-}
-
-/// The capture files of the command line's paths, in order, and what could not be used.
-#[derive(Debug, Default)]
-pub struct Inputs {
-    /// Files to read: a file named as a path is taken as it is (if it is no capture, reading it
-    /// says so); a directory contributes, recursively and sorted by name, its files that start
-    /// with a pcap/pcapng magic number or are named `*.pcap`, `*.pcapng`, `*.cap`.
-    pub files: Vec<PathBuf>,
-    /// Paths that could not be used: missing or unreadable paths (also inside a directory), and
-    /// directories that hold no capture at all ([`CaptureError::NoCapture`]).
-    pub errors: Vec<CaptureError>,
-    /// Files met in directories that are not captures (README, key logs, scripts, …): skipped.
-    pub skipped: usize,
-}
-
-impl Inputs {
-    /// Adds one path (see [`Inputs::files`]). Directories reached twice (symbolic links) are walked
-    /// once.
-    pub fn add(&mut self, path: &Path) {
-        let meta = match std::fs::metadata(path) {
-            Ok(m) => m,
-            Err(error) => {
-                self.errors.push(CaptureError::Open {
-                    path: path.to_owned(),
-                    error,
-                });
-                return;
-            }
-        };
-        if !meta.is_dir() {
-            self.files.push(path.to_owned());
-            return;
-        }
-        let (files, errors, skipped) = (self.files.len(), self.errors.len(), self.skipped);
-        let mut seen = std::collections::HashSet::new();
-        self.walk(path, &mut seen);
-        if self.files.len() == files && self.errors.len() == errors {
-            self.errors.push(CaptureError::NoCapture {
-                dir: path.to_owned(),
-                skipped: self.skipped - skipped,
-            });
-        }
-    }
-
-    fn walk(&mut self, dir: &Path, seen: &mut std::collections::HashSet<PathBuf>) {
-        if let Ok(real) = dir.canonicalize() {
-            if !seen.insert(real) {
-                return;
-            }
-        }
-        let rd = match std::fs::read_dir(dir) {
-            Ok(rd) => rd,
-            Err(error) => {
-                self.errors.push(CaptureError::Open {
-                    path: dir.to_owned(),
-                    error,
-                });
-                return;
-            }
-        };
-        let mut entries: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
-        entries.sort();
-        for e in entries {
-            let meta = match std::fs::metadata(&e) {
-                Ok(m) => m,
-                Err(error) => {
-                    self.errors.push(CaptureError::Open { path: e, error });
-                    continue;
-                }
-            };
-            if meta.is_dir() {
-                self.walk(&e, seen);
-            } else if !meta.is_file() {
-                self.skipped += 1; // sockets, FIFOs, devices: never opened
-            } else if named_like_capture(&e) {
-                self.files.push(e);
-            } else {
-                match starts_like_capture(&e) {
-                    Ok(true) => self.files.push(e),
-                    Ok(false) => self.skipped += 1,
-                    Err(error) => self.errors.push(CaptureError::Open { path: e, error }),
-                }
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::pcapng::{idb_tsresol, PCAPNG_DSB, PCAPNG_EPB};
     use super::*;
 
     fn pcap_bytes(nanos: bool, records: &[(&[u8], u32)]) -> Vec<u8> {
