@@ -311,6 +311,10 @@ pub fn main() -> ExitCode {
 
 fn check_config(file: &Path) -> Result<()> {
     let c = Config::load(file)?;
+    // `[web]`: the certificate, key and password hashes are read as `live` would read them.
+    #[cfg(feature = "live")]
+    crate::exporter::Web::load(&c.web)
+        .map_err(|e| anyhow::anyhow!("{}: [web]: {e}", file.display()))?;
     let mut out = std::io::stdout().lock();
     writeln!(
         out,

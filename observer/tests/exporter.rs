@@ -184,6 +184,30 @@ fn exporter_tls_and_basic_auth() {
         .unwrap()
         .success());
     let hash = bcrypt::hash("s3cret", 4).unwrap();
+    // check-config reads [web] as live would: a missing key file and a bad hash are errors.
+    let bad = dir.join("bad.toml");
+    for (web, want) in [
+        (
+            format!(
+                "[web.tls_server_config]\ncert_file = \"{}\"\nkey_file = \"/nonexistent.pem\"\n",
+                cert.display()
+            ),
+            "/nonexistent.pem",
+        ),
+        (
+            "[web.basic_auth_users]\nprometheus = \"plaintext\"\n".to_string(),
+            "not a bcrypt hash",
+        ),
+    ] {
+        std::fs::write(&bad, web).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_ekuwatch"))
+            .arg("check-config")
+            .arg(&bad)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(want), "{err}");
+    }
     let port = 32000 + (std::process::id() % 20000) as u16;
     let conf = dir.join("ekuwatch.toml");
     std::fs::write(
