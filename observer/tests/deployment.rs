@@ -6,7 +6,7 @@
 mod common;
 use common::*;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 fn read(p: &str) -> String {
     std::fs::read_to_string(repo().join(p)).unwrap()
@@ -104,6 +104,7 @@ fn every_alert_has_a_runbook_section() {
 #[cfg(feature = "live")]
 #[test]
 fn the_unit_command_line_starts_the_observer() {
+    use std::process::Stdio;
     if !is_root() {
         return skip_or_fail("needs root (packet capture on lo)");
     }
