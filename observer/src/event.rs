@@ -2,6 +2,7 @@
 //! documented field by field in docs/events.md).
 
 use crate::anomaly::AnomalySet;
+use crate::smtp::mail::MailFacts;
 use crate::smtp::{SmtpFacts, StartTls};
 use crate::tls::TlsFacts;
 use ipnet::IpNet;
@@ -51,6 +52,8 @@ pub struct SessionEvent {
     pub direction: Direction,
     pub smtp: Option<SmtpFacts>,
     pub tls: Option<TlsFacts>,
+    /// What happened to the mail (SMTP sessions: plaintext, decrypted or inferred).
+    pub mail: Option<MailFacts>,
     /// The connection's TCP, TLS and X.509 anomalies (SMTP ones are in `smtp.anomalies`).
     pub weirds: AnomalySet,
     /// Packets and payload bytes seen per direction (client→server, server→client).
@@ -81,6 +84,8 @@ pub(crate) struct Observed {
     pub smtp_started: bool,
     /// The TLS analyzer's facts, once a ClientHello was seen.
     pub tls: Option<TlsFacts>,
+    /// The mail dialogue's facts, when one was seen.
+    pub mail: Option<MailFacts>,
     /// TCP, TLS and X.509 anomalies.
     pub weirds: AnomalySet,
     pub packets: [u32; 2],
@@ -97,6 +102,7 @@ pub(crate) fn build(o: Observed, local_nets: &[IpNet], smtp_ports: &[u16]) -> Se
         mut smtp,
         smtp_started,
         tls,
+        mail,
         weirds,
         packets,
         payload_bytes,
@@ -128,6 +134,8 @@ pub(crate) fn build(o: Observed, local_nets: &[IpNet], smtp_ports: &[u16]) -> Se
             port: server.1,
         },
         direction: Direction::classify(local_nets, client.0, server.0),
+        // mail facts only for SMTP (TLS of another protocol carries no mail)
+        mail: mail.filter(|_| smtp.is_some()),
         smtp,
         tls,
         weirds,

@@ -9,7 +9,10 @@ use crate::flow::FlowConfig;
 use crate::peers::PeerBook;
 use crate::pipeline::Pipeline;
 use crate::sink::JsonlSink;
-use crate::smtp::{PostTlsTracker, SmtpSession};
+use crate::smtp::infer::MailInference;
+use crate::smtp::mail::MailEvidence;
+use crate::smtp::stream::MailStream;
+use crate::smtp::SmtpSession;
 use crate::tcp::{Chunk, Reassembler};
 use crate::tls::keylog::KeyLog;
 use crate::tls::{parse_certificate_list, parse_cr12, parse_cr13, Context, TlsSession};
@@ -120,16 +123,30 @@ fn chunks(data: &[u8], unit: usize) -> impl Iterator<Item = (u8, Dir, &[u8])> {
     })
 }
 
-/// The SMTP STARTTLS state machine and the post-TLS reply tracker on a two-way byte stream.
+/// The SMTP STARTTLS state machine, the mail dialogue (exact) and the keyless mail inference
+/// (each chunk taken as one record) on a two-way byte stream.
 pub fn smtp(data: &[u8]) {
     let mut s = SmtpSession::new();
-    let mut t = PostTlsTracker::default();
+    let mut t = MailStream::new(MailEvidence::Plaintext);
+    let mut inf = MailInference::new(true);
     for (_, dir, chunk) in chunks(data, 1) {
         let _ = s.feed(dir, chunk);
         t.feed(dir, chunk);
+        match dir {
+            Dir::ToServer => inf.client_record(chunk.len() as u64),
+            Dir::ToClient => inf.server_record(),
+        }
     }
     let f = s.facts();
     assert!(f.banner.as_ref().is_none_or(|b| b.chars().count() <= 255));
+    let m = t.finish();
+    assert!(m.transactions.len() <= crate::smtp::mail::MAX_TRANSACTIONS);
+    assert_eq!(
+        m.transaction_count(),
+        m.transactions.len() as u32 + m.transactions_not_listed
+    );
+    let i = inf.finish(false);
+    assert!(i.transactions.len() <= crate::smtp::mail::MAX_TRANSACTIONS);
 }
 
 /// The TLS handshake analyzer (1.2 and 1.3 shapes, with a key log so the decryption paths run) on

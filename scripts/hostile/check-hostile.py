@@ -80,6 +80,10 @@ def main():
     manifest = json.load(open(os.path.join(outdir, "manifest.json")))
     failed = False
     rows = []
+    # the normal session's own weirds (its close, e.g. a server RST), from its unchanged capture
+    normal_src = os.path.join(REPO, "captures", "pf-askccert-tls12-openssl-serveronly.pcap")
+    _, _, out0, _ = run(binary, ["--events", "-", "--report", "none", normal_src], timeout)
+    normal_own = sorted({w for e in events_of(out0) for w in (e.get("weirds") or [])})
     for m in manifest:
         path = os.path.join(outdir, m["file"])
         if m.get("use_as") == "--keylog":
@@ -109,8 +113,9 @@ def main():
                 problems.append(f"normal session reported {len(normal)} times")
             elif not normal_ok(normal[0]):
                 problems.append("normal session facts wrong: " + json.dumps(normal[0].get("tls"))[:300])
-            if len(normal) == 1 and normal[0].get("weirds"):
-                problems.append(f"normal session has weirds {normal[0]['weirds']}")
+            if len(normal) == 1 and sorted(normal[0].get("weirds") or []) != normal_own:
+                problems.append(f"normal session has weirds {normal[0]['weirds']} "
+                                f"(alone: {normal_own})")
         for port, spec in (m.get("sessions") or {}).items():
             sev = [e for e in evs if str(get(e, ["client", "port"])) == port]
             if len(sev) != 1:

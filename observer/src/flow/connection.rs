@@ -111,15 +111,18 @@ impl Flow {
     }
 
     /// The connection's event, from what its analyzers hold now.
-    pub(super) fn event(&self, cfg: &FlowConfig) -> SessionEvent {
+    pub(super) fn event(&mut self, cfg: &FlowConfig) -> SessionEvent {
         let (client, server) = self.roles();
+        let tls = self.conv.tls_facts();
+        let mail = self.conv.mail_facts(tls.as_ref());
         let observed = event::Observed {
             client,
             server,
             first_ts: self.first_ts,
             smtp: self.conv.smtp_facts(),
             smtp_started: self.conv.smtp_started(),
-            tls: self.conv.tls_facts(),
+            tls,
+            mail,
             weirds: self.weirds(),
             packets: self.packets,
             payload_bytes: self.bytes,

@@ -4,9 +4,12 @@
 
 use super::roles::{looks_like_smtp_start, starts_with_client_hello};
 use crate::anomaly::{Anomaly, AnomalySet};
+use crate::smtp::infer::MailInference;
+use crate::smtp::mail::{MailEvidence, MailFacts};
+use crate::smtp::stream::MailStream;
 use crate::smtp::{self, Next, SmtpSession, StartTls};
 use crate::tcp::Chunk;
-use crate::tls::{self, TlsFacts, TlsSession};
+use crate::tls::{self, OutcomeResult, TlsFacts, TlsSession};
 use crate::Dir;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,7 +20,10 @@ pub(super) enum Proto {
     /// A text protocol that is not SMTP (POP3, IMAP, XMPP, FTP...): watch the client for a TLS
     /// ClientHello at a segment boundary (its STARTTLS), for at most [`OTHER_SCAN_LIMIT`] bytes.
     OtherText,
-    /// Outcome known or nothing more of interest: bytes are ignored.
+    /// Plaintext SMTP after the SMTP analyzer's part (message content): only the mail
+    /// dialogue is followed.
+    SmtpMail,
+    /// Nothing more of interest: bytes are ignored.
     Done,
     /// Not SMTP and not TLS: no event.
     Ignore,
@@ -103,8 +109,34 @@ pub(super) struct Conversation {
     /// `OtherText`: plaintext bytes watched so far, and the first bytes of a possible ClientHello.
     other_scanned: u32,
     other_prefix: ([u8; 6], u8),
-    /// SMTP inside TLS, when keys let us decrypt it (reply codes only).
-    after_tls: Option<Box<smtp::PostTlsTracker>>,
+    /// What happened to the mail (plaintext, decrypted or inferred).
+    mail: Option<Box<Mail>>,
+}
+
+/// The mail dialogue of a connection: exact from plaintext or decrypted SMTP, and inferred from
+/// the encrypted records' sizes (both when keys are held: the exact one is reported).
+#[derive(Debug, Default)]
+struct Mail {
+    /// Boxed: only plaintext sessions and sessions decrypted with keys have one.
+    exact: Option<Box<MailStream>>,
+    inferred: Option<MailInference>,
+    /// A hole in the bytes: the dialogue cannot be followed to its end.
+    gap: bool,
+}
+
+impl Mail {
+    fn plaintext() -> Box<Mail> {
+        Box::new(Mail {
+            exact: Some(Box::new(MailStream::new(MailEvidence::Plaintext))),
+            ..Mail::default()
+        })
+    }
+
+    fn feed_exact(&mut self, dir: Dir, d: &[u8]) {
+        if let Some(e) = &mut self.exact {
+            e.feed(dir, d);
+        }
+    }
 }
 
 impl Conversation {
@@ -116,7 +148,7 @@ impl Conversation {
             weirds: AnomalySet::EMPTY,
             other_scanned: 0,
             other_prefix: ([0; 6], 0),
-            after_tls: None,
+            mail: None,
         }
     }
 
@@ -141,7 +173,14 @@ impl Conversation {
                             s.on_gap(dir);
                         }
                     }
+                    Proto::SmtpMail => self.weird(Anomaly::SmtpGap),
                     _ => {}
+                }
+                if let Some(m) = &mut self.mail {
+                    m.gap = true;
+                    if let Some(e) = &mut m.exact {
+                        e.on_gap();
+                    }
                 }
             }
             Chunk::Data(d) => self.data(ctx, dir, d, ts),
@@ -155,6 +194,7 @@ impl Conversation {
                 Proto::Tls
             } else if looks_like_smtp_start(dir, d) {
                 self.smtp = Some(Smtp::Live(Box::default()));
+                self.mail = Some(Mail::plaintext());
                 Proto::Smtp
             } else {
                 Proto::OtherText
@@ -173,6 +213,9 @@ impl Conversation {
                     Next::Continue => {
                         if s.is_not_smtp() {
                             self.proto = Proto::OtherText;
+                            self.mail = None;
+                        } else if let Some(m) = &mut self.mail {
+                            m.feed_exact(dir, d);
                         }
                     }
                     Next::Tls { offset } => {
@@ -182,28 +225,38 @@ impl Conversation {
                         let facts = is_smtp.then(|| Box::new(HeldSmtp::new(s.facts())));
                         self.smtp = Some(Smtp::Over(facts));
                         let mut t = Box::new(TlsSession::default());
-                        // SMTP over TLS: follow the decrypted dialogue's reply codes when keys allow.
+                        // SMTP over TLS: follow the decrypted dialogue when keys allow.
                         t.want_app_data(is_smtp);
+                        // the mail after TLS is what counts: the plaintext part is dropped
+                        self.mail = None;
                         t.feed(ctx, dir, d.get(offset..).unwrap_or(&[]), ts);
                         self.tls = Some(t);
-                        self.pump_app_data();
-                        self.check_done();
+                        self.after_tls_feed(ctx);
                     }
                     Next::Stop => {
-                        self.proto = if s.is_not_smtp() {
-                            Proto::OtherText
+                        if s.is_not_smtp() {
+                            self.proto = Proto::OtherText;
+                            self.mail = None;
                         } else {
-                            Proto::Done
-                        };
+                            // message content: only the mail dialogue goes on
+                            self.proto = Proto::SmtpMail;
+                            if let Some(m) = &mut self.mail {
+                                m.feed_exact(dir, d);
+                            }
+                        }
                     }
+                }
+            }
+            Proto::SmtpMail => {
+                if let Some(m) = &mut self.mail {
+                    m.feed_exact(dir, d);
                 }
             }
             Proto::Tls => {
                 if let Some(t) = &mut self.tls {
                     t.feed(ctx, dir, d, ts);
                 }
-                self.pump_app_data();
-                self.check_done();
+                self.after_tls_feed(ctx);
             }
             _ => {}
         }
@@ -233,7 +286,7 @@ impl Conversation {
                 t.feed(ctx, dir, &first, ts);
                 t.feed(ctx, dir, d.get(take..).unwrap_or(&[]), ts);
                 self.tls = Some(t);
-                self.check_done();
+                self.after_tls_feed(ctx);
                 return;
             }
         }
@@ -245,27 +298,40 @@ impl Conversation {
         }
     }
 
-    /// Decrypted SMTP after STARTTLS → reply codes; stop decryption once they are known.
-    fn pump_app_data(&mut self) {
+    /// After TLS bytes were fed: application records to the keyless inference, decrypted SMTP
+    /// to the exact one.
+    fn after_tls_feed(&mut self, ctx: &mut tls::Context) {
+        if !ctx.app_records.is_empty() {
+            let m = self.mail.get_or_insert_with(Box::default);
+            for r in ctx.app_records.drain(..) {
+                let inf = m
+                    .inferred
+                    .get_or_insert_with(|| MailInference::new(r.exact));
+                match r.dir {
+                    Dir::ToServer => inf.client_record(u64::from(r.plaintext)),
+                    Dir::ToClient => inf.server_record(),
+                }
+            }
+        }
         let Some(t) = &mut self.tls else { return };
         let chunks = t.take_app_plaintext();
-        if chunks.is_empty() {
-            return;
+        if !chunks.is_empty() {
+            let m = self.mail.get_or_insert_with(Box::default);
+            let e = m
+                .exact
+                .get_or_insert_with(|| Box::new(MailStream::new(MailEvidence::Decrypted)));
+            for (dir, pt) in chunks {
+                e.feed(dir, &pt);
+            }
+            if let Some(code) = e.first_reply {
+                t.first_reply(code);
+            }
         }
-        let tracker = self.after_tls.get_or_insert_with(Box::default);
-        for (dir, pt) in chunks {
-            tracker.feed(dir, &pt);
-        }
-        if let Some(code) = tracker.replies.first {
-            t.first_reply(code);
-        }
-        if tracker.finished() {
-            t.want_app_data(false);
-        }
+        self.check_done();
     }
 
     fn check_done(&mut self) {
-        if self.tls.as_ref().is_some_and(|t| t.is_done()) {
+        if self.tls.as_ref().is_some_and(|t| t.lost_both()) {
             self.proto = Proto::Done;
         }
     }
@@ -275,7 +341,7 @@ impl Conversation {
     pub(super) fn release(&mut self) {
         self.smtp = None;
         self.tls = None;
-        self.after_tls = None;
+        self.mail = None;
         self.other_prefix = ([0; 6], 0);
     }
 
@@ -320,12 +386,42 @@ impl Conversation {
         self.tls.as_ref().filter(|t| t.saw_client_hello()).map(|t| {
             let mut f = t.facts();
             f.smtp_reply_after_tls = self
-                .after_tls
+                .mail
                 .as_ref()
-                .filter(|a| a.seen())
-                .map(|a| a.replies.clone());
+                .and_then(|m| m.exact.as_deref())
+                .filter(|e| e.facts().evidence == MailEvidence::Decrypted)
+                .and_then(smtp::RepliesAfterTls::from_stream);
             f
         })
+    }
+
+    /// What happened to the mail, as far as the session went (ends its open transaction). Exact
+    /// when the dialogue was plaintext or decrypted throughout, else inferred.
+    pub(super) fn mail_facts(&mut self, tls: Option<&TlsFacts>) -> Option<MailFacts> {
+        let m = self.mail.as_mut()?;
+        let lost = self.tls.as_ref().is_some_and(|t| t.lost_any());
+        let decryption_broke = self.tls.as_ref().is_some_and(|t| t.decryption_failed());
+        let incomplete = m.gap || lost;
+        let exact_usable = m
+            .exact
+            .as_ref()
+            .is_some_and(|e| e.first_reply.is_some() && !decryption_broke);
+        let mut facts = match (&mut m.exact, &mut m.inferred) {
+            (Some(e), _) if exact_usable => {
+                if incomplete {
+                    e.on_gap();
+                }
+                e.finish()
+            }
+            (_, Some(i)) => i.finish(incomplete),
+            _ => return None,
+        };
+        if tls.is_some_and(|t| t.outcome.result == OutcomeResult::ClosedAfterHandshake)
+            && facts.transactions.is_empty()
+        {
+            facts.refused_at_ehlo();
+        }
+        Some(facts)
     }
 
     /// The flow layer's and the TLS analyzer's anomalies.

@@ -311,18 +311,10 @@ impl FlowTable {
                 self.done.push(flow.roles());
             }
         }
-        let ready = (flow.conv.proto == Proto::Done && !flow.emitted).then(|| {
-            flow.emitted = true;
-            let ev = flow.event(&self.cfg);
-            flow.conv.release();
-            (ev, flow.first_ts, flow.last_ts)
-        });
         self.buffered =
             self.buffered + flow.reasm[0].buffered() + flow.reasm[1].buffered() - queued_before;
+        // The event is written when the session ends: what happened to its mail is known then.
         let closed = seg.flags.rst || (flow.fin[0] && flow.fin[1]);
-        if let Some((ev, first_ts, last_ts)) = ready {
-            self.emit(ev, first_ts, last_ts);
-        }
         if closed {
             self.finish(k);
         }

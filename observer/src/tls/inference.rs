@@ -43,6 +43,34 @@ pub fn alert_len(cipher: Option<u16>) -> usize {
     }
 }
 
+/// Per-record overhead of an application-data record (inner content type, explicit nonce, AEAD
+/// tag) and whether it is exact: AEAD suites yes (TLS 1.3 padding assumed absent); CBC suites
+/// only a lower bound (IV 16 + MAC 20 + 1 byte of padding).
+pub fn app_overhead(tls13: bool, cipher: Option<u16>) -> (u16, bool) {
+    if tls13 {
+        return (
+            if cipher == Some(0x1305) {
+                1 + 8
+            } else {
+                1 + 16
+            },
+            true,
+        );
+    }
+    let name = cipher
+        .and_then(tls_parser::TlsCipherSuite::from_id)
+        .map_or("", |c| c.name);
+    if name.contains("CCM_8") {
+        (8 + 8, true)
+    } else if name.contains("GCM") || name.contains("CCM") {
+        (8 + 16, true)
+    } else if name.contains("CHACHA20") {
+        (16, true)
+    } else {
+        (16 + 20 + 1, false)
+    }
+}
+
 /// What the inference says: CertificateRequest present, client certificate status, its
 /// approximate size, and the evidence.
 pub type Inferred = (Option<bool>, CertStatus, Option<usize>, Evidence);

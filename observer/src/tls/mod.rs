@@ -66,4 +66,18 @@ use keylog::KeyLog;
 pub struct Context {
     pub keylog: KeyLog,
     pub chains: x509::cache::ChainCache,
+    /// Application records after the handshake seen by the last `feed` (direction, plaintext
+    /// size estimate), for the caller to drain: the keyless mail inference reads them. Shared
+    /// scratch space, so sessions hold nothing for it.
+    pub app_records: Vec<AppRecord>,
+}
+
+/// An application-data record after the handshake, as the keyless mail inference needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppRecord {
+    pub dir: crate::Dir,
+    /// Plaintext bytes: the record's length minus the cipher's overhead.
+    pub plaintext: u32,
+    /// The overhead is exact (AEAD; TLS 1.3 padding assumed absent), not a CBC lower bound.
+    pub exact: bool,
 }

@@ -58,6 +58,10 @@ pub(super) struct Side {
     hs: Vec<u8>,
 }
 
+/// Application records reported per `feed` at most (a segment holds a few; a caller that feeds
+/// more at once loses the rest for the mail inference, which then says `incomplete`).
+const MAX_PENDING_APP_RECORDS: usize = 4096;
+
 /// One TLS connection's analysis.
 #[derive(Debug, Default)]
 pub struct TlsSession {
@@ -142,6 +146,21 @@ impl TlsSession {
         (self.done && !mid_record) || self.sides.iter().all(|s| s.records.lost())
     }
 
+    /// Both directions lost record sync: nothing more can be read.
+    pub fn lost_both(&self) -> bool {
+        self.sides.iter().all(|s| s.records.lost())
+    }
+
+    /// A direction lost record sync (after a gap): the records after it are unknown.
+    pub fn lost_any(&self) -> bool {
+        self.sides.iter().any(|s| s.records.lost())
+    }
+
+    /// Decryption with the key log failed on some record (the decrypted dialogue is partial).
+    pub fn decryption_failed(&self) -> bool {
+        self.decryption == Decryption::Failed
+    }
+
     pub fn saw_client_hello(&self) -> bool {
         self.client_hello
     }
@@ -220,7 +239,7 @@ impl TlsSession {
                     return;
                 }
                 Step::Header { ty, len } => {
-                    self.record_start(dir, ty, len);
+                    self.record_start(ctx, dir, ty, len);
                     let empty = self.side_mut(dir).records.header_handled();
                     if empty
                         && matches!(
@@ -239,12 +258,17 @@ impl TlsSession {
     /// Whether this direction's bytes are still read: in sync, and the outcome not known yet
     /// (or a record to decrypt is half read).
     fn reading(&self, dir: Dir) -> bool {
-        let s = self.side(dir);
-        !s.records.lost() && (!self.done || (s.decrypting && s.records.in_body()))
+        // After the outcome is known, records are still followed (headers only, bodies skipped
+        // unless decrypting): their sizes and order tell what happened to the mail.
+        !self.side(dir).records.lost()
     }
 
     /// Decide from the header whether to read the body or skip it.
-    fn record_start(&mut self, dir: Dir, ty: u8, len: usize) {
+    fn record_start(&mut self, ctx: &mut Context, dir: Dir, ty: u8, len: usize) {
+        if self.done {
+            self.tail_record(ctx, dir, ty, len);
+            return;
+        }
         let tls13 = self.tls13();
         let ct = ContentType::from(ty);
         let s = dir.of_mut(&mut self.sides);
@@ -301,16 +325,17 @@ impl TlsSession {
                 self.side_mut(dir).phase = Phase::Finished;
             }
             (ContentType::ApplicationData, false) if self.handshake_complete() => {
-                self.count_app_record(dir);
+                self.count_app_record(ctx, dir, len);
             }
-            (ContentType::ApplicationData, true) => self.tls13_encrypted_record(dir, len16),
+            (ContentType::ApplicationData, true) => self.tls13_encrypted_record(ctx, dir, len16),
             _ => {}
         }
         self.tail_check();
     }
 
     /// An application-data record after the handshake.
-    fn count_app_record(&mut self, dir: Dir) {
+    fn count_app_record(&mut self, ctx: &mut Context, dir: Dir, len: usize) {
+        self.app_record(ctx, dir, len);
         let s = self.side_mut(dir);
         s.app_records = s.app_records.saturating_add(1);
         match dir {
@@ -320,6 +345,54 @@ impl TlsSession {
                 self.server_turns = self.server_turns.saturating_add(1);
             }
             Dir::ToClient => {}
+        }
+    }
+
+    /// An application record after the handshake, for the caller's keyless mail inference.
+    fn app_record(&self, ctx: &mut Context, dir: Dir, len: usize) {
+        let (overhead, exact) = inference::app_overhead(self.tls13(), self.cipher);
+        let plaintext =
+            u32::try_from(len.saturating_sub(usize::from(overhead))).unwrap_or(u32::MAX);
+        if ctx.app_records.len() < MAX_PENDING_APP_RECORDS {
+            ctx.app_records.push(super::AppRecord {
+                dir,
+                plaintext,
+                exact,
+            });
+        }
+    }
+
+    /// A record after the outcome is known: the facts are final; application records are only
+    /// reported (and decrypted when keys are held and the dialogue is followed), alerts end the
+    /// mail dialogue.
+    fn tail_record(&mut self, ctx: &mut Context, dir: Dir, ty: u8, len: usize) {
+        let ct = ContentType::from(ty);
+        let alert_sized = if self.tls13() {
+            ct == ContentType::ApplicationData && len == inference::alert_len(self.cipher)
+        } else {
+            ct == ContentType::Alert
+        };
+        let app = ct == ContentType::ApplicationData && !alert_sized;
+        let want = self.want_app_data && (app || alert_sized);
+        let dec = self
+            .keys
+            .as_mut()
+            .and_then(|k| dir.of_mut(&mut k.dec).as_mut());
+        let s = dir.of_mut(&mut self.sides);
+        s.decrypting = false;
+        match dec {
+            Some(_) if want && len > 0 => {
+                s.decrypting = true;
+                s.records.read_body(len);
+            }
+            Some(d) => {
+                d.skip();
+                s.records.skip_body(len);
+            }
+            None => s.records.skip_body(len),
+        }
+        if app {
+            self.app_record(ctx, dir, len);
         }
     }
 
@@ -342,7 +415,7 @@ impl TlsSession {
     }
 
     /// A TLS 1.3 application-data record (the record-length inference reads it).
-    fn tls13_encrypted_record(&mut self, dir: Dir, len: u16) {
+    fn tls13_encrypted_record(&mut self, ctx: &mut Context, dir: Dir, len: u16) {
         let client_keyed = self.dec(Dir::ToServer).is_some();
         match dir {
             Dir::ToServer => match self.flights.client_record(len, self.cipher, client_keyed) {
@@ -351,13 +424,15 @@ impl TlsSession {
                     self.weird(Anomaly::Tls13ClientFlightUnrecognised)
                 }
                 ClientRecord::Alert => self.push_encrypted_alert(dir),
-                ClientRecord::Application => self.count_app_record(Dir::ToServer),
+                ClientRecord::Application => {
+                    self.count_app_record(ctx, Dir::ToServer, usize::from(len))
+                }
             },
             Dir::ToClient => match self.flights.server_record(len, self.cipher, client_keyed) {
                 ServerRecord::Flight => {}
                 ServerRecord::Alert => self.push_encrypted_alert(dir),
                 ServerRecord::Other => {
-                    self.count_app_record(dir);
+                    self.count_app_record(ctx, dir, usize::from(len));
                     self.tail_check();
                 }
             },

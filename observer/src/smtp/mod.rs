@@ -6,6 +6,10 @@
 //! session in SMTP. Client bytes pipelined after STARTTLS before the reply are an anomaly and are never
 //! parsed as TLS. After `354` (message content follows) the analyzer stops: bodies are never read.
 
+pub mod infer;
+pub mod mail;
+pub mod stream;
+
 use crate::anomaly::{Anomaly, AnomalySet};
 use crate::Dir;
 use serde::Serialize;
@@ -484,8 +488,9 @@ impl SmtpSession {
 }
 
 /// Server reply codes seen inside TLS (decrypted with keys): the first reply, and the replies to
-/// EHLO/HELO, MAIL, the first RCPT and DATA. Only codes and command verbs are looked at; addresses
-/// and message content are never kept.
+/// EHLO/HELO, MAIL, the first RCPT and DATA of the first transaction. Only codes and command
+/// verbs are looked at; addresses and message content are never kept (the whole dialogue is in
+/// the event's `mail`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct RepliesAfterTls {
     pub first: Option<u16>,
@@ -495,85 +500,22 @@ pub struct RepliesAfterTls {
     pub data: Option<u16>,
 }
 
-/// Follows the decrypted SMTP dialogue after STARTTLS until the DATA reply (or QUIT, or the
-/// server's rejection), then asks for decryption to stop.
-#[derive(Debug, Default)]
-pub struct PostTlsTracker {
-    pub replies: RepliesAfterTls,
-    client: LineBuf,
-    server: LineBuf,
-    pending: VecDeque<String>,
-    replies_seen: u32,
-    finished: bool,
-}
-
-impl PostTlsTracker {
-    pub fn finished(&self) -> bool {
-        self.finished
-    }
-
-    /// Whether any reply was seen (the object is reported only then).
-    pub fn seen(&self) -> bool {
-        self.replies.first.is_some()
-    }
-
-    pub fn feed(&mut self, dir: Dir, mut data: &[u8]) {
-        while !data.is_empty() && !self.finished {
-            let buf = match dir {
-                Dir::ToServer => &mut self.client,
-                Dir::ToClient => &mut self.server,
-            };
-            let (n, complete) = buf.push(data);
-            data = data.get(n..).unwrap_or_default(); // (`push` consumes at most `data.len()`)
-            if !complete {
-                continue;
-            }
-            let (line, _) = buf.take_line();
-            let line = text(&line);
-            match dir {
-                Dir::ToServer => {
-                    let verb: String = line
-                        .split(' ')
-                        .next()
-                        .unwrap_or("")
-                        .chars()
-                        .take(8)
-                        .collect::<String>()
-                        .to_ascii_uppercase();
-                    if self.pending.len() < MAX_PENDING {
-                        self.pending.push_back(verb);
-                    }
-                }
-                Dir::ToClient => self.server_line(&line),
-            }
-        }
-    }
-
-    fn server_line(&mut self, line: &str) {
-        let b = line.as_bytes();
-        let Some(code) = reply_code(b) else {
-            return;
-        };
-        if b.get(3) == Some(&b'-') {
-            return;
-        }
-        self.replies_seen += 1;
-        self.replies.first.get_or_insert(code);
-        let r = &mut self.replies;
-        match self.pending.pop_front().as_deref() {
-            Some("EHLO" | "HELO" | "LHLO") => r.ehlo = r.ehlo.or(Some(code)),
-            Some("MAIL") => r.mail = r.mail.or(Some(code)),
-            Some("RCPT") => r.rcpt = r.rcpt.or(Some(code)),
-            Some("DATA" | "BDAT") => {
-                r.data = Some(code);
-                self.finished = true; // message content follows: stop
-            }
-            Some("QUIT") => self.finished = true,
-            _ => {}
-        }
-        if code == 421 || self.replies_seen >= 16 {
-            self.finished = true;
-        }
+impl RepliesAfterTls {
+    /// From the decrypted dialogue: its first reply, and the first replies to EHLO, MAIL, RCPT and
+    /// DATA/BDAT (the object is reported only when a reply was seen).
+    pub fn from_stream(s: &stream::MailStream) -> Option<Self> {
+        let first = s.first_reply?;
+        let f = s.facts();
+        let t = f.transactions.first();
+        Some(RepliesAfterTls {
+            first: Some(first),
+            ehlo: f.ehlo_reply,
+            mail: t.and_then(|t| t.mail),
+            rcpt: t
+                .and_then(|t| t.rcpt.as_ref())
+                .and_then(|c| c.codes.first().copied()),
+            data: t.and_then(|t| t.data.or_else(|| t.bdat.as_ref()?.codes.first().copied())),
+        })
     }
 }
 
@@ -673,33 +615,6 @@ mod tests {
         let (s, n) = session(&[(S, b"220 mx ESMTP\r\n"), (C, b"\x16\x03\x01\x02\x00\x01")]);
         assert_eq!(n[1], Next::Tls { offset: 0 });
         assert!(s.facts.anomalies.contains(Anomaly::TlsWithoutStarttls));
-    }
-
-    #[test]
-    fn replies_after_tls_stop_at_data() {
-        let mut t = PostTlsTracker::default();
-        t.feed(C, b"EHLO out.example.org\r\n");
-        t.feed(S, b"250-mx\r\n250 8BITMIME\r\n");
-        t.feed(
-            C,
-            b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nRCPT TO:<e@f>\r\nDATA\r\n",
-        );
-        t.feed(S, b"250 ok\r\n550 5.7.1 no\r\n250 ok\r\n354 go\r\n");
-        assert!(t.finished());
-        assert_eq!(
-            t.replies,
-            RepliesAfterTls {
-                first: Some(250),
-                ehlo: Some(250),
-                mail: Some(250),
-                rcpt: Some(550),
-                data: Some(354)
-            }
-        );
-        let mut t = PostTlsTracker::default();
-        t.feed(S, b"421 4.7.1 Client certificate not trusted\r\n");
-        assert!(t.finished());
-        assert_eq!(t.replies.first, Some(421));
     }
 
     #[test]

@@ -1,0 +1,354 @@
+//! Mail without keys: transactions inferred from the sizes and order of encrypted application
+//! records after the TLS handshake (rules and measured accuracy in docs/inference.md, "Mail
+//! without keys"). Sans-IO and constant memory: it is told each record's direction and plaintext
+//! size estimate, and the session's end.
+//!
+//! SMTP is lock step: the client writes, the server answers. A *turn* is a burst of client records
+//! and the server records answering it (server records before any client record — TLS 1.3
+//! session tickets — answer nothing). The first turn is the EHLO. After it, client turns are read
+//! by what SMTP allows them to carry:
+//! - **bare verb**: exactly 6 plaintext bytes (`DATA`, `QUIT`, `RSET`, `NOOP` + CRLF), known only
+//!   when the cipher's overhead is exact (AEAD);
+//! - **bulk**: more than 512 bytes, the longest command line (RFC 5321 §4.5.3.1.4): a message
+//!   (or BDAT with its data);
+//! - **command**: anything else (one command, or a pipelined group MAIL/RCPT/DATA).
+//!
+//! A body is a bulk turn; a turn after a bare verb that opened the way to it (DATA); or a turn
+//! after the transaction's commands that no RCPT line could fill (> 268 bytes: `RCPT TO:<` + a
+//! 256-octet path + `>` CRLF, RFC 5321 §4.5.3.1.3). A body the server answered is `delivered`
+//! (a refusal after the body looks the same without keys: documented limit). A transaction that
+//! ends (bare verb: RSET/QUIT, or the end of the session) without a body is
+//! `rejected_before_data`.
+
+use super::mail::{MailEvidence, MailFacts, Transaction, TxResult, MAX_TRANSACTIONS};
+
+/// RFC 5321 §4.5.3.1.4: a command line is at most 512 octets with its CRLF.
+const LONGEST_COMMAND: u64 = 512;
+/// `RCPT TO:<` + a 256-octet path (RFC 5321 §4.5.3.1.3) + `>` CRLF.
+const LONGEST_RCPT: u64 = 9 + 256 + 3;
+/// `DATA`, `QUIT`, `RSET`, `NOOP` with CRLF.
+const BARE_VERB: u64 = 6;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    BareVerb,
+    Bulk,
+    Command,
+}
+
+/// An inferred transaction as held during the session (the event's form is built at the end).
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    result: TxResult,
+    /// Plaintext bytes of the body turn (0: no body).
+    body: u32,
+    unanswered: bool,
+}
+
+#[derive(Debug)]
+pub struct MailInference {
+    /// Transactions so far (the first [`MAX_TRANSACTIONS`]) and the count of the rest by result.
+    held: Vec<Held>,
+    more: [u32; 3],
+    ehlo_accepted: Option<bool>,
+    incomplete: bool,
+    /// Plaintext bytes per record are exact (AEAD overhead known, no padding assumed).
+    exact: bool,
+    /// Client bytes of the turn being written, and whether one is.
+    burst: u64,
+    burst_open: bool,
+    turns: u32,
+    /// An open transaction: its command turns so far, and the size of the first (its MAIL).
+    open: Option<(u16, u64)>,
+    /// A bare verb turn whose meaning depends on the next one (was it answered?).
+    bare_pending: Option<bool>,
+    ended: bool,
+}
+
+impl MailInference {
+    /// `exact`: the cipher's per-record overhead is exact (AEAD).
+    pub fn new(exact: bool) -> Self {
+        MailInference {
+            held: Vec::new(),
+            more: [0; 3],
+            ehlo_accepted: None,
+            incomplete: false,
+            exact,
+            burst: 0,
+            burst_open: false,
+            turns: 0,
+            open: None,
+            bare_pending: None,
+            ended: false,
+        }
+    }
+
+    /// An application record of the client with `len` plaintext bytes (estimate).
+    pub fn client_record(&mut self, len: u64) {
+        if self.ended {
+            return;
+        }
+        if !self.burst_open {
+            self.burst_open = true;
+            self.burst = 0;
+        }
+        self.burst = self.burst.saturating_add(len);
+    }
+
+    /// An application record of the server: it answers the client's turn, if one is waiting.
+    pub fn server_record(&mut self) {
+        if self.ended || !self.burst_open {
+            return;
+        }
+        self.burst_open = false;
+        self.turn(self.burst, true);
+    }
+
+    /// Turns answered so far.
+    pub fn turns(&self) -> u32 {
+        self.turns
+    }
+
+    fn kind(&self, bytes: u64) -> Kind {
+        if self.exact && bytes == BARE_VERB {
+            Kind::BareVerb
+        } else if bytes > LONGEST_COMMAND {
+            Kind::Bulk
+        } else {
+            Kind::Command
+        }
+    }
+
+    fn turn(&mut self, bytes: u64, answered: bool) {
+        self.turns = self.turns.saturating_add(1);
+        if self.turns == 1 {
+            return; // the EHLO (its fate: `finish`)
+        }
+        if self.turns >= 2 && answered {
+            self.ehlo_accepted = Some(true); // the server went on after answering it
+        }
+        let kind = self.kind(bytes);
+        if let Some(_bare_answered) = self.bare_pending.take() {
+            // DATA alone (lock step) comes after MAIL and at least one RCPT, each a turn; after a
+            // pipelined group (one turn) a bare verb is RSET/NOOP/QUIT. The same MAIL again means
+            // RSET and a retry.
+            let data = match self.open {
+                Some((cmds, mail_len)) => cmds >= 2 && bytes != mail_len,
+                None => false,
+            };
+            if data && kind != Kind::BareVerb {
+                self.body(bytes, answered);
+                return;
+            }
+            // it was RSET or NOOP: the transaction ended without a body
+            self.end_without_body();
+        }
+        match kind {
+            Kind::BareVerb => self.bare_pending = Some(answered),
+            Kind::Bulk => self.body(bytes, answered),
+            Kind::Command => match self.open {
+                Some((n, _)) if n >= 1 && bytes > LONGEST_RCPT => self.body(bytes, answered),
+                Some((n, first)) => self.open = Some((n.saturating_add(1), first)),
+                // words the server never answered (it had ended the session) open nothing
+                None if !answered => {}
+                None => self.open = Some((1, bytes)),
+            },
+        }
+    }
+
+    fn push(&mut self, h: Held) {
+        if self.held.len() < MAX_TRANSACTIONS {
+            self.held.reserve_exact(1);
+            self.held.push(h);
+        } else {
+            let i = match h.result {
+                TxResult::Delivered => 0,
+                r if r.rejected() => 1,
+                _ => 2,
+            };
+            if let Some(n) = self.more.get_mut(i) {
+                *n = n.saturating_add(1);
+            }
+        }
+    }
+
+    fn body(&mut self, bytes: u64, answered: bool) {
+        self.open = None;
+        self.push(Held {
+            result: if answered {
+                TxResult::Delivered
+            } else {
+                TxResult::Unknown
+            },
+            body: u32::try_from(bytes).unwrap_or(u32::MAX),
+            unanswered: !answered,
+        });
+    }
+
+    fn end_without_body(&mut self) {
+        if self.open.take().is_some() {
+            self.push(Held {
+                result: TxResult::RejectedBeforeData,
+                body: 0,
+                unanswered: false,
+            });
+        }
+    }
+
+    /// The session ended (close, alert, end of input) or could not be followed (`incomplete`).
+    pub fn finish(&mut self, incomplete: bool) -> MailFacts {
+        if !self.ended {
+            self.ended = true;
+            if self.burst_open {
+                self.burst_open = false;
+                self.turn(self.burst, false);
+            }
+            if self.bare_pending.take().is_some() {
+                // the last bare verb was QUIT (or RSET before the end)
+                self.end_without_body();
+            } else if self.open.is_some() {
+                if incomplete {
+                    self.open = None;
+                    self.push(Held {
+                        result: TxResult::Unknown,
+                        body: 0,
+                        unanswered: false,
+                    });
+                } else {
+                    self.end_without_body();
+                }
+            }
+            self.incomplete = incomplete;
+        }
+        let mut f = MailFacts::new(MailEvidence::Inferred);
+        f.ehlo_accepted = self.ehlo_accepted;
+        f.incomplete = self.incomplete;
+        for h in &self.held {
+            let mut t = Transaction::new(MailEvidence::Inferred);
+            t.result = h.result;
+            if h.body > 0 {
+                t.data_command = Some("inferred");
+                t.body_transferred = true;
+                t.body_bytes = Some(u64::from(h.body));
+            }
+            if h.result == TxResult::Unknown {
+                t.unknown_reason = Some(if h.unanswered {
+                    "the session ended before the reply to the body"
+                } else {
+                    "the dialogue could not be followed to its end"
+                });
+            }
+            f.push(t);
+        }
+        f.messages_delivered += self.more[0];
+        f.messages_rejected += self.more[1];
+        f.messages_other += self.more[2];
+        f.transactions_not_listed = self.more.iter().sum();
+        f
+    }
+}
+
+/// Plaintext bytes of an application record of `len` bytes: `len` minus the cipher's overhead,
+/// and whether that is exact (AEAD; TLS 1.3 padding is assumed absent).
+pub fn plaintext_len(
+    len: usize,
+    tls13: bool,
+    cipher: Option<u16>,
+    cipher_name: &str,
+) -> (u64, bool) {
+    let overhead = if tls13 {
+        Some(if cipher == Some(0x1305) { 9 } else { 17 })
+    } else if cipher_name.contains("CCM_8") {
+        Some(8 + 8)
+    } else if cipher_name.contains("GCM") || cipher_name.contains("CCM") {
+        Some(8 + 16)
+    } else if cipher_name.contains("CHACHA20") {
+        Some(16)
+    } else {
+        None
+    };
+    match overhead {
+        Some(o) => ((len as u64).saturating_sub(o), true),
+        // CBC: IV, MAC and padding; at least 16 + 20 + 1
+        None => ((len as u64).saturating_sub(37), false),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (client bytes, answered) turns after the EHLO turn.
+    fn run(turns: &[u64], last_answered: bool) -> MailFacts {
+        let mut m = MailInference::new(true);
+        m.client_record(20); // EHLO
+        m.server_record();
+        for (i, &b) in turns.iter().enumerate() {
+            m.client_record(b);
+            if i + 1 < turns.len() || last_answered {
+                m.server_record();
+            }
+        }
+        m.finish(false)
+    }
+
+    fn results(f: &MailFacts) -> Vec<TxResult> {
+        f.transactions.iter().map(|t| t.result).collect()
+    }
+
+    #[test]
+    fn lock_step_delivery() {
+        // MAIL, RCPT, DATA, body, QUIT
+        let f = run(&[30, 25, 6, 90, 6], true);
+        assert_eq!(results(&f), [TxResult::Delivered]);
+        assert_eq!(f.ehlo_accepted, Some(true));
+    }
+
+    #[test]
+    fn pipelined_delivery_and_refusal() {
+        let f = run(&[70, 2000, 6], true);
+        assert_eq!(results(&f), [TxResult::Delivered]);
+        let f = run(&[70, 6], true);
+        assert_eq!(results(&f), [TxResult::RejectedBeforeData]);
+        // two messages on one connection, then QUIT
+        let f = run(&[70, 900, 70, 40_000, 6], true);
+        assert_eq!(results(&f), [TxResult::Delivered, TxResult::Delivered]);
+        // refused group, RSET, a second group delivered
+        let f = run(&[70, 6, 70, 900, 6], true);
+        assert_eq!(
+            results(&f),
+            [TxResult::RejectedBeforeData, TxResult::Delivered]
+        );
+    }
+
+    #[test]
+    fn lock_step_rcpt_refused_then_rset_and_a_second_message() {
+        // MAIL, RCPT (refused), RSET, MAIL, RCPT, DATA, body, QUIT
+        let f = run(&[30, 25, 6, 30, 25, 6, 300, 6], true);
+        assert_eq!(
+            results(&f),
+            [TxResult::RejectedBeforeData, TxResult::Delivered]
+        );
+        // refused at DATA (no valid recipients), then QUIT
+        let f = run(&[30, 25, 6, 6], true);
+        assert_eq!(results(&f), [TxResult::RejectedBeforeData]);
+    }
+
+    #[test]
+    fn bdat_and_unanswered_body() {
+        let f = run(&[30, 25, 5000], true);
+        assert_eq!(results(&f), [TxResult::Delivered]);
+        let f = run(&[70, 5000], false);
+        assert_eq!(results(&f), [TxResult::Unknown]);
+    }
+
+    #[test]
+    fn only_ehlo() {
+        let mut m = MailInference::new(true);
+        m.client_record(20);
+        m.server_record();
+        let f = m.finish(false);
+        assert!(f.transactions.is_empty());
+        assert_eq!(f.ehlo_accepted, None);
+    }
+}

@@ -1,0 +1,236 @@
+//! SMTP bytes (plaintext, or decrypted with keys) → commands, replies and body lengths for the
+//! [`MailTracker`]. Constant memory: of each line only its first bytes are kept (the verb, BDAT's
+//! size, a reply's code and enhanced status); message bodies are scanned for their end
+//! (`CRLF . CRLF`) or skipped by BDAT's length, never kept.
+
+use super::mail::{enhanced_subject, Command, MailEvidence, MailFacts, MailTracker};
+use crate::Dir;
+
+/// Bytes kept of each line: enough for `BDAT <20 digits> LAST` and `NNN X.Y.Z`.
+const PREFIX: usize = 40;
+
+/// The start of the line being read, the rest is dropped.
+#[derive(Debug, Clone, Copy)]
+struct LinePrefix {
+    buf: [u8; PREFIX],
+    len: u8,
+}
+
+impl Default for LinePrefix {
+    fn default() -> Self {
+        LinePrefix {
+            buf: [0; PREFIX],
+            len: 0,
+        }
+    }
+}
+
+impl LinePrefix {
+    /// Takes bytes up to and including the first `\n`; returns how many were consumed and the
+    /// line (without its ending) when it is complete.
+    fn push(&mut self, data: &[u8]) -> (usize, Option<Line>) {
+        let (line, done) = match memchr::memchr(b'\n', data) {
+            Some(i) => (data.get(..=i).unwrap_or(data), true),
+            None => (data, false),
+        };
+        let have = usize::from(self.len);
+        let room = PREFIX.saturating_sub(have);
+        let take = line.len().min(room);
+        if let (Some(dst), Some(src)) = (self.buf.get_mut(have..have + take), line.get(..take)) {
+            dst.copy_from_slice(src);
+        }
+        self.len = u8::try_from(have + take).unwrap_or(u8::MAX); // ≤ PREFIX
+        if !done {
+            return (line.len(), None);
+        }
+        let n = usize::from(std::mem::take(&mut self.len));
+        let mut l = self.buf.get(..n).unwrap_or_default();
+        while let [rest @ .., b'\n' | b'\r'] = l {
+            l = rest;
+        }
+        (line.len(), Some(Line::from(l)))
+    }
+}
+
+/// Where the end-of-data scan stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyAt {
+    /// At the start of a line (the body's first byte counts as one).
+    LineStart,
+    /// `.` at a line start.
+    Dot,
+    /// `.\r` at a line start.
+    DotCr,
+    /// Inside a line.
+    Mid,
+}
+
+#[derive(Debug)]
+pub struct MailStream {
+    tracker: MailTracker,
+    lines: [LinePrefix; 2],
+    body_at: BodyAt,
+    body_bytes: u64,
+    /// Client bytes still to skip: a BDAT chunk's data.
+    skip: u64,
+    /// The first final reply seen.
+    pub first_reply: Option<u16>,
+    incomplete: bool,
+}
+
+impl MailStream {
+    pub fn new(evidence: MailEvidence) -> Self {
+        MailStream {
+            tracker: MailTracker::new(evidence),
+            lines: [LinePrefix::default(); 2],
+            body_at: BodyAt::LineStart,
+            body_bytes: 0,
+            skip: 0,
+            first_reply: None,
+            incomplete: false,
+        }
+    }
+
+    pub fn facts(&self) -> &MailFacts {
+        &self.tracker.facts
+    }
+
+    /// Whether a message body is being read (plaintext: the caller may stop other parsing).
+    pub fn in_body(&self) -> bool {
+        self.tracker.in_body || self.skip > 0
+    }
+
+    pub fn feed(&mut self, dir: Dir, mut data: &[u8]) {
+        while !data.is_empty() {
+            if dir == Dir::ToServer {
+                if self.skip > 0 {
+                    let n = usize::try_from(self.skip)
+                        .unwrap_or(usize::MAX)
+                        .min(data.len());
+                    self.skip -= n as u64;
+                    data = data.get(n..).unwrap_or_default();
+                    continue;
+                }
+                if self.tracker.in_body {
+                    let n = self.scan_body(data);
+                    data = data.get(n..).unwrap_or_default();
+                    continue;
+                }
+            }
+            let (n, line) = dir.of_mut(&mut self.lines).push(data);
+            data = data.get(n..).unwrap_or_default();
+            if let Some(line) = line {
+                self.line(dir, line.as_slice());
+            }
+        }
+    }
+
+    fn line(&mut self, dir: Dir, line: &[u8]) {
+        match dir {
+            Dir::ToServer => {
+                let c = Command::parse(line);
+                if let Command::Bdat { size, .. } = c {
+                    self.skip = size;
+                }
+                if !self.tracker.command(c) {
+                    self.incomplete = true;
+                }
+            }
+            Dir::ToClient => {
+                let code = match *line {
+                    [a @ b'0'..=b'9', b @ b'0'..=b'9', c @ b'0'..=b'9', ref rest @ ..] => {
+                        if rest.first() == Some(&b'-') {
+                            return; // a continuation line
+                        }
+                        let code = u16::from(a - b'0') * 100
+                            + u16::from(b - b'0') * 10
+                            + u16::from(c - b'0');
+                        (code, enhanced_subject(rest.get(1..).unwrap_or_default()))
+                    }
+                    _ => return,
+                };
+                self.first_reply.get_or_insert(code.0);
+                self.tracker.reply(code.0, code.1);
+                if self.tracker.in_body {
+                    self.body_at = BodyAt::LineStart;
+                    self.body_bytes = 0;
+                }
+            }
+        }
+    }
+
+    /// Client bytes of a body: returns how many belong to it (through the end-of-data line).
+    fn scan_body(&mut self, data: &[u8]) -> usize {
+        let mut i = 0;
+        while let Some(&b) = data.get(i) {
+            self.body_at = match (self.body_at, b) {
+                (BodyAt::LineStart, b'.') => BodyAt::Dot,
+                (BodyAt::Dot, b'\r') => BodyAt::DotCr,
+                (BodyAt::Dot | BodyAt::DotCr, b'\n') => {
+                    // end of data: the bytes before the dot line are the body
+                    let before = self.body_bytes + i as u64;
+                    let dot_line = if self.body_at == BodyAt::DotCr { 2 } else { 1 };
+                    self.tracker.body_end(before.saturating_sub(dot_line));
+                    return i + 1;
+                }
+                (_, b'\n') => BodyAt::LineStart,
+                (BodyAt::Mid, _) => {
+                    // jump to the next line end
+                    match data.get(i..).and_then(|r| memchr::memchr(b'\n', r)) {
+                        Some(j) => {
+                            i += j;
+                            continue;
+                        }
+                        None => {
+                            i = data.len();
+                            break;
+                        }
+                    }
+                }
+                _ => BodyAt::Mid,
+            };
+            i += 1;
+        }
+        self.body_bytes += i as u64;
+        i
+    }
+
+    /// A hole in one direction: the dialogue cannot be followed exactly any more.
+    pub fn on_gap(&mut self) {
+        self.incomplete = true;
+    }
+
+    pub fn is_incomplete(&self) -> bool {
+        self.incomplete
+    }
+
+    /// The session ended: the facts, with an open transaction ended as seen.
+    pub fn finish(&mut self) -> MailFacts {
+        let incomplete = self.incomplete;
+        self.tracker.finish(incomplete)
+    }
+}
+
+/// A copy of a line's first [`PREFIX`] bytes (so the prefix buffer can be reused at once).
+#[derive(Clone, Copy)]
+struct Line {
+    buf: [u8; PREFIX],
+    len: usize,
+}
+
+impl From<&[u8]> for Line {
+    fn from(l: &[u8]) -> Self {
+        let mut buf = [0; PREFIX];
+        let len = l.len().min(PREFIX);
+        if let (Some(d), Some(s)) = (buf.get_mut(..len), l.get(..len)) {
+            d.copy_from_slice(s);
+        }
+        Line { buf, len }
+    }
+}
+
+impl Line {
+    fn as_slice(&self) -> &[u8] {
+        self.buf.get(..self.len).unwrap_or_default()
+    }
+}
