@@ -2,15 +2,17 @@
 //!
 //! 1. BPF_PROG_TEST_RUN: the kernel program runs on every frame of the bundled captures (real
 //!    Postfix/OpenSSL/GnuTLS/rustls traffic) exactly as the live loop drives it — frame in, perf
-//!    buffer drained into the pipeline, connections whose outcome is known marked done in the
-//!    kernel — and the events equal those of analysing the capture file directly. Frames after a
-//!    connection is marked done are skipped, except FIN/RST.
+//!    buffer drained into the pipeline — and the events equal those of analysing the capture file
+//!    directly. Events are written when a connection ends, so SMTP/TLS connections are not marked
+//!    done: the per-direction byte budget is what stops forwarding (issue 17 replaces it with
+//!    record summaries from the kernel).
 //! 2. Hostile and odd frames (truncated, VLAN, IPv6, non-TCP, other ports) never change the
 //!    verdict and are counted.
 //! 3. End to end: real Postfix in a network namespace, real TLS clients sending messages with
 //!    20–200 KB bodies across a veth pair, `ekuwatch live --backend ebpf` and `--backend pcap` on
-//!    the same interface at once: the same events, and the eBPF backend delivered a small fraction
-//!    of the bytes.
+//!    the same interface at once: the same events for sessions within the byte budget; past it
+//!    the eBPF event carries the gap (`content_gap`, `mail.incomplete`) and the same handshake
+//!    facts, and at most the budget per direction was forwarded.
 #![cfg(feature = "ebpf")]
 
 mod common;
@@ -111,7 +113,9 @@ fn direct(path: &Path, cfg: FlowConfig) -> Vec<Value> {
 }
 
 /// Every bundled capture, frame by frame through the kernel program and the live loop: the same
-/// events as reading the file, and after each connection's outcome only its FIN/RST go up.
+/// events as reading the file. Events are written when a connection ends (what happened to its
+/// mail is known then), so user space marks no SMTP/TLS connection done: every frame of these
+/// small sessions goes up (the byte budget is the backstop; `byte_budget_is_a_kernel_backstop`).
 #[test]
 fn classifier_on_captured_frames_gives_the_same_events() {
     let cfg = FlowConfig {
@@ -165,13 +169,11 @@ fn classifier_on_captured_frames_gives_the_same_events() {
     );
     assert_eq!(cap.lost(), 0);
     assert_eq!(cap.marks().1, 0, "marks refused by the kernel map");
-    assert!(c.get("flows_marked_done") > 0);
-    // Connections that go on after their outcome (QUIT, the message, close) lose those packets.
-    assert!(
-        skipped_files >= files.len() / 2,
-        "{skipped_files} of {} files had packets skipped",
-        files.len()
-    );
+    // Every session of the captures fits the budget, and none is marked done: nothing of a
+    // tracked connection is skipped (what is not forwarded is untracked: after its close).
+    assert_eq!(c.get("packets_skipped_budget"), 0);
+    assert_eq!(c.get("packets_skipped_done"), 0);
+    eprintln!("{skipped_files} files had untracked frames");
     eprintln!(
         "{} frames, {forwarded} forwarded, {} skipped after done, {} untracked",
         frames_in,
@@ -478,16 +480,47 @@ fn same_events_as_libpcap_with_real_postfix() {
     let strip = |mut v: Vec<Value>| {
         for e in &mut v {
             e.as_object_mut().unwrap().remove("ts");
+            // Who closed first: the two FINs of a session cross on the veth within microseconds,
+            // and TC egress runs before the qdisc while libpcap taps after it, so each backend
+            // may see them in a different order.
+            if let Some(o) = e
+                .pointer_mut("/tls/outcome")
+                .and_then(|o| o.as_object_mut())
+            {
+                o.remove("closed_by");
+            }
         }
         v.sort_by_key(|e| e["client"]["port"].as_u64());
         v
     };
     let (a, b) = (strip(read(&ev_pcap)), strip(read(&ev_ebpf)));
     assert_eq!(a.len(), sessions, "{a:#?}");
-    for (x, y) in a.iter().zip(&b) {
-        assert_eq!(x, y, "the eBPF backend's event differs from libpcap's");
-    }
     assert_eq!(a.len(), b.len());
+    let mut same = 0;
+    for (x, y) in a.iter().zip(&b) {
+        let cut = y["weirds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w == "content_gap");
+        if cut {
+            // Past the budget: the handshake is the same, the mail says it is incomplete, and
+            // libpcap (which saw it all) has no gap.
+            assert_eq!(x["tls"], y["tls"], "handshake facts differ past the budget");
+            assert_eq!(y["mail"]["incomplete"], true, "{y:#}");
+            assert!(!x["weirds"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|w| w == "content_gap"));
+        } else {
+            assert_eq!(x, y, "the eBPF backend's event differs from libpcap's");
+            same += 1;
+        }
+    }
+    // The 20 and 56 KB messages, the req_ccert refusals and the 60 KB plaintext one fit the
+    // 64 KiB budget.
+    assert!(same >= 4, "{same} of {sessions} events identical");
     // The traffic really was what the test says: TLS with and without client certificates,
     // rejections on req_ccert, and a plaintext session.
     let tls = a.iter().filter(|e| !e["tls"].is_null()).count();
@@ -501,27 +534,30 @@ fn same_events_as_libpcap_with_real_postfix() {
         &metrics,
         "ekuwatch_ebpf_bytes_total{action=\"skipped_done\"}",
     );
-    let marked = metric(&metrics, "ekuwatch_ebpf_flows_total{event=\"mark_sent\"}");
+    let over = metric(&metrics, "ekuwatch_ebpf_flows_total{event=\"over_budget\"}");
     let lost = metric(
         &metrics,
         "ekuwatch_capture_dropped_packets_total{source=\"ebpf\",reason=\"ring_buffer\"}",
     );
     eprintln!(
         "{sessions} sessions, {body_bytes} body bytes: eBPF forwarded {forwarded} bytes, \
-         skipped {skipped} after done ({marked} connections marked done)"
+         skipped {skipped} after done, {over} connections over the byte budget"
     );
     assert_eq!(lost, 0.0);
-    // Every session's outcome became known while it ran (the req_ccert rejections too).
-    assert!(marked >= sessions as f64, "{metrics}");
     assert_eq!(
         metric(&metrics, "ekuwatch_ebpf_flows_total{event=\"mark_failed\"}"),
         0.0
     );
-    // Over a veth a body moves at memory speed: whatever passes between the outcome being known
-    // and the mark landing is forwarded (docs/ebpf.md). The benchmark measures realistic pacing.
+    // The sessions that sent more than the budget (libpcap's byte counts) went over it, and the
+    // budget held: at most 64 KiB of payload per direction of each session (plus headers) went up.
+    let big = a
+        .iter()
+        .filter(|e| e["payload_bytes"][0].as_u64().unwrap() > 64 * 1024)
+        .count();
+    assert!(big >= 2, "the test sends messages larger than the budget");
+    assert!(over >= big as f64, "{big} sessions over 64 KiB: {metrics}");
     assert!(
-        forwarded < 0.3 * (forwarded + skipped),
-        "forwarded {forwarded} of {} bytes",
-        forwarded + skipped
+        forwarded < (sessions * 2 * (64 * 1024 + 16 * 1024)) as f64,
+        "forwarded {forwarded} bytes for {sessions} sessions"
     );
 }

@@ -202,8 +202,8 @@ pub struct MailFacts {
     pub messages_other: u32,
     /// Stage of the first rejection in the session (or `ehlo`).
     pub rejection_stage: Option<Stage>,
-    /// RSET commands (exact) and the QUIT reply, when seen.
-    pub rset: u32,
+    /// Replies to RSET (exact evidence only) and the QUIT reply, when seen.
+    pub rset: Option<Codes>,
     pub quit: Option<u16>,
     /// The dialogue could not be followed to its end (gap, lost TLS sync, cut capture).
     pub incomplete: bool,
@@ -221,7 +221,7 @@ impl MailFacts {
             messages_rejected: 0,
             messages_other: 0,
             rejection_stage: None,
-            rset: 0,
+            rset: None,
             quit: None,
             incomplete: false,
         }
@@ -385,7 +385,6 @@ impl MailTracker {
                 t.body_bytes = Some(t.body_bytes.unwrap_or(0).saturating_add(size));
             }
             Command::Data => self.tx().data_command = Some("data"),
-            Command::Rset => self.facts.rset = self.facts.rset.saturating_add(1),
             _ => {}
         }
         self.pending.push_back(c);
@@ -484,7 +483,13 @@ impl MailTracker {
                     self.close_open(res, None);
                 }
             }
-            Command::Rset => self.end_before_body("RSET before the body"),
+            Command::Rset => {
+                self.facts
+                    .rset
+                    .get_or_insert_with(Codes::default)
+                    .push(code);
+                self.end_before_body("RSET before the body");
+            }
             Command::Quit => {
                 self.facts.quit = Some(code);
                 self.end_before_body("QUIT before the body");
