@@ -7,8 +7,9 @@
 //! and the server records answering it (server records before any client record — TLS 1.3
 //! session tickets — answer nothing). The first turn is the EHLO. After it, client turns are read
 //! by what SMTP allows them to carry:
-//! - **bare verb**: exactly 6 plaintext bytes (`DATA`, `QUIT`, `RSET`, `NOOP` + CRLF), known only
-//!   when the cipher's overhead is exact (AEAD);
+//! - **bare verb**: 4 to 7 plaintext bytes (`DATA`, `QUIT`, `RSET`, `NOOP` + CRLF, a bare LF or
+//!   a stray CR; the shortest command with an argument, `HELO a` CRLF, is 8), known only when the
+//!   cipher's overhead is exact (AEAD);
 //! - **bulk**: more than 512 bytes, the longest command line (RFC 5321 §4.5.3.1.4): a message
 //!   (or BDAT with its data);
 //! - **command**: anything else (one command, or a pipelined group MAIL/RCPT/DATA).
@@ -26,8 +27,9 @@ use super::mail::{MailEvidence, MailFacts, Transaction, TxResult, MAX_TRANSACTIO
 const LONGEST_COMMAND: u64 = 512;
 /// `RCPT TO:<` + a 256-octet path (RFC 5321 §4.5.3.1.3) + `>` CRLF.
 const LONGEST_RCPT: u64 = 9 + 256 + 3;
-/// `DATA`, `QUIT`, `RSET`, `NOOP` with CRLF.
-const BARE_VERB: u64 = 6;
+/// `DATA`, `QUIT`, `RSET`, `NOOP` with CRLF (6), a bare LF (5) or a stray CR (7): shorter than
+/// any command with an argument (`HELO a` CRLF is 8).
+const BARE_VERB: std::ops::RangeInclusive<u64> = 4..=7;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -110,7 +112,7 @@ impl MailInference {
     }
 
     fn kind(&self, bytes: u64) -> Kind {
-        if self.exact && bytes == BARE_VERB {
+        if self.exact && BARE_VERB.contains(&bytes) {
             Kind::BareVerb
         } else if bytes > LONGEST_COMMAND {
             Kind::Bulk

@@ -165,7 +165,8 @@ impl MailStream {
         while let Some(&b) = data.get(i) {
             self.body_at = match (self.body_at, b) {
                 (BodyAt::LineStart, b'.') => BodyAt::Dot,
-                (BodyAt::Dot, b'\r') => BodyAt::DotCr,
+                // `.` CR… LF ends the data (a stray CR before the LF too: Postfix takes it)
+                (BodyAt::Dot | BodyAt::DotCr, b'\r') => BodyAt::DotCr,
                 (BodyAt::Dot | BodyAt::DotCr, b'\n') => {
                     // end of data: the bytes before the dot line are the body
                     let before = self.body_bytes + i as u64;
