@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds small pcaps of real Postfix smtpd / OpenSSL / GnuTLS / swaks / rustls SMTP sessions on loopback.
+# Builds small pcaps of real Postfix smtpd / Exim / OpenSSL / GnuTLS / swaks / rustls / Python ssl SMTP sessions on loopback.
 # One pcap per scenario in captures/ (+ <name>.keylog for TLS 1.3 and selected others), then runs
 # make-expected.sh to write tshark goldens. Needs root (tcpdump, postfix). Re-runnable.
 # Usage: captures/generate.sh [SCENARIO_NAME_SUBSTRING...]   (no argument = all scenarios)
@@ -25,6 +25,7 @@ stop_all() {
   if [[ -n ${SERVER_PID:-} ]]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
   if [[ -n ${TCPDUMP_PID:-} ]]; then kill -INT "$TCPDUMP_PID" 2>/dev/null || true; wait "$TCPDUMP_PID" 2>/dev/null || true; fi
   if [[ -f "$PFCONF/main.cf" ]]; then postfix -c "$PFCONF" stop >/dev/null 2>&1 || true; fi
+  if [[ -n ${EXIM_PID:-} ]]; then kill "$EXIM_PID" 2>/dev/null || true; wait "$EXIM_PID" 2>/dev/null || true; EXIM_PID=; fi
 }
 trap stop_all EXIT
 
@@ -71,7 +72,32 @@ smtpd_tls_received_header = yes
 smtpd_tls_session_cache_database =
 smtp_tls_security_level = none
 tls_random_source = dev:/dev/urandom
+# ---- mail-transaction services (ports 2531-2534, scenarios pf-mail-*)
+# header_checks: a message whose Subject contains "reject-after-data" is refused after its body (550)
+header_checks = regexp:$W/header_checks
+# mail for relay.test goes through the Postfix smtp client (transport relaylab) to port 2534
+transport_maps = texthash:$W/transport
+relaylab_destination_concurrency_limit = 1
+# INFO actions only log: one "info: MAIL" / "info: RCPT" line per command (transaction boundaries
+# and recipient counts for the truth files); the services below put them first in their lists
+mail_info = check_sender_access static:INFO
+mail_rcpt_restrictions = check_recipient_access static:INFO, check_recipient_access texthash:$W/rcpt_access, permit_tls_all_clientcerts, reject
+mail_ccert_restrictions = check_sender_access static:INFO, check_ccert_access texthash:$W/ccert_access
 CF
+cat > "$W/header_checks" <<'HC'
+/^Subject:.*reject-after-data/ REJECT 5.7.1 message refused after its body (ekuwatch test)
+HC
+printf 'relay.test relaylab:[%s]:2534\n' "$SRV" > "$W/transport"
+cat > "$W/rcpt_access" <<'RA'
+nobody@lab.test 550 5.1.1 User unknown
+nobody@relay.test 550 5.1.1 User unknown
+RA
+# check_ccert_access keys: SHA-256 fingerprints (smtpd_tls_fingerprint_digest default) of both lab client certs
+for v in both serveronly; do
+  printf '%s REJECT client certificate %s refused by fingerprint (ekuwatch test)\n' \
+    "$(openssl x509 -in "$pki/client-$v.cert.pem" -noout -fingerprint -sha256 | cut -d= -f2)" "$v"
+done > "$W/ccert_access"
+cp "$pki/client-both.chain.pem" "$pki/client-both.key.pem" "$W/tls/"; chmod 600 "$W/tls/client-both.key.pem"
 
 ASK="-o smtpd_tls_ask_ccert=yes -o smtpd_tls_CAfile=$W/tls/root.cert.pem"
 cat > "$PFCONF/master.cf" <<CF
@@ -89,7 +115,24 @@ $SRV:2528 inet n - n - - smtpd -o syslog_name=postfix/notls -o smtpd_tls_securit
 $SRV:2529 inet n - n - - smtpd -o syslog_name=postfix/broken -o smtpd_tls_chain_files= -o smtpd_tls_cert_file=$W/tls/server.chain.pem -o smtpd_tls_key_file=$W/tls/wrong.key.pem
 # port 2530: as askccert, but the only key-exchange group is P-384: clients that send an X25519 key share get a HelloRetryRequest
 $SRV:2530 inet n - n - - smtpd -o syslog_name=postfix/hrr $ASK -o tls_eecdh_auto_curves=secp384r1
-pickup    unix  n       -       n       60      1       pickup
+# ---- mail-transaction services (scenarios pf-mail-*): all ask for a client cert (CA = Lab Root CA) and
+# reject at MAIL time (smtpd_delay_reject=no)
+# port 2531: RCPT accepted only with a trusted client cert (permit_tls_all_clientcerts, reject); nobody@lab.test -> 550 5.1.1
+$SRV:2531 inet n - n - - smtpd -o syslog_name=postfix/mailtls $ASK -o smtpd_delay_reject=no -o smtpd_sender_restrictions=\$mail_info -o smtpd_recipient_restrictions=\$mail_rcpt_restrictions
+# port 2532: MAIL refused by check_ccert_access (client cert SHA-256 fingerprint -> REJECT)
+$SRV:2532 inet n - n - - smtpd -o syslog_name=postfix/ccertaccess $ASK -o smtpd_delay_reject=no -o smtpd_sender_restrictions=\$mail_ccert_restrictions -o smtpd_recipient_restrictions=\$mail_rcpt_restrictions
+# port 2533: as 2531 without PIPELINING in the EHLO reply
+$SRV:2533 inet n - n - - smtpd -o syslog_name=postfix/nopipe $ASK -o smtpd_delay_reject=no -o smtpd_sender_restrictions=\$mail_info -o smtpd_recipient_restrictions=\$mail_rcpt_restrictions -o smtpd_discard_ehlo_keywords=pipelining
+# port 2534: receives from the Postfix smtp client (transport relaylab); as 2531, everything received is discarded
+$SRV:2534 inet n - n - - smtpd -o syslog_name=postfix/relaytarget $ASK -o smtpd_delay_reject=no -o smtpd_sender_restrictions=\$mail_info -o smtpd_recipient_restrictions=\$mail_rcpt_restrictions -o content_filter=discard:relaytarget
+# the Postfix smtp client for relay.test: from 127.0.0.2, opportunistic TLS with the "both" client cert,
+# TLS connection reuse (via tlsproxy) so that queued messages share one connection
+relaylab  unix  -       -       n       -       -       smtp -o syslog_name=postfix/relaylab -o smtp_bind_address=127.0.0.2 -o smtp_tls_security_level=may -o smtp_tls_chain_files=$W/tls/client-both.key.pem,$W/tls/client-both.chain.pem -o smtp_tls_CAfile=$W/tls/root.cert.pem -o smtp_tls_loglevel=1 -o smtp_tls_connection_reuse=yes -o smtp_connection_cache_destinations=[$SRV]:2534,[$SRV],$SRV
+# tlsproxy's client role is off unless tlsproxy_client_security_level allows TLS (main.cf has smtp_tls_security_level = none)
+tlsproxy  unix  -       -       n       -       0       tlsproxy -o tlsproxy_client_security_level=may -o tlsproxy_client_chain_files=$W/tls/client-both.key.pem,$W/tls/client-both.chain.pem -o tlsproxy_client_CAfile=$W/tls/root.cert.pem -o tlsproxy_client_loglevel=1
+showq     unix  n       -       n       -       -       showq
+# (locally submitted mail skips header_checks so that the relay.test message meant to be refused by port 2534 gets queued)
+pickup    unix  n       -       n       60      1       pickup -o receive_override_options=no_header_body_checks
 cleanup   unix  n       -       n       -       0       cleanup
 qmgr      unix  n       -       n       300     1       qmgr
 tlsmgr    unix  -       -       n       1000?   1       tlsmgr
@@ -394,6 +437,187 @@ rl_srv rustls-ask-tls13-openssl-nocert         ask     nocert
 rl_srv rustls-require-tls13-openssl-both       require both
 rl_srv rustls-require-tls13-openssl-serveronly require serveronly
 rl_srv rustls-require-tls13-openssl-nocert     require nocert
+
+# ---------------------------------------------------------------- mail transactions after STARTTLS
+# (pf-mail-*: Postfix services 2531-2534; exim-mail-*: Exim 4.96 on 2540/2541). Client: captures/smtp-client.py
+# (Debian's /usr/bin/python3, stdlib ssl = system OpenSSL; key log via SSLContext.keylog_filename) unless noted.
+# Each scenario also writes logs/NAME.postfix.log or logs/NAME.exim.log (full server account: smtpd, cleanup,
+# qmgr, discard / Exim mainlog), logs/NAME.client.log (the client's transcript: verbs and reply codes) and
+# expected/NAME.truth.json (from the server log, mail-truth.py).
+PY=/usr/bin/python3; [[ -x $PY ]] || PY=python3
+mail_outputs() {  # NAME postfix|exim LOG-LINES-BEFORE
+  local name=$1 kind=$2 before=$3 src
+  sleep 1.5   # let qmgr/discard (or Exim's delivery) finish logging
+  if [[ $kind == postfix ]]; then src="$W/maillog"; else src="$W/exim/log/mainlog"; rm -f "$here/logs/$name.postfix.log"; fi
+  tail -n +"$((before + 1))" "$src" | "$PY" "$here/mail-truth.py" "filter-$kind" > "$here/logs/$name.$kind.log"
+  "$PY" "$here/mail-truth.py" truth "$here/logs/$name.$kind.log" > "$here/expected/$name.truth.json"
+  grep -E '^(C|S): |^# ' "$W/logs/$name.client" > "$here/logs/$name.client.log" 2>/dev/null || rm -f "$here/logs/$name.client.log"
+  printf '%-45s truth: %s\n' "$name" "$("$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); print(("ehlo_refused " if d["ehlo_refused"] else "")+" ".join("%s(%d/%d)"%(t["result"],t["rcpt_accepted"],t["rcpt_rejected"]) for t in d["transactions"]))' "$here/expected/$name.truth.json")"
+}
+# pym NAME PORT VERSION CERT [--ehlo-only] TXN...   (Postfix server)
+pym() {
+  local name=$1 port=$2 ver=$3 cert=$4; shift 4
+  wanted "$name" || return 0
+  local before; before=$(wc -l < "$W/maillog")
+  run "$name" "$port" keylog "$PY" "$here/smtp-client.py" --server "$SRV" --port "$port" --tls "$ver" --cert "$cert" \
+    --pki "$pki" --keylog "$here/$name.keylog" "$@"
+  mail_outputs "$name" postfix "$before"
+}
+# ---- Exim (Debian exim4-daemon-light, GnuTLS), unpacked by get-exim.sh into /opt/ekuwatch-exim, started once
+EXIM_PID=
+exim_start() {
+  [[ -n $EXIM_PID ]] && return 0
+  local bin; bin=$("$here/get-exim.sh") || { echo "SKIPPING exim scenarios: get-exim.sh failed" >&2; return 1; }
+  local E="$W/exim"; mkdir -p "$E/spool" "$E/log"
+  cp "$pki/server.chain.pem" "$pki/server.key.pem" "$pki/root.cert.pem" "$E/"
+  cat > "$E/exim.conf" <<CF
+# ekuwatch lab Exim: receives on 2540/2541, never delivers anywhere (redirect router -> :blackhole:)
+exim_path = $bin
+deliver_drop_privilege = true
+primary_hostname = mx.lab.test
+qualify_domain = lab.test
+local_interfaces = <; $SRV.2540 ; $SRV.2541
+spool_directory = $E/spool
+log_file_path = $E/log/%slog
+log_selector = +incoming_port +received_recipients +smtp_confirmation +smtp_connection +smtp_protocol_error \\
+  +smtp_syntax_error +tls_certificate_verified +tls_peerdn +tls_sni +pipelining +smtp_no_mail
+keep_environment =
+host_lookup =
+rfc1413_hosts =
+tls_advertise_hosts = *
+tls_certificate = $E/server.chain.pem
+tls_privatekey = $E/server.key.pem
+# ask every client for a certificate (CertificateRequest, CA = Lab Root CA), never require one
+tls_verify_certificates = $E/root.cert.pem
+tls_try_verify_hosts = *
+pipelining_advertise_hosts = *
+chunking_advertise_hosts = *
+acl_smtp_mail = acl_mail
+acl_smtp_rcpt = acl_rcpt
+acl_smtp_data = acl_data
+
+begin acl
+acl_mail:
+  warn   logwrite = ekuwatch-txn: MAIL
+  accept
+acl_rcpt:
+  deny   recipients = nobody@lab.test
+         message = 5.1.1 unknown user
+  # port 2540: RCPT refused unless the client certificate verified
+  deny   condition = \${if eq{\$received_port}{2540}}
+         !verify = certificate
+         message = 5.7.1 client certificate not verified
+  warn   logwrite = ekuwatch-rcpt: accepted
+  accept
+acl_data:
+  # port 2541: RCPT accepted, the message refused after its body unless the client certificate verified
+  deny   condition = \${if eq{\$received_port}{2541}}
+         !verify = certificate
+         message = 5.7.1 client certificate not verified
+  deny   condition = \${if match{\$h_Subject:}{reject-after-data}}
+         message = 5.7.1 message refused after its body
+  accept
+
+begin routers
+blackhole:
+  driver = redirect
+  data = :blackhole:
+CF
+  chown -R Debian-exim:Debian-exim "$E"; chmod 600 "$E/server.key.pem"
+  chown root:root "$E/exim.conf"; chmod 644 "$E/exim.conf"   # Exim insists on a root-owned configuration
+  "$bin" -bV -C "$E/exim.conf" 2>/dev/null | head -1 > "$W/exim-version"
+  "$bin" -C "$E/exim.conf" -bdf -oX 2540:2541 > "$E/daemon.out" 2>&1 &
+  EXIM_PID=$!
+  for _ in $(seq 50); do ss -ltn | grep -q "$SRV:2541" && break; sleep 0.1; done
+  ss -ltn | grep -q "$SRV:2541" || { echo "exim did not start: $(cat "$E/daemon.out")" >&2; return 1; }
+}
+# exm NAME PORT VERSION CERT TXN...   (Exim server)
+exm() {
+  local name=$1 port=$2 ver=$3 cert=$4; shift 4
+  wanted "$name" || return 0
+  exim_start || return 0
+  local before; before=$(wc -l < "$W/exim/log/mainlog" 2>/dev/null || echo 0)
+  run "$name" "$port" keylog "$PY" "$here/smtp-client.py" --server "$SRV" --port "$port" --tls "$ver" --cert "$cert" \
+    --pki "$pki" --keylog "$here/$name.keylog" "$@"
+  mail_outputs "$name" exim "$before"
+}
+# The Postfix smtp client (transport relaylab, TLS with the "both" client cert, connection reuse) delivers
+# several queued messages to port 2534 over one connection. No key log (the smtp client/tlsproxy cannot write one).
+# Messages are queued while relaylab is in defer_transports, then "postqueue -f" hands them to qmgr at once.
+# pf_client NAME  (messages: see below)
+pf_client() {
+  local name=$1
+  wanted "$name" || return 0
+  postconf -c "$PFCONF" -e defer_transports=relaylab; postfix -c "$PFCONF" reload >/dev/null 2>&1; sleep 1
+  local i subj size rc
+  for i in 1 2 3; do
+    subj="ekuwatch relay $i"; size=400; rc=("root@relay.test")
+    [[ $i == 2 ]] && { size=30000; rc=("root@relay.test" "nobody@relay.test" "postmaster@relay.test"); }
+    [[ $i == 3 ]] && { subj="ekuwatch relay 3 reject-after-data"; size=2000; }
+    { printf 'From: <sender@out.lab.test>\nTo: <root@relay.test>\nSubject: %s\n\n' "$subj"
+      head -c $((size * 3 / 4)) /dev/zero | tr '\0' 'x' | fold -w 70; echo; } \
+      | sendmail -C "$PFCONF" -f sender@out.lab.test "${rc[@]}"
+  done
+  for _ in $(seq 50); do [[ $(postqueue -c "$PFCONF" -j | grep -c relay.test) -ge 3 ]] && grep -q 'deferred transport' "$W/maillog" && break; sleep 0.2; done
+  local before; before=$(wc -l < "$W/maillog")
+  run "$name" 2534 - bash -c 'postqueue -c "$0" -f; for _ in $(seq 150); do tail -n +"$2" "$1" | grep -q "relaytarget/smtpd\[[0-9]*\]: disconnect from" && break; sleep 0.2; done' \
+    "$PFCONF" "$W/maillog" "$((before + 1))"
+  postconf -c "$PFCONF" -e defer_transports=; postfix -c "$PFCONF" reload >/dev/null 2>&1
+  mail_outputs "$name" postfix "$before"
+}
+
+# port 2531 (permit_tls_all_clientcerts, reject): serverAuth-only client cert -> RCPT refused; "both" -> delivered
+pym pf-mail-rcptreject-tls13-py-serveronly 2531 1.3 serveronly "rcpt=root@lab.test"
+pym pf-mail-rcptreject-tls12-py-serveronly 2531 1.2 serveronly "rcpt=root@lab.test"
+pym pf-mail-rcptreject-tls13-py-nocert     2531 1.3 nocert     "rcpt=root@lab.test,pipe=1"
+pym pf-mail-delivered-tls13-py-both        2531 1.3 both       "rcpt=root@lab.test"
+pym pf-mail-delivered-tls12-py-both        2531 1.2 both       "rcpt=root@lab.test,size=10000"
+# several messages on one connection, RSET between: delivered with one of three recipients refused (550 5.1.1),
+# refused after the body (header_checks), aborted (RSET after RCPT), delivered 100 kB
+pym pf-mail-multi-tls13-py-both 2531 1.3 both \
+  "rcpt=root@lab.test,rcpt=nobody@lab.test,rcpt=postmaster@lab.test,size=300" \
+  "rcpt=root@lab.test,size=5000,subject=ekuwatch reject-after-data" \
+  "rcpt=root@lab.test,abort=1" \
+  "rcpt=root@lab.test,size=100000"
+# the same with PIPELINING used (MAIL, RCPTs, DATA in one write), TLS 1.2
+pym pf-mail-multipipe-tls12-py-both 2531 1.2 both \
+  "rcpt=root@lab.test,rcpt=nobody@lab.test,size=300,pipe=1" \
+  "rcpt=root@lab.test,size=5000,subject=ekuwatch reject-after-data,pipe=1" \
+  "rcpt=nobody@lab.test,pipe=1" \
+  "rcpt=root@lab.test,size=20000,pipe=1"
+# 1 MB body, pipelined
+pym pf-mail-1mb-tls13-py-both 2531 1.3 both "rcpt=root@lab.test,rcpt=postmaster@lab.test,size=1000000,pipe=1"
+# CHUNKING: BDAT in 4 kB chunks then "BDAT n LAST"; second message one "BDAT n LAST"; third pipelined BDAT LAST
+pym pf-mail-bdat-tls13-py-both 2531 1.3 both "rcpt=root@lab.test,size=10000,bdat=4096" "rcpt=root@lab.test,size=800,bdat=100000" \
+  "rcpt=root@lab.test,rcpt=nobody@lab.test,size=3000,bdat=100000,pipe=1"
+pym pf-mail-bdat-tls12-py-both 2531 1.2 both "rcpt=root@lab.test,size=50000,bdat=16384" "rcpt=root@lab.test,size=2000,bdat=100000,subject=ekuwatch reject-after-data"
+# port 2533: PIPELINING not offered; the client waits for every reply
+pym pf-mail-nopipe-tls13-py-both 2533 1.3 both "rcpt=root@lab.test,rcpt=nobody@lab.test,size=2000" "rcpt=root@lab.test,size=300"
+pym pf-mail-nopipe-tls12-py-serveronly 2533 1.2 serveronly "rcpt=root@lab.test"
+# port 2532: check_ccert_access (fingerprints of the both and serveronly certs -> REJECT) refuses MAIL
+pym pf-mail-ccertaccess-tls13-py-both       2532 1.3 both       "rcpt=root@lab.test" "rcpt=root@lab.test"
+pym pf-mail-ccertaccess-tls12-py-serveronly 2532 1.2 serveronly "rcpt=root@lab.test"
+pym pf-mail-ccertaccess-tls13-py-nocert     2532 1.3 nocert     "rcpt=root@lab.test"
+# port 2527 (smtpd_tls_req_ccert): 421 to the EHLO after the handshake, the client still sends QUIT
+pym pf-mail-reqccert-tls13-py-serveronly 2527 1.3 serveronly --ehlo-only
+pym pf-mail-reqccert-tls12-py-serveronly 2527 1.2 serveronly --ehlo-only
+# Postfix smtp client -> port 2534: three queued messages over one TLS connection (pipelined, keyless)
+pf_client pf-mail-pfclient-tls13-postfix-both
+# Exim 4.96 (GnuTLS): 2540 refuses RCPT without a verified client cert; 2541 refuses after the body instead
+exm exim-mail-rcptverify-tls13-py-untrusted 2540 1.3 untrusted "rcpt=root@lab.test"
+exm exim-mail-rcptverify-tls12-py-untrusted 2540 1.2 untrusted "rcpt=root@lab.test,pipe=1"
+exm exim-mail-rcptverify-tls13-py-nocert    2540 1.3 nocert    "rcpt=root@lab.test"
+exm exim-mail-rcptverify-tls13-py-serveronly 2540 1.3 serveronly "rcpt=root@lab.test"
+exm exim-mail-rcptverify-tls12-py-both      2540 1.2 both      "rcpt=root@lab.test,rcpt=nobody@lab.test,size=5000"
+exm exim-mail-dataverify-tls13-py-untrusted 2541 1.3 untrusted "rcpt=root@lab.test,size=3000"
+exm exim-mail-dataverify-tls12-py-nocert    2541 1.2 nocert    "rcpt=root@lab.test,size=3000,pipe=1"
+exm exim-mail-dataverify-tls13-py-serveronly 2541 1.3 serveronly "rcpt=root@lab.test,size=3000"
+exm exim-mail-multi-tls13-py-both 2541 1.3 both \
+  "rcpt=root@lab.test,rcpt=nobody@lab.test,size=300,pipe=1" \
+  "rcpt=root@lab.test,size=5000,subject=ekuwatch reject-after-data" \
+  "rcpt=root@lab.test,abort=1" \
+  "rcpt=root@lab.test,size=200000,bdat=65536"
+exm exim-mail-bdat-tls12-py-both 2541 1.2 both "rcpt=root@lab.test,size=10000,bdat=4096" "rcpt=root@lab.test,size=3000,bdat=100000,pipe=1"
 
 stop_all
 trap - EXIT
