@@ -27,9 +27,25 @@ use super::mail::{MailEvidence, MailFacts, Transaction, TxResult, MAX_TRANSACTIO
 const LONGEST_COMMAND: u64 = 512;
 /// `RCPT TO:<` + a 256-octet path (RFC 5321 §4.5.3.1.3) + `>` CRLF.
 const LONGEST_RCPT: u64 = 9 + 256 + 3;
+/// `MAIL FROM:<` + a 256-octet path + `>` CRLF.
+const LONGEST_MAIL: u64 = 11 + 256 + 3;
 /// `DATA`, `QUIT`, `RSET`, `NOOP` with CRLF (6), a bare LF (5) or a stray CR (7): shorter than
 /// any command with an argument (`HELO a` CRLF is 8).
 const BARE_VERB: std::ops::RangeInclusive<u64> = 4..=7;
+
+/// A decision that waits for the next turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pending {
+    None,
+    /// A bare verb: DATA, or RSET/NOOP/QUIT.
+    Bare,
+    /// A bare verb in a transaction that could have reached DATA, then a turn `x` no longer than
+    /// a MAIL line: DATA and a small body, or RSET and a new MAIL.
+    AfterBare {
+        x: u64,
+        answered: bool,
+    },
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -62,8 +78,10 @@ pub struct MailInference {
     turns: u32,
     /// An open transaction: its command turns so far, and the size of the first (its MAIL).
     open: Option<(u16, u64)>,
-    /// A bare verb turn whose meaning depends on the next one (was it answered?).
-    bare_pending: Option<bool>,
+    /// A turn whose meaning depends on the next one.
+    pending: Pending,
+    /// The last body may go on in the next bulk turn (BDAT chunks after lock-step commands).
+    continuable: bool,
     ended: bool,
 }
 
@@ -80,7 +98,8 @@ impl MailInference {
             burst_open: false,
             turns: 0,
             open: None,
-            bare_pending: None,
+            pending: Pending::None,
+            continuable: false,
             ended: false,
         }
     }
@@ -130,23 +149,40 @@ impl MailInference {
             self.ehlo_accepted = Some(true); // the server went on after answering it
         }
         let kind = self.kind(bytes);
-        if let Some(_bare_answered) = self.bare_pending.take() {
-            // DATA alone (lock step) comes after MAIL and at least one RCPT, each a turn; after a
-            // pipelined group (one turn) a bare verb is RSET/NOOP/QUIT. The same MAIL again means
-            // RSET and a retry.
-            let data = match self.open {
-                Some((cmds, mail_len)) => cmds >= 2 && bytes != mail_len,
-                None => false,
-            };
-            if data && kind != Kind::BareVerb {
-                self.body(bytes, answered);
-                return;
+        match std::mem::replace(&mut self.pending, Pending::None) {
+            Pending::None => {}
+            Pending::Bare => {
+                // DATA alone (lock step) comes after MAIL and at least one RCPT, each a turn;
+                // after a pipelined group (one turn) a bare verb is RSET/NOOP/QUIT.
+                let may_be_data = self.open.is_some_and(|(cmds, _)| cmds >= 2);
+                if may_be_data && kind != Kind::BareVerb {
+                    if kind == Kind::Bulk || bytes > LONGEST_MAIL {
+                        self.body(bytes, answered);
+                    } else {
+                        self.pending = Pending::AfterBare { x: bytes, answered };
+                    }
+                    return;
+                }
+                // it was RSET or NOOP: the transaction ended without a body
+                self.end_without_body();
             }
-            // it was RSET or NOOP: the transaction ended without a body
-            self.end_without_body();
+            Pending::AfterBare { x, answered: xa } => {
+                if kind == Kind::BareVerb {
+                    // DATA, a small body, then QUIT/RSET
+                    self.body(x, xa);
+                } else {
+                    // RSET, then `x` was the next MAIL (and this turn its RCPT…)
+                    self.end_without_body();
+                    self.open = Some((1, x));
+                }
+            }
+        }
+        if kind != Kind::Bulk {
+            self.continuable = false;
         }
         match kind {
-            Kind::BareVerb => self.bare_pending = Some(answered),
+            Kind::BareVerb => self.pending = Pending::Bare,
+            Kind::Bulk if self.continuable => self.more_body(bytes, answered),
             Kind::Bulk => self.body(bytes, answered),
             Kind::Command => match self.open {
                 Some((n, _)) if n >= 1 && bytes > LONGEST_RCPT => self.body(bytes, answered),
@@ -155,6 +191,21 @@ impl MailInference {
                 None if !answered => {}
                 None => self.open = Some((1, bytes)),
             },
+        }
+    }
+
+    /// Another chunk of the last body (BDAT): the message's fate is the last chunk's.
+    fn more_body(&mut self, bytes: u64, answered: bool) {
+        if let Some(h) = self.held.last_mut() {
+            h.body = h
+                .body
+                .saturating_add(u32::try_from(bytes).unwrap_or(u32::MAX));
+            h.unanswered = !answered;
+            h.result = if answered {
+                TxResult::Delivered
+            } else {
+                TxResult::Unknown
+            };
         }
     }
 
@@ -175,6 +226,8 @@ impl MailInference {
     }
 
     fn body(&mut self, bytes: u64, answered: bool) {
+        // chunks may follow a body sent after commands of its own (lock-step BDAT)
+        self.continuable = self.open.is_some();
         self.open = None;
         self.push(Held {
             result: if answered {
@@ -205,10 +258,14 @@ impl MailInference {
                 self.burst_open = false;
                 self.turn(self.burst, false);
             }
-            if self.bare_pending.take().is_some() {
+            match std::mem::replace(&mut self.pending, Pending::None) {
                 // the last bare verb was QUIT (or RSET before the end)
-                self.end_without_body();
-            } else if self.open.is_some() {
+                Pending::Bare => self.end_without_body(),
+                // DATA and a small body, then the end
+                Pending::AfterBare { x, answered } => self.body(x, answered),
+                Pending::None => {}
+            }
+            if self.open.is_some() {
                 if incomplete {
                     self.open = None;
                     self.push(Held {

@@ -235,3 +235,68 @@ impl Line {
         self.buf.get(..self.len).unwrap_or_default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::smtp::mail::TxResult;
+
+    const C: Dir = Dir::ToServer;
+    const S: Dir = Dir::ToClient;
+
+    fn run(script: &[(Dir, &[u8])]) -> MailFacts {
+        let mut m = MailStream::new(MailEvidence::Decrypted);
+        for (d, b) in script {
+            m.feed(*d, b);
+        }
+        m.finish()
+    }
+
+    #[test]
+    fn stray_carriage_returns_and_a_refused_quit() {
+        // gnutls-cli --crlf fed CRLF lines: CR CR LF everywhere (Postfix takes the data end)
+        let f = run(&[
+            (C, b"EHLO a\r\r\n"),
+            (S, b"250-mx\r\n250 8BITMIME\r\n"),
+            (C, b"MAIL FROM:<a@b>\r\r\n"),
+            (S, b"250 2.1.0 Ok\r\n"),
+            (C, b"RCPT TO:<c@d>\r\r\n"),
+            (S, b"250 2.1.5 Ok\r\n"),
+            (C, b"DATA\r\r\n"),
+            (S, b"354 go\r\n"),
+            (C, b"Subject: x\r\r\n\r\r\nhello\r\r\n.\r\r\n"),
+            (S, b"250 2.0.0 Ok: queued\r\n"),
+            (C, b"QUIT\r\r\n"),
+            (S, b"500 5.5.2 Error: bad syntax\r\n"),
+        ]);
+        assert_eq!(f.transactions.len(), 1);
+        assert_eq!(f.transactions[0].result, TxResult::Delivered);
+        assert_eq!(f.quit, Some(500));
+    }
+
+    #[test]
+    fn pipelined_refusals_and_bdat() {
+        let f = run(&[
+            (C, b"EHLO a\r\n"),
+            (S, b"250 mx\r\n"),
+            (C, b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nRCPT TO:<e@f>\r\nDATA\r\n"),
+            (S, b"250 ok\r\n550 5.1.1 no such user\r\n554 5.7.1 <e@f>: Recipient address rejected: Access denied\r\n554 5.5.1 Error: no valid recipients\r\n"),
+            (C, b"RSET\r\n"),
+            (S, b"250 ok\r\n"),
+            (C, b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nBDAT 5 LAST\r\nhello"),
+            (S, b"250 ok\r\n250 ok\r\n250 2.0.0 queued\r\n"),
+            (C, b"QUIT\r\n"),
+            (S, b"221 bye\r\n"),
+        ]);
+        let r: Vec<_> = f.transactions.iter().map(|t| t.result).collect();
+        assert_eq!(r, [TxResult::RejectedRcpt, TxResult::Delivered]);
+        assert_eq!(f.transactions[0].rcpt_rejected, Some(2));
+        assert_eq!(
+            f.transactions[0].refusal_subject,
+            Some(crate::smtp::mail::StatusSubject::Addressing)
+        );
+        assert_eq!(f.transactions[1].body_bytes, Some(5));
+        assert_eq!(f.quit, Some(221));
+        assert_eq!(f.rset.as_ref().map(|c| c.codes.clone()), Some(vec![250]));
+    }
+}
