@@ -122,63 +122,99 @@ fn classifier_on_captured_frames_gives_the_same_events() {
         smtp_ports: vec![25, 465, 587, 2465],
         ..FlowConfig::default()
     };
-    let files = pcaps_in(&captures());
+    let all = pcaps_in(&captures());
+    assert!(all.len() >= 50);
+    // BPF_PROG_TEST_RUN takes frames of at most a page (less head- and tailroom): captures on
+    // loopback with larger segments (big message bodies: 64 KB frames) are left to the end-to-end
+    // test with real traffic (`same_events_as_libpcap_with_real_postfix`).
+    let (files, too_big): (Vec<_>, Vec<_>) = all
+        .into_iter()
+        .partition(|f| frames(f).iter().all(|p| p.data.len() <= 3500));
+    eprintln!("not replayed (frames larger than a page): {too_big:?}");
     assert!(files.len() >= 50);
-    // The servers' ports in the captures (Postfix 2525-2527, 2465 wrapper mode; test servers).
-    let mut ports = BTreeSet::new();
+    // The servers' ports per capture; the program watches at most MAX_PORTS at once, so the
+    // captures are replayed in batches of files whose ports fit.
+    let mut batches: Vec<(BTreeSet<u16>, Vec<&std::path::PathBuf>)> = Vec::new();
     for f in &files {
-        for e in direct(f, cfg.clone()) {
-            ports.insert(e["server"]["port"].as_u64().unwrap() as u16);
+        let ports: BTreeSet<u16> = direct(f, cfg.clone())
+            .iter()
+            .map(|e| e["server"]["port"].as_u64().unwrap() as u16)
+            .collect();
+        let fits = |b: &BTreeSet<u16>| b.union(&ports).count() <= ekuwatch_ebpf_common::MAX_PORTS;
+        match batches.iter_mut().find(|(b, _)| fits(b)) {
+            Some((b, fs)) => {
+                b.extend(&ports);
+                fs.push(f);
+            }
+            None => batches.push((ports, vec![f])),
         }
     }
-    let ports: Vec<u16> = ports.into_iter().collect();
-    assert!(ports.len() <= ekuwatch_ebpf_common::MAX_PORTS, "{ports:?}");
-    let Some(mut cap) = load(&ports, 64 * 1024) else {
-        return;
-    };
-    let (mut frames_in, mut forwarded, mut skipped_files) = (0, 0, 0);
-    for f in &files {
-        let want = direct(f, cfg.clone());
-        let fr = frames(f);
-        let r = replay(&mut cap, &fr, cfg.clone(), true);
-        assert_eq!(r.events, want, "{}", f.display());
-        // What went up is byte-for-byte what came in, in order (a subsequence).
-        let mut it = fr.iter();
-        for p in &r.forwarded {
-            assert!(
-                it.any(|f| &f.data == p),
-                "{}: a forwarded frame differs",
-                f.display()
-            );
+    const BUDGET: u64 = 64 * 1024;
+    let (mut frames_in, mut forwarded, mut skipped_files, mut cut) = (0, 0, 0, 0);
+    for (ports, batch) in &batches {
+        let ports: Vec<u16> = ports.iter().copied().collect();
+        let Some(mut cap) = load(&ports, BUDGET) else {
+            return;
+        };
+        let (mut batch_in, mut batch_fwd, mut batch_cut) = (0, 0, 0);
+        for f in batch {
+            let want = direct(f, cfg.clone());
+            let fr = frames(f);
+            let r = replay(&mut cap, &fr, cfg.clone(), true);
+            assert_eq!(r.events.len(), want.len(), "{}", f.display());
+            for (got, w) in r.events.iter().zip(&want) {
+                let big = w["payload_bytes"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|n| n.as_u64().unwrap() > BUDGET);
+                if big {
+                    // Past the budget: the same handshake, and the gap is said.
+                    batch_cut += 1;
+                    assert_eq!(got["tls"], w["tls"], "{}", f.display());
+                    assert_eq!(got["mail"]["incomplete"], true, "{}", f.display());
+                } else {
+                    assert_eq!(got, w, "{}", f.display());
+                }
+            }
+            // What went up is byte-for-byte what came in, in order (a subsequence).
+            let mut it = fr.iter();
+            for p in &r.forwarded {
+                assert!(
+                    it.any(|f| &f.data == p),
+                    "{}: a forwarded frame differs",
+                    f.display()
+                );
+            }
+            batch_in += r.frames_in;
+            batch_fwd += r.forwarded.len();
+            if r.forwarded.len() < r.frames_in {
+                skipped_files += 1;
+            }
         }
-        frames_in += r.frames_in;
-        forwarded += r.forwarded.len();
-        if r.forwarded.len() < r.frames_in {
-            skipped_files += 1;
-        }
+        let c = cap.counters();
+        assert_eq!(c.get("packets_seen") as usize, batch_in);
+        assert_eq!(c.get("packets_forwarded") as usize, batch_fwd);
+        assert_eq!(
+            c.get("packets_seen"),
+            c.get("packets_forwarded")
+                + c.get("packets_skipped_done")
+                + c.get("packets_skipped_budget")
+                + c.get("packets_untracked")
+        );
+        assert_eq!(cap.lost(), 0);
+        assert_eq!(cap.marks().1, 0, "marks refused by the kernel map");
+        // None is marked done; only sessions larger than the budget lose packets to it.
+        assert_eq!(c.get("packets_skipped_done"), 0);
+        assert_eq!(c.get("packets_skipped_budget") > 0, batch_cut > 0);
+        frames_in += batch_in;
+        forwarded += batch_fwd;
+        cut += batch_cut;
     }
-    let c = cap.counters();
-    assert_eq!(c.get("packets_seen") as usize, frames_in);
-    assert_eq!(c.get("packets_forwarded") as usize, forwarded);
-    assert_eq!(
-        c.get("packets_seen"),
-        c.get("packets_forwarded")
-            + c.get("packets_skipped_done")
-            + c.get("packets_skipped_budget")
-            + c.get("packets_untracked")
-    );
-    assert_eq!(cap.lost(), 0);
-    assert_eq!(cap.marks().1, 0, "marks refused by the kernel map");
-    // Every session of the captures fits the budget, and none is marked done: nothing of a
-    // tracked connection is skipped (what is not forwarded is untracked: after its close).
-    assert_eq!(c.get("packets_skipped_budget"), 0);
-    assert_eq!(c.get("packets_skipped_done"), 0);
-    eprintln!("{skipped_files} files had untracked frames");
     eprintln!(
-        "{} frames, {forwarded} forwarded, {} skipped after done, {} untracked",
-        frames_in,
-        c.get("packets_skipped_done"),
-        c.get("packets_untracked")
+        "{} batches, {frames_in} frames, {forwarded} forwarded, {skipped_files} files with frames \
+         not forwarded, {cut} sessions over the budget",
+        batches.len()
     );
 }
 

@@ -274,6 +274,37 @@ mod tests {
         assert_eq!(f.quit, Some(500));
     }
 
+    proptest::proptest! {
+        /// Any chunking of the same dialogue gives the same facts (lines, bodies and BDAT data
+        /// split anywhere).
+        #[test]
+        fn chunking_does_not_matter(cuts in proptest::collection::vec(1usize..50, 1..40)) {
+            let script: [(Dir, &[u8]); 8] = [
+                (C, b"EHLO a\r\n"),
+                (S, b"250-mx\r\n250 CHUNKING\r\n"),
+                (C, b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n"),
+                (S, b"250 ok\r\n250 ok\r\n354 go\r\n"),
+                (C, b"Subject: x\r\n\r\n..dot\r\nbody\r\n.\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nBDAT 12 LAST\r\nhello\r\n.\r\nxy"),
+                (S, b"250 queued\r\n250 ok\r\n550 5.1.1 no\r\n"),
+                (C, b"QUIT\r\n"),
+                (S, b"221 bye\r\n"),
+            ];
+            let whole = run(&script);
+            let mut m = MailStream::new(MailEvidence::Decrypted);
+            let mut k = 0;
+            for (d, b) in script {
+                let mut off = 0;
+                while off < b.len() {
+                    let n = cuts[k % cuts.len()].min(b.len() - off);
+                    k += 1;
+                    m.feed(d, &b[off..off + n]);
+                    off += n;
+                }
+            }
+            proptest::prop_assert_eq!(m.finish(), whole);
+        }
+    }
+
     #[test]
     fn pipelined_refusals_and_bdat() {
         let f = run(&[
