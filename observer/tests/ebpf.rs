@@ -491,7 +491,7 @@ fn same_events_as_libpcap_with_real_postfix() {
         let _ = child.wait();
         sessions += 1;
     }
-    // A plaintext session (no STARTTLS) with a body: its analysis ends at DATA as well.
+    // A plaintext session (no STARTTLS) with a body: its messages are counted too.
     {
         let b = body(60, 98);
         body_bytes += b.len();

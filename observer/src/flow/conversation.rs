@@ -125,13 +125,6 @@ struct Mail {
 }
 
 impl Mail {
-    fn plaintext() -> Box<Mail> {
-        Box::new(Mail {
-            exact: Some(Box::new(MailStream::new(MailEvidence::Plaintext))),
-            ..Mail::default()
-        })
-    }
-
     fn feed_exact(&mut self, dir: Dir, d: &[u8]) {
         if let Some(e) = &mut self.exact {
             e.feed(dir, d);
@@ -194,7 +187,6 @@ impl Conversation {
                 Proto::Tls
             } else if looks_like_smtp_start(dir, d) {
                 self.smtp = Some(Smtp::Live(Box::default()));
-                self.mail = Some(Mail::plaintext());
                 Proto::Smtp
             } else {
                 Proto::OtherText
@@ -209,13 +201,27 @@ impl Conversation {
                 let Some(Smtp::Live(s)) = &mut self.smtp else {
                     return;
                 };
-                match s.feed(dir, d) {
+                let next = s.feed(dir, d);
+                // The mail dialogue of a session without TLS: from its first MAIL on (the SMTP
+                // analyzer parsed what came before), then every byte.
+                let had_mail = self.mail.is_some();
+                if let Some(at) = s.take_mail_start() {
+                    let mut m = Box::new(MailStream::plaintext_from_mail(s.ehlo_reply));
+                    m.feed(dir, d.get(at..).unwrap_or_default());
+                    self.mail = Some(Box::new(Mail {
+                        exact: Some(m),
+                        ..Mail::default()
+                    }));
+                } else if had_mail && !matches!(next, Next::Tls { .. }) {
+                    if let Some(m) = &mut self.mail {
+                        m.feed_exact(dir, d);
+                    }
+                }
+                match next {
                     Next::Continue => {
                         if s.is_not_smtp() {
                             self.proto = Proto::OtherText;
                             self.mail = None;
-                        } else if let Some(m) = &mut self.mail {
-                            m.feed_exact(dir, d);
                         }
                     }
                     Next::Tls { offset } => {
@@ -240,9 +246,6 @@ impl Conversation {
                         } else {
                             // message content: only the mail dialogue goes on
                             self.proto = Proto::SmtpMail;
-                            if let Some(m) = &mut self.mail {
-                                m.feed_exact(dir, d);
-                            }
                         }
                     }
                 }
@@ -336,8 +339,8 @@ impl Conversation {
         }
     }
 
-    /// The event is out and later bytes are ignored: the analyzers and what they hold (facts,
-    /// buffers) are freed, so a connection that goes on (a message body) keeps only its `Flow`.
+    /// No event will come from this connection (not SMTP/TLS) and later bytes are ignored: the
+    /// analyzers and what they hold (facts, buffers) are freed.
     pub(super) fn release(&mut self) {
         self.smtp = None;
         self.tls = None;
@@ -398,7 +401,18 @@ impl Conversation {
     /// What happened to the mail, as far as the session went (ends its open transaction). Exact
     /// when the dialogue was plaintext or decrypted throughout, else inferred.
     pub(super) fn mail_facts(&mut self, tls: Option<&TlsFacts>) -> Option<MailFacts> {
-        let m = self.mail.as_mut()?;
+        let Some(m) = self.mail.as_mut() else {
+            // SMTP without TLS and without a transaction: its EHLO, no message
+            return match &self.smtp {
+                Some(Smtp::Live(s)) if s.is_smtp() && self.tls.is_none() => {
+                    let mut f = MailFacts::new(MailEvidence::Plaintext);
+                    f.ehlo_reply = s.ehlo_reply;
+                    f.ehlo_accepted = s.ehlo_reply.map(|c| c < 400);
+                    Some(f)
+                }
+                _ => None,
+            };
+        };
         let lost = self.tls.as_ref().is_some_and(|t| t.lost_any());
         let decryption_broke = self.tls.as_ref().is_some_and(|t| t.decryption_failed());
         let incomplete = m.gap || lost;

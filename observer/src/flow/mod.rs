@@ -153,8 +153,8 @@ impl FlowTable {
             .sum()
     }
 
-    /// Connections (client, server) whose analysis ended since the last call: their event is out
-    /// (or they are not SMTP/TLS), and later payload would be ignored. Only their FIN/RST still
+    /// Connections (client, server) whose analysis ended since the last call: they are not
+    /// SMTP/TLS (or their records can no longer be followed), and later payload would be ignored. Only their FIN/RST still
     /// matter. Empty unless `report_done` is set.
     pub fn take_finished_analysis(&mut self) -> Vec<((IpAddr, u16), (IpAddr, u16))> {
         std::mem::take(&mut self.done)

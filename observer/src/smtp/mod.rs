@@ -161,6 +161,14 @@ pub struct SmtpSession {
     /// Enough evidence that this is SMTP (EHLO/HELO seen, or an ESMTP banner).
     confirmed: bool,
     not_smtp: bool,
+    /// The last reply to EHLO/HELO (for the mail facts of a session without TLS).
+    pub ehlo_reply: Option<u16>,
+    /// The first MAIL command was seen (the mail dialogue starts there).
+    mail_seen: bool,
+    mail_line: bool,
+    /// Offset just past the first MAIL line in the chunk just fed: the caller's mail dialogue
+    /// starts there (`take_mail_start`).
+    mail_start: Option<usize>,
 }
 
 impl Default for SmtpSession {
@@ -197,7 +205,17 @@ impl SmtpSession {
             reply_starttls: false,
             confirmed: false,
             not_smtp: false,
+            ehlo_reply: None,
+            mail_seen: false,
+            mail_line: false,
+            mail_start: None,
         }
+    }
+
+    /// Where the first MAIL command ended in the chunk just fed (the mail dialogue of a session
+    /// without TLS is followed from there; the commands before it are this analyzer's).
+    pub fn take_mail_start(&mut self) -> Option<usize> {
+        self.mail_start.take()
     }
 
     /// Whether the peers were seen speaking SMTP (as opposed to FTP, POP3, ... which share prefixes).
@@ -303,6 +321,9 @@ impl SmtpSession {
                 Dir::ToServer => self.client_line(&line),
                 Dir::ToClient => self.server_line(&line),
             };
+            if std::mem::take(&mut self.mail_line) {
+                self.mail_start = Some(off);
+            }
             if self.not_smtp {
                 self.state = State::Done;
                 return Next::Stop;
@@ -328,6 +349,10 @@ impl SmtpSession {
             }
             None => "",
         };
+        if verb == "MAIL" && !self.mail_seen {
+            self.mail_seen = true;
+            self.mail_line = true;
+        }
         match verb {
             "EHLO" | "HELO" | "LHLO" => {
                 self.confirmed = true;
@@ -439,6 +464,7 @@ impl SmtpSession {
         self.pending.pop_front();
         match cmd {
             Cmd::Ehlo => {
+                self.ehlo_reply = Some(code);
                 if code == 250 && self.facts.starttls_offered != Some(true) {
                     self.facts.starttls_offered = Some(self.reply_starttls);
                 }

@@ -91,6 +91,17 @@ impl MailStream {
         }
     }
 
+    /// The mail dialogue of a session without TLS, from its first MAIL command on (the SMTP
+    /// analyzer read what came before: the EHLO reply).
+    pub fn plaintext_from_mail(ehlo_reply: Option<u16>) -> Self {
+        let mut m = MailStream::new(MailEvidence::Plaintext);
+        m.tracker.facts.ehlo_reply = ehlo_reply;
+        m.tracker.facts.ehlo_accepted = ehlo_reply.map(|c| c < 400);
+        m.first_reply = ehlo_reply;
+        m.tracker.command(Command::Mail);
+        m
+    }
+
     pub fn facts(&self) -> &MailFacts {
         &self.tracker.facts
     }

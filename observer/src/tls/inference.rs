@@ -57,17 +57,33 @@ pub fn app_overhead(tls13: bool, cipher: Option<u16>) -> (u16, bool) {
             true,
         );
     }
-    let name = cipher
-        .and_then(tls_parser::TlsCipherSuite::from_id)
-        .map_or("", |c| c.name);
-    if name.contains("CCM_8") {
-        (8 + 8, true)
-    } else if name.contains("GCM") || name.contains("CCM") {
-        (8 + 16, true)
-    } else if name.contains("CHACHA20") {
-        (16, true)
-    } else {
-        (16 + 20 + 1, false)
+    // TLS 1.2 AEAD suites by code (IANA registry): no name lookup per record
+    match cipher.unwrap_or(0) {
+        // CCM_8
+        0xC0A0..=0xC0A3 | 0xC0A8..=0xC0AB | 0xC0AE | 0xC0AF => (8 + 8, true),
+        // GCM (RSA/DH/DHE/PSK, ECDHE), CCM, ARIA-GCM, Camellia-GCM
+        0x009C..=0x00AD
+        | 0xC02B..=0xC032
+        | 0xC09C..=0xC09F
+        | 0xC0A4..=0xC0A7
+        | 0xC0AC
+        | 0xC0AD
+        | 0xC050..=0xC071
+            if is_gcm_or_ccm(cipher) =>
+        {
+            (8 + 16, true)
+        }
+        // ChaCha20-Poly1305
+        0xCCA8..=0xCCAE => (16, true),
+        _ => (16 + 20 + 1, false),
+    }
+}
+
+/// ARIA/Camellia code points mix CBC and GCM suites: only the GCM ones (even codes from 0xC050).
+fn is_gcm_or_ccm(cipher: Option<u16>) -> bool {
+    match cipher.unwrap_or(0) {
+        c @ 0xC050..=0xC071 => matches!(c, 0xC050..=0xC05F | 0xC06A..=0xC071),
+        _ => true,
     }
 }
 
