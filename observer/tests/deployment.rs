@@ -135,3 +135,39 @@ fn the_unit_command_line_starts_the_observer() {
     let metrics = http_get(port, "/metrics").unwrap();
     assert!(metrics.contains("ekuwatch_capture_packets_total"));
 }
+
+/// The image recipe and the DaemonSet that runs it agree: the user the pod runs as, the binary's
+/// path, the file capability for what the manifest adds, the configuration path, the port. (No
+/// container runtime on the test machines: the image itself is built by hand, docs/deployment.md.)
+#[test]
+fn containerfile_matches_the_daemonset() {
+    let cf = read("Containerfile");
+    let ds = read("deploy/k8s/daemonset.yaml");
+    let line = |prefix: &str| {
+        cf.lines()
+            .filter(|l| l.starts_with(prefix))
+            .last()
+            .unwrap_or_else(|| panic!("Containerfile has no {prefix} line"))
+            .to_string()
+    };
+    // non-root, the pod's user
+    assert_eq!(line("USER "), "USER 65532:65532");
+    assert!(ds.contains("runAsUser: 65532") && ds.contains("runAsGroup: 65532"));
+    assert!(ds.contains("runAsNonRoot: true"));
+    // the capability the manifest adds is the file capability the image sets, and privilege
+    // escalation stays allowed for it
+    assert!(ds.contains(r#"add: ["NET_RAW"]"#));
+    assert!(cf.contains("setcap cap_net_raw+ep /usr/local/bin/ekuwatch"));
+    assert!(ds.contains("allowPrivilegeEscalation: true"));
+    // the binary and the command the manifest's args complete
+    assert_eq!(line("ENTRYPOINT "), r#"ENTRYPOINT ["/usr/local/bin/ekuwatch"]"#);
+    assert!(ds.contains("- live\n            - --config\n            - /etc/ekuwatch/ekuwatch.toml"));
+    assert_eq!(
+        line("CMD "),
+        r#"CMD ["live", "--config", "/etc/ekuwatch/ekuwatch.toml"]"#
+    );
+    assert!(cf.contains("COPY deploy/ekuwatch.toml /etc/ekuwatch/ekuwatch.toml"));
+    assert!(ds.contains("containerPort: 9967") && cf.contains("EXPOSE 9967"));
+    // the build context leaves the build outputs out
+    assert!(read(".dockerignore").lines().any(|l| l == "target"));
+}
