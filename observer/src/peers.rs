@@ -213,7 +213,7 @@ fn refusal_words(cm: &ClassMail) -> String {
     }
     if cm.refused_at_ehlo > 0 {
         parts.push(format!(
-            "closed {} at EHLO, right after the handshake, before any message",
+            "closed {} at EHLO (right after the handshake, before any message)",
             plural(cm.refused_at_ehlo, "session", "sessions")
         ));
     }
@@ -414,15 +414,6 @@ impl PeerStats {
                 self.cr_present, self.cr_known
             ));
         }
-        if self.messages > 0 {
-            parts.push(format!(
-                "messages {} (delivered {}, rejected {}), {} met a CertificateRequest",
-                self.messages,
-                self.messages_delivered,
-                self.messages_rejected,
-                self.messages_with_cr
-            ));
-        }
         for (k, v) in &self.resolved_answers() {
             parts.push(format!("{k}:{v}"));
         }
@@ -482,7 +473,19 @@ impl PeerStats {
                 } else {
                     words
                 };
-                format!("{peer} {words} after {}{also}", class_words("server_only"))
+                let through = if so.delivered > 0 {
+                    format!(
+                        " (in other sessions it delivered {} of {} after it)",
+                        so.delivered,
+                        plural(so.messages, "message", "messages")
+                    )
+                } else {
+                    String::new()
+                };
+                format!(
+                    "{peer} {words} after {}{through}{also}",
+                    class_words("server_only")
+                )
             }
             "requests_accepts_server_only" => {
                 let refused = refusal_words(so);
@@ -525,7 +528,7 @@ impl PeerStats {
                     })
                     .collect();
                 format!(
-                    "{peer} asks for a client certificate, but no message has yet met {} there (at risk){}{}",
+                    "{peer} asks for a client certificate, but no message has gone through after {} yet (at risk){}{}",
                     class_words("server_only"),
                     if seen.is_empty() { "" } else { ": " },
                     seen.join("; ")

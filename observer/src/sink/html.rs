@@ -1,6 +1,6 @@
 //! The self-contained HTML report.
 
-use super::{at, cut, pct, summary};
+use super::{at, counts, cut, mail_by_class_line, pct, summary};
 use crate::peers::PeerBook;
 use crate::pipeline::CaptureStats;
 
@@ -50,7 +50,7 @@ fn svg_bars(id: &str, title: &str, rows: &[(String, f64, String, String)], max: 
 }
 
 /// Self-contained HTML report: summary, charts (CR rate by peer, client-certificate EKU mix,
-/// verdicts) as inline SVG, and the per-peer table sortable by a click on its headers. No network.
+/// verdicts, messages by result) as inline SVG, and the per-peer table sortable by a click on its headers. No network.
 pub fn html_report(
     book: &PeerBook,
     stats: &CaptureStats,
@@ -91,6 +91,35 @@ pub fn html_report(
         })
         .collect();
     let v_max = verdicts.iter().map(|r| r.1).fold(0.0, f64::max);
+    // What became of the messages: results, and sessions refused at EHLO (no message sent).
+    let mut fates: Vec<(String, f64, String, String)> = at(&sum, "message_results")
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| {
+            let n = v.as_f64().unwrap_or(0.0);
+            let colour = match k.as_str() {
+                "delivered" => "#2ca02c",
+                k if k.starts_with("rejected") => "#d62728",
+                _ => "#7f7f7f",
+            };
+            (
+                format!("message {k}"),
+                n,
+                format!("{n}"),
+                colour.to_string(),
+            )
+        })
+        .collect();
+    if let Some(n) = at(at(&sum, "rejection_stages"), "ehlo").as_f64() {
+        fates.push((
+            "session refused at EHLO".to_string(),
+            n,
+            format!("{n}"),
+            "#d62728".to_string(),
+        ));
+    }
+    let f_max = fates.iter().map(|r| r.1).fold(0.0, f64::max);
     let mut rows = String::new();
     for p in &peers {
         let colour = VERDICT_COLOURS
@@ -98,13 +127,18 @@ pub fn html_report(
             .find(|(v, _)| Some(*v) == p.verdict())
             .map_or("#ffffff", |(_, c)| c);
         rows.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td data-v=\"{}\">{}</td><td data-v=\"{}\">{}</td><td data-v=\"{}\">{}</td><td><span class=\"dot\" style=\"background:{colour}\"></span>{}</td><td>{}</td></tr>\n",
+            "<tr><td>{}</td><td>{}</td><td data-v=\"{}\">{}</td><td data-v=\"{}\">{}</td><td data-v=\"{}\">{}</td><td data-v=\"{}\">{}</td><td data-v=\"{}\">{}</td><td>{}</td><td><span class=\"dot\" style=\"background:{colour}\"></span>{}</td><td>{}<br><small>{}</small></td><td>{}</td></tr>\n",
             html_escape(&p.peer),
             p.direction,
             p.sessions, p.sessions,
             p.tls_handshakes, p.tls_handshakes,
             p.cr_rate().unwrap_or(-1.0), pct(p.cr_rate()),
+            p.messages, p.messages,
+            p.cr_rate_per_message().unwrap_or(-1.0), pct(p.cr_rate_per_message()),
+            html_escape(&counts(&p.rejection_stages)),
             p.verdict().unwrap_or("-"),
+            html_escape(&p.explanation().unwrap_or_default()),
+            html_escape(&mail_by_class_line(p)),
             html_escape(&p.verdict_evidence()),
         ));
     }
@@ -119,9 +153,10 @@ figcaption{{font-weight:bold;margin-bottom:4px}} .dot{{display:inline-block;widt
 </style></head><body>
 <h1>ekuwatch report</h1>
 <p id="summary">{} peers, {} TLS handshakes; CertificateRequest in {} of {} handshakes where visible ({}). Root store: {}. {} files, {} packets, {} events.</p>
-<div id="charts">{}{}{}</div>
+<p id="messages">{} messages ({} delivered, {} rejected); {} of {} messages where known met a CertificateRequest ({} per message). Rejection stages: {}. Verdict rules: docs/policy.md.</p>
+<div id="charts">{}{}{}{}</div>
 <h2>Peers</h2>
-<table id="peers"><thead><tr><th>peer</th><th>direction</th><th>sessions</th><th>TLS</th><th>CR rate</th><th>verdict</th><th>evidence</th></tr></thead>
+<table id="peers"><thead><tr><th>peer</th><th>direction</th><th>sessions</th><th>TLS</th><th>CR rate</th><th>messages</th><th>CR / message</th><th>rejection stages</th><th>verdict</th><th>why (mail after our certificate)</th><th>evidence</th></tr></thead>
 <tbody>
 {}</tbody></table>
 <script>
@@ -151,6 +186,23 @@ document.body.dataset.ready = '1';
         stats.files,
         stats.packets,
         flows.events,
+        at(&sum, "messages"),
+        at(&sum, "messages_delivered"),
+        at(&sum, "messages_rejected"),
+        at(&sum, "messages_with_cr"),
+        at(&sum, "messages_cr_known"),
+        pct(at(&sum, "cr_rate_per_message").as_f64()),
+        html_escape(
+            &at(&sum, "rejection_stages")
+                .as_object()
+                .filter(|m| !m.is_empty())
+                .map_or("none".to_string(), |m| {
+                    m.iter()
+                        .map(|(k, v)| format!("{k}:{v}"))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+        ),
         svg_bars("chart-cr", "CertificateRequest rate by peer", &cr_rows, 1.0),
         svg_bars(
             "chart-eku",
@@ -159,6 +211,7 @@ document.body.dataset.ready = '1';
             mix_max
         ),
         svg_bars("chart-verdicts", "Peer verdicts", &verdicts, v_max),
+        svg_bars("chart-mail", "What became of the mail", &fates, f_max),
         rows
     )
 }

@@ -18,6 +18,7 @@ pub fn json_report(
             "ips": p.ips,
             "verdict": p.verdict(),
             "evidence": p.verdict_evidence(),
+            "explanation": p.explanation(),
             "ca_names": p.ca_names,
             "counts": peer_counts(p),
         })).collect::<Vec<_>>(),

@@ -97,7 +97,52 @@ pub(crate) fn peer_counts(p: &PeerStats) -> serde_json::Value {
         "rejection_reasons": p.rejection_reasons,
         "outcomes": p.outcomes,
         "plaintext_fallbacks": p.plaintext_fallbacks,
+        "messages": p.messages,
+        "messages_delivered": p.messages_delivered,
+        "messages_rejected": p.messages_rejected,
+        "messages_other": p.messages_other,
+        "messages_cr_known": p.messages_cr_known,
+        "messages_with_cr": p.messages_with_cr,
+        "cr_rate_per_message": p.cr_rate_per_message(),
+        "message_results": p.message_results,
+        "rejection_stages": p.rejection_stages,
+        "recipient_refusals": p.recipient_refusals,
+        "mail_by_class": p.mail_by_class,
+        "refusals_outweighed_by_delivered_mail": p.outweighed_refusals(),
     })
+}
+
+/// `class: delivered d/m, refused r at stage:n …` for each class we presented under a
+/// CertificateRequest (text and Markdown details, CSV).
+pub(crate) fn mail_by_class_line(p: &PeerStats) -> String {
+    if p.mail_by_class.is_empty() {
+        return "-".into();
+    }
+    p.mail_by_class
+        .iter()
+        .map(|(class, m)| {
+            let mut s = format!("{class}: delivered {}/{}", m.delivered, m.messages);
+            if m.rejected > 0 {
+                s.push_str(&format!(", rejected {}", m.rejected));
+            }
+            if m.refused_sessions() > 0 {
+                s.push_str(&format!(
+                    ", sessions refused {} (ehlo {}, handshake {})",
+                    m.refused_sessions(),
+                    m.refused_at_ehlo,
+                    m.refused_in_handshake
+                ));
+            }
+            if !m.stages.is_empty() {
+                s.push_str(&format!(" [stages {}]", counts(&m.stages)));
+            }
+            if !m.subjects.is_empty() {
+                s.push_str(&format!(" [{}]", counts(&m.subjects)));
+            }
+            s
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Totals over all peers, for the report headers and charts.
@@ -107,7 +152,36 @@ pub(crate) fn summary(book: &PeerBook) -> serde_json::Value {
     let mut classes: BTreeMap<String, u64> = BTreeMap::new();
     let (mut known, mut present, mut hs) = (0, 0, 0);
     let (mut with_tls, mut requesting) = (0u64, 0u64);
+    let (mut messages, mut delivered, mut rejected) = (0u64, 0u64, 0u64);
+    let (mut msg_known, mut msg_cr) = (0u64, 0u64);
+    let mut stages: BTreeMap<String, u64> = BTreeMap::new();
+    let mut results: BTreeMap<String, u64> = BTreeMap::new();
+    let mut by_class: BTreeMap<String, BTreeMap<&str, u64>> = BTreeMap::new();
     for p in &peers {
+        messages += p.messages;
+        delivered += p.messages_delivered;
+        rejected += p.messages_rejected;
+        msg_known += p.messages_cr_known;
+        msg_cr += p.messages_with_cr;
+        for (k, v) in &p.rejection_stages {
+            *stages.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &p.message_results {
+            *results.entry(k.clone()).or_default() += v;
+        }
+        for (class, m) in &p.mail_by_class {
+            let c = by_class.entry(class.clone()).or_default();
+            for (k, v) in [
+                ("messages", m.messages),
+                ("delivered", m.delivered),
+                ("rejected", m.rejected),
+                ("recipient_refusals", m.recipient_refusals),
+                ("refused_at_ehlo", m.refused_at_ehlo),
+                ("refused_in_handshake", m.refused_in_handshake),
+            ] {
+                *c.entry(k).or_default() += v;
+            }
+        }
         if let Some(v) = p.verdict() {
             *verdicts.entry(v.to_string()).or_default() += 1;
         }
@@ -131,6 +205,15 @@ pub(crate) fn summary(book: &PeerBook) -> serde_json::Value {
         "peers_requesting_client_certificates": requesting,
         "client_certificates": classes,
         "root_store": crate::x509::chain::ROOT_STORE,
+        "messages": messages,
+        "messages_delivered": delivered,
+        "messages_rejected": rejected,
+        "messages_cr_known": msg_known,
+        "messages_with_cr": msg_cr,
+        "cr_rate_per_message": if msg_known > 0 { Some(msg_cr as f64 / msg_known as f64) } else { None },
+        "message_results": results,
+        "rejection_stages": stages,
+        "mail_by_class": by_class,
     })
 }
 

@@ -1,7 +1,6 @@
 //! The default human report: one block per peer, busiest first, then capture health.
 
-use super::counts;
-use super::cut;
+use super::{counts, cut, mail_by_class_line, pct};
 use crate::peers::{PeerBook, PeerStats};
 use crate::pipeline::CaptureStats;
 use std::fmt::Write as _;
@@ -16,8 +15,8 @@ pub fn text_report(
     let peers = book.peers();
     let _ = writeln!(
         o,
-        "{:<32} {:<9} {:>6} {:>10} {:>14}  TLS VERSIONS",
-        "PEER", "DIRECTION", "SESS", "TLS", "CERT REQUEST"
+        "{:<32} {:<9} {:>6} {:>10} {:>14} {:>6} {:>7}  TLS VERSIONS",
+        "PEER", "DIRECTION", "SESS", "TLS", "CERT REQUEST", "MSGS", "CR/MSG"
     );
     for p in &peers {
         let cr = match p.cr_rate() {
@@ -27,21 +26,30 @@ pub fn text_report(
         };
         let _ = writeln!(
             o,
-            "{:<32} {:<9} {:>6} {:>10} {:>14}  {}",
+            "{:<32} {:<9} {:>6} {:>10} {:>14} {:>6} {:>7}  {}",
             cut(&p.peer, 32),
             p.direction,
             p.sessions,
             p.tls_handshakes,
             cr,
+            p.messages,
+            pct(p.cr_rate_per_message()),
             counts(&p.tls_versions)
         );
         detail(&mut o, p);
     }
+    let messages: u64 = peers.iter().map(|p| p.messages).sum();
+    let known: u64 = peers.iter().map(|p| p.messages_cr_known).sum();
+    let with_cr: u64 = peers.iter().map(|p| p.messages_with_cr).sum();
     let _ = writeln!(
         o,
-        "\n{} peers, {} sessions; {} files, {} packets, {} flows, {} events",
+        "\n{} peers, {} sessions, {} messages ({} of {} where known met a CertificateRequest: {}); {} files, {} packets, {} flows, {} events",
         peers.len(),
         peers.iter().map(|p| p.sessions).sum::<u64>(),
+        messages,
+        with_cr,
+        known,
+        pct((known > 0).then(|| with_cr as f64 / known as f64)),
         stats.files,
         stats.packets,
         flows.flows_created,
@@ -64,6 +72,12 @@ pub fn text_report(
     }
     for e in &stats.file_errors {
         let _ = writeln!(o, "damaged input: {e}");
+    }
+    if peers.iter().any(|p| p.verdict().is_some()) {
+        let _ = writeln!(
+            o,
+            "verdict rules and the evidence each rests on: docs/policy.md (\"Verdicts\")"
+        );
     }
     o
 }
@@ -107,8 +121,43 @@ fn detail(o: &mut String, p: &PeerStats) {
     if !p.evidence.is_empty() {
         let _ = writeln!(o, "    CR evidence: {}", counts(&p.evidence));
     }
+    if p.messages > 0 || p.rejection_stages.contains_key("ehlo") {
+        let _ = writeln!(
+            o,
+            "    messages: {} (delivered {}, rejected {}, other {}); met a CertificateRequest: {}/{} {}",
+            p.messages,
+            p.messages_delivered,
+            p.messages_rejected,
+            p.messages_other,
+            p.messages_with_cr,
+            p.messages_cr_known,
+            pct(p.cr_rate_per_message())
+        );
+    }
+    if !p.rejection_stages.is_empty() {
+        let _ = writeln!(
+            o,
+            "    rejection stages: {}{}",
+            counts(&p.rejection_stages),
+            if p.recipient_refusals > 0 {
+                format!(" (recipient/mailbox refusals: {})", p.recipient_refusals)
+            } else {
+                String::new()
+            }
+        );
+    }
+    if !p.mail_by_class.is_empty() {
+        let _ = writeln!(
+            o,
+            "    mail after our client certificate: {}",
+            mail_by_class_line(p)
+        );
+    }
     if let Some(v) = p.verdict() {
         let _ = writeln!(o, "    verdict: {v} ({})", p.verdict_evidence());
+    }
+    if let Some(e) = p.explanation() {
+        let _ = writeln!(o, "    why: {e}");
     }
     if p.plaintext_fallbacks > 0 {
         let _ = writeln!(
