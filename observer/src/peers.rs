@@ -194,16 +194,17 @@ fn plural(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
-/// "refused 3 of 3 messages at RCPT (security_policy)", "closed 1 session right after the
-/// handshake", ... joined with "and"; empty when nothing was refused.
-fn refusal_words(cm: &ClassMail) -> String {
+/// "refused 3 of 3 messages at RCPT (security_policy)", "closed 1 session at EHLO …", … joined
+/// with "and"; empty when nothing was refused. `outweighed`: mail after this class was delivered,
+/// so its refusals seen without keys do not count (they are named apart).
+fn refusal_words(cm: &ClassMail, outweighed: bool) -> String {
     let mut parts = Vec::new();
     if cm.refused_in_handshake > 0 {
         let why: Vec<String> = cm
             .reasons
             .keys()
             .filter(|r| r.starts_with("alert:") || *r == "handshake_failed")
-            .cloned()
+            .map(|r| r.replace("alert:", "alert "))
             .collect();
         parts.push(format!(
             "failed {} in the handshake ({})",
@@ -217,13 +218,21 @@ fn refusal_words(cm: &ClassMail) -> String {
             plural(cm.refused_at_ehlo, "session", "sessions")
         ));
     }
-    if cm.rejected > 0 {
-        let stages: Vec<String> = cm
+    let not_counted = if outweighed { cm.inferred_refusals } else { 0 };
+    let counted = cm
+        .rejected
+        .saturating_sub(cm.recipient_refusals)
+        .saturating_sub(not_counted);
+    if counted > 0 {
+        let stages: Vec<(&String, &u64)> = cm
             .stages
             .iter()
-            .filter(|(s, _)| *s != "ehlo")
+            .filter(|(s, _)| *s != "ehlo" && !(outweighed && *s == "before_data"))
+            .collect();
+        let stage_list: Vec<String> = stages
+            .iter()
             .map(|(s, n)| {
-                if cm.stages.len() > 1 {
+                if stages.len() > 1 {
                     format!("{}: {n}", stage_words(s))
                 } else {
                     stage_words(s).to_string()
@@ -231,22 +240,39 @@ fn refusal_words(cm: &ClassMail) -> String {
             })
             .collect();
         let mut s = format!(
-            "refused {} of {} at {}",
-            cm.rejected,
+            "refused {counted} of {} at {}",
             plural(cm.messages, "message", "messages"),
-            stages.join(", ")
+            stage_list.join(", ")
         );
-        if !cm.subjects.is_empty() {
-            let subj: Vec<String> = cm.subjects.keys().cloned().collect();
+        let subj: Vec<&str> = cm
+            .subjects
+            .keys()
+            .map(String::as_str)
+            .filter(|k| *k != "addressing" && *k != "mailbox")
+            .collect();
+        if !subj.is_empty() {
             s.push_str(&format!(" ({})", subj.join(", ")));
         }
-        if cm.recipient_refusals > 0 {
-            s.push_str(&format!(
-                ", {} for a recipient or mailbox, not counted against the certificate",
-                cm.recipient_refusals
-            ));
-        }
         parts.push(s);
+    }
+    let mut apart = Vec::new();
+    if cm.recipient_refusals > 0 {
+        apart.push(format!(
+            "{} for a recipient or mailbox",
+            plural(cm.recipient_refusals, "message", "messages")
+        ));
+    }
+    if not_counted > 0 {
+        apart.push(format!(
+            "{} seen without keys, outweighed by delivered mail",
+            plural(not_counted, "message", "messages")
+        ));
+    }
+    if !apart.is_empty() {
+        parts.push(format!(
+            "refused {} (not counted against the certificate)",
+            apart.join(" and ")
+        ));
     }
     parts.join(" and ")
 }
@@ -467,7 +493,7 @@ impl PeerStats {
                 plural(self.messages, "message", "messages")
             ),
             "requests_rejects_server_only" => {
-                let words = refusal_words(so);
+                let words = refusal_words(so, so.delivered > 0);
                 let words = if words.is_empty() {
                     "refused mail".to_string()
                 } else {
@@ -488,7 +514,7 @@ impl PeerStats {
                 )
             }
             "requests_accepts_server_only" => {
-                let refused = refusal_words(so);
+                let refused = refusal_words(so, so.delivered > 0);
                 format!(
                     "{peer} asks for a client certificate and delivered {} of {} after {}{}",
                     so.delivered,
@@ -514,7 +540,7 @@ impl PeerStats {
                     .mail_by_class
                     .iter()
                     .map(|(c, m)| {
-                        let refused = refusal_words(m);
+                        let refused = refusal_words(m, m.delivered > 0);
                         let mut s = format!(
                             "after {} it delivered {} of {}",
                             class_words(c),
@@ -1101,6 +1127,12 @@ mod tests {
         assert!(!a.keys().any(|k| k.contains("rejected")), "{a:?}");
         assert_eq!(p.recipient_refusals, 2);
         assert_eq!(p.mail_by_class["server_only"].certificate_refusals(), 0);
+        let e = p.explanation().unwrap();
+        assert!(
+            e.contains("delivered 1 of 3 messages after our serverAuth-only certificate")
+                && e.contains("refused 2 messages for a recipient or mailbox (not counted against the certificate)"),
+            "{e}"
+        );
         // Recipient refusals alone prove nothing either way: untested, not "rejects".
         let p = book(&[with_mail(
             server_only(),
@@ -1145,6 +1177,11 @@ mod tests {
         assert!(p
             .verdict_evidence()
             .contains("outweighed by delivered mail: server_only:1"));
+        let e = p.explanation().unwrap();
+        assert!(
+            e.contains("refused 1 message seen without keys, outweighed by delivered mail"),
+            "{e}"
+        );
         let so = &p.mail_by_class["server_only"];
         assert_eq!((so.inferred_refusals, so.rejected, so.delivered), (1, 1, 1));
         // Mail delivered after another class does not outweigh it: with nothing through after
