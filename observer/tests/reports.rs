@@ -166,7 +166,8 @@ const MAIL_CAPTURES: [&str; 6] = [
 
 /// What Postfix logged for one capture's session.
 struct Logged {
-    /// Messages queued (`<queue id>: client=` lines; the queue ids are stripped to `QUEUEID`).
+    /// Messages Postfix accepted: `data=N` of its disconnect line counts the DATA commands that
+    /// succeeded, i.e. whose reply after the body was 2xx (`data=0/1`: refused).
     queued: u64,
     /// The session was ended after the TLS handshake (`NOQUEUE: abort: TLS from …`).
     aborted_after_tls: bool,
@@ -182,7 +183,14 @@ fn logged(name: &str) -> Logged {
         .unwrap_or_else(|e| panic!("{name}: {e}"));
     let tls = log.contains("TLS connection established");
     Logged {
-        queued: log.lines().filter(|l| l.contains(": client=")).count() as u64,
+        queued: log
+            .lines()
+            .filter(|l| l.contains("disconnect from"))
+            .filter_map(|l| {
+                let n = l.split_once(" data=")?.1;
+                n.split(['/', ' ']).next()?.parse::<u64>().ok()
+            })
+            .sum(),
         aborted_after_tls: log.contains("NOQUEUE: abort: TLS"),
         met_cr: tls
             && ["/askccert/", "/reqccert/", "/hrr/"]
