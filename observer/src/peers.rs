@@ -643,8 +643,8 @@ impl PeerStats {
                 self.answer(&class, kind, issuer.as_deref(), None);
                 return;
             }
-            Some(m) if t.outcome.result != OutcomeResult::Established => {
-                let _ = m;
+            // The capture ended before the handshake's outcome (refusals were handled above).
+            Some(_) if t.outcome.result != OutcomeResult::Established => {
                 self.answer(&class, "unfinished", None, None);
                 return;
             }
@@ -653,7 +653,9 @@ impl PeerStats {
         let mut any = false;
         for msg in messages(m) {
             any = true;
-            let cm = self.mail_by_class.entry(class.clone()).or_default();
+            let Some(cm) = self.mail_by_class.get_mut(&class) else {
+                continue; // inserted above for this session
+            };
             cm.messages += 1;
             match msg.result {
                 TxResult::Delivered => {
