@@ -36,6 +36,8 @@ CATALOGUE = {
     "ekuwatch_established_sessions_total": {"direction", "certificate_request", "peer"},
     "ekuwatch_client_certificates_total": {"direction", "status", "eku_class", "trust", "peer"},
     "ekuwatch_handshake_outcomes_total": {"direction", "result", "alert", "client_eku_class", "peer"},
+    "ekuwatch_smtp_messages_total": {"direction", "certificate_request", "client_eku_class", "result",
+                                     "evidence", "peer"},
     "ekuwatch_peer_verdict": {"peer", "verdict"},
     "ekuwatch_capture_packets_total": {"source"},
     "ekuwatch_capture_dropped_packets_total": {"source", "reason"},
@@ -63,6 +65,15 @@ VALUES = {
     "verdict": {"no_request", "requests_rejects_server_only", "requests_accepts_server_only",
                 "requests_untested", "requests_no_cert_ok"},
 }
+# Where a metric's label takes other values than the label of that name elsewhere.
+METRIC_VALUES = {
+    "ekuwatch_smtp_messages_total": {
+        "result": {"delivered", "rejected_mail", "rejected_rcpt", "rejected_data", "rejected_after_data",
+                   "rejected_before_data", "aborted", "unknown", "refused_at_ehlo"},
+        "certificate_request": {"yes", "no", "unknown", "no_tls"},
+        "evidence": {"plaintext", "decrypted", "inferred"},
+    },
+}
 TARGET_LABELS = {"instance", "job"}
 
 problems = []
@@ -87,7 +98,7 @@ def check_expr(where, expr):
         for lab, op, val in re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"([^"]*)"', body):
             if m in CATALOGUE and lab not in CATALOGUE[m] | TARGET_LABELS:
                 bad(f"{where}: {m} has no label {lab!r}")
-            allowed = VALUES.get(lab)
+            allowed = METRIC_VALUES.get(m, {}).get(lab, VALUES.get(lab))
             if allowed and not val.startswith("$"):
                 vals = [val] if op in ("=", "!=") else re.split(r"\|", val)
                 for v in vals:

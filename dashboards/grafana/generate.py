@@ -257,6 +257,68 @@ panel("table", "Failed handshakes after a serverAuth-only client certificate, by
                   "alert 'unsupported_certificate' is the OpenSSL/rustls EKU check.")
 y += 9
 
+row("Mail: what happened to the messages after our client certificate", y); y += 1
+# ekuwatch_smtp_messages_total counts messages (mail transactions) and, as result="refused_at_ehlo",
+# sessions refused before any message. The queries end in `or vector(0)`: no series exist until
+# the first SMTP message is seen (the metric is peer-labelled, so not pre-initialised); `on()`
+# adds the 0 only when the query has no series at all.
+MSG = "ekuwatch_smtp_messages_total"
+NOT_EHLO = 'result!="refused_at_ehlo"'
+REFUSED = 'result=~"rejected_.*|refused_at_ehlo"'
+msg_cr = (f"sum(increase({MSG}{{{OUT},certificate_request=\"yes\",{NOT_EHLO}}}[{RG}])) / "
+          f"sum(increase({MSG}{{{OUT},certificate_request=~\"yes|no|no_tls\",{NOT_EHLO}}}[{RG}]))")
+panel("stat", "Outbound messages that met a CertificateRequest (range)", 0, y, 6, 8,
+      [target(f"({msg_cr}) or on() vector(0)", "CR / message", instant=True)], unit="percentunit",
+      description="Gmail's headline figure (\"38% of outbound messages meet a CertificateRequest\"): outbound "
+                  "messages sent in a session with a CertificateRequest, over all outbound messages whose "
+                  "session's CertificateRequest presence is known (plaintext SMTP and resumed sessions met none). "
+                  "0 until a message is seen.",
+      options=stat_opts(), field_config={"decimals": 1, "color": {"mode": "thresholds"},
+                                         "thresholds": {"mode": "absolute", "steps": [{"color": "blue", "value": None}]}})
+
+panel("timeseries", "Messages by result ($direction)", 6, y, 9, 8,
+      [target(f"sum by (result) (rate({MSG}{{{DIR}}}[{RI}])) or on() vector(0)", "{{result}}")],
+      unit="ops", options=ts_opts(), field_config=ts_field(stack=True),
+      description="Messages per second by what became of them (delivered, rejected at MAIL/RCPT/DATA/after "
+                  "the body, rejected before data when seen without keys, aborted, unknown); refused_at_ehlo "
+                  "counts sessions closed right after the handshake, before any message.")
+
+msg_cr_rate = (f"sum(rate({MSG}{{{OUT},certificate_request=\"yes\",{NOT_EHLO}}}[{RI}])) / "
+               f"sum(rate({MSG}{{{OUT},certificate_request=~\"yes|no|no_tls\",{NOT_EHLO}}}[{RI}]))")
+panel("timeseries", "Outbound CertificateRequest rate per message", 15, y, 9, 8,
+      [target(f"({msg_cr_rate}) or on() vector(0)", "CR / message")],
+      unit="percentunit", options=ts_opts(), field_config=dict(ts_field(), min=0, max=1),
+      description="Outbound messages that met a CertificateRequest over those where presence is known "
+                  "(0 while no message is seen).")
+y += 8
+
+panel("bargauge", "Rejections by SMTP stage and our client certificate's EKU class (range, $direction)", 0, y, 12, 9,
+      [target(f"sum by (client_eku_class, result) (increase({MSG}{{{DIR},certificate_request=\"yes\",{REFUSED}}}[{RG}])) or on() vector(0)",
+              "{{client_eku_class}} → {{result}}", instant=True)],
+      unit="short", options=bargauge_opts(), field_config={"decimals": 0},
+      description="Messages refused (rejected_mail / rejected_rcpt / rejected_data / rejected_after_data; "
+                  "rejected_before_data without keys) and sessions refused at EHLO, under a CertificateRequest, "
+                  "by the EKU class of the client certificate presented. Recipient refusals (x.1.y/x.2.y) are "
+                  "included here; the verdicts keep them apart (docs/policy.md).")
+
+panel("table", "Peers refusing mail after a serverAuth-only client certificate (since observer start)", 12, y, 12, 9,
+      # the counter itself, not increase(): a series born at 1 shows no increase within its range
+      [target(f"(sum by (peer, result) ({MSG}{{{OUT},certificate_request=\"yes\",client_eku_class=\"server_only\",{REFUSED}}}) > 0) or on() vector(0)",
+              "", instant=True, fmt="table"),
+       target(f"(sum by (peer) ({MSG}{{{OUT},certificate_request=\"yes\",client_eku_class=\"server_only\",result=\"delivered\"}}) > 0) or on() vector(0)",
+              "", instant=True, fmt="table")],
+      options=table_opts("peer"),
+      transformations=[{"id": "merge", "options": {}},
+                       {"id": "organize", "options": {
+                           "excludeByName": {"Time": True},
+                           "indexByName": {"peer": 0, "result": 1, "Value #A": 2, "Value #B": 3},
+                           "renameByName": {"Value #A": "refused", "Value #B": "delivered after serverAuth-only"}}}],
+      field_config={"decimals": 0, "custom": {"align": "auto", "filterable": True}},
+      description="Outbound: who stops taking our mail when our certificate has serverAuth only — refusals by "
+                  "SMTP stage beside the messages the same peer still delivered after such a certificate. "
+                  "A single row of 0 without a peer means no such message has been seen yet.")
+y += 9
+
 row("Per-peer verdicts", y); y += 1
 panel("table", "Per-peer verdict", 0, y, 12, 12,
       [target("max by (peer, verdict) (ekuwatch_peer_verdict == 1)", "", instant=True, fmt="table")],

@@ -20,10 +20,14 @@
 
 use crate::anomaly::Anomaly;
 use crate::event::{Direction, SessionEvent};
-use crate::peers::PeerBook;
+use crate::peers::{self, PeerBook};
+use crate::smtp::mail::{MailFacts, Stage};
 use crate::tls::CertStatus;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
+
+/// `result` of `ekuwatch_smtp_messages_total` for a session refused at EHLO (besides `TxResult::ALL`).
+pub const REFUSED_AT_EHLO: &str = "refused_at_ehlo";
 
 /// Sessions a peer needs before it gets its own `peer` label.
 pub const PEER_MIN_SESSIONS: u64 = 2;
@@ -86,6 +90,11 @@ const HELP: &[(&str, Kind, &str)] = &[
         "ekuwatch_handshake_outcomes",
         Kind::Counter,
         "Handshake outcomes by alert and the client certificate's EKU class",
+    ),
+    (
+        "ekuwatch_smtp_messages",
+        Kind::Counter,
+        "SMTP messages (mail transactions) by result, CertificateRequest and the client certificate's EKU class; sessions refused at EHLO as result refused_at_ehlo",
     ),
     (
         "ekuwatch_peer_verdict",
@@ -225,6 +234,9 @@ impl Metrics {
     pub fn observe(&mut self, ev: &SessionEvent, peer: &str) {
         let dir = ev.direction.as_str().to_string();
         let peer = self.peer_label(peer, ev.direction);
+        if let Some(m) = &ev.mail {
+            self.observe_mail(ev, m, &dir, &peer);
+        }
         if let Some(s) = &ev.smtp {
             let st = s.starttls.as_str().to_string();
             self.add(
@@ -332,6 +344,32 @@ impl Metrics {
             ],
             1.0,
         );
+    }
+
+    /// `ekuwatch_smtp_messages_total`: one per message of the session (peers::messages: the listed
+    /// transactions and those counted beyond the list), and one `refused_at_ehlo` for a session
+    /// refused at its first command after TLS (no message could be sent).
+    fn observe_mail(&mut self, ev: &SessionEvent, m: &MailFacts, dir: &str, peer: &str) {
+        let cr = peers::cr_label(ev);
+        let class = peers::client_eku_label(ev.tls.as_ref());
+        let labels = |result: &str, evidence: &str| -> Labels {
+            vec![
+                ("direction", dir.to_string()),
+                ("certificate_request", cr.to_string()),
+                ("client_eku_class", class.to_string()),
+                ("result", result.to_string()),
+                ("evidence", evidence.to_string()),
+                ("peer", peer.to_string()),
+            ]
+        };
+        for msg in peers::messages(m) {
+            let l = labels(msg.result.as_str(), msg.evidence.as_str());
+            self.add("ekuwatch_smtp_messages", l, 1.0);
+        }
+        if m.rejection_stage == Some(Stage::Ehlo) {
+            let l = labels(REFUSED_AT_EHLO, m.evidence.as_str());
+            self.add("ekuwatch_smtp_messages", l, 1.0);
+        }
     }
 
     /// Current verdicts (one series per labelled peer; `other` peers are not listed).
@@ -569,6 +607,79 @@ mod tests {
             let line = format!("ekuwatch_weirds_total{{kind=\"{}\"}} 0\n", a.name());
             assert!(text.contains(&line), "{line}");
         }
+    }
+
+    /// The session events of bundled captures (our side 127.0.0.2: outbound), no keys.
+    fn events(names: &[&str]) -> Vec<SessionEvent> {
+        let mut p = crate::pipeline::Pipeline::new(crate::flow::FlowConfig {
+            local_nets: vec!["127.0.0.2/32".parse().unwrap()],
+            ..Default::default()
+        });
+        for n in names {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../captures")
+                .join(n);
+            p.read_file(&path, |_, _| {}).unwrap();
+        }
+        p.finish();
+        p.take_events()
+    }
+
+    #[test]
+    fn smtp_messages_by_result_cr_and_client_class() {
+        // Postfix logs (captures/logs): ask_ccert queued the message sent after our
+        // serverAuth-only certificate; req_ccert aborted the session after TLS ("Client certificate
+        // not trusted"), before any message; the plaintext session's message was queued.
+        let evs = events(&[
+            "pf-askccert-tls12-openssl-serveronly.pcap",
+            "pf-reqccert-tls12-openssl-serveronly.pcap",
+            "pf-noask-plain-swaks.pcap",
+        ]);
+        let mut m = Metrics::new(10, ["lab.test".to_string()]);
+        for ev in &evs {
+            m.observe(ev, "lab.test");
+        }
+        let t = m.render();
+        for line in [
+            "# TYPE ekuwatch_smtp_messages_total counter\n",
+            "ekuwatch_smtp_messages_total{direction=\"outbound\",certificate_request=\"yes\",client_eku_class=\"server_only\",result=\"delivered\",evidence=\"inferred\",peer=\"lab.test\"} 1\n",
+            "ekuwatch_smtp_messages_total{direction=\"outbound\",certificate_request=\"yes\",client_eku_class=\"server_only\",result=\"refused_at_ehlo\",evidence=\"inferred\",peer=\"lab.test\"} 1\n",
+            "ekuwatch_smtp_messages_total{direction=\"outbound\",certificate_request=\"no_tls\",client_eku_class=\"no_cert\",result=\"delivered\",evidence=\"plaintext\",peer=\"lab.test\"} 1\n",
+        ] {
+            assert!(t.contains(line), "{line}\n{t}");
+        }
+        let series = t
+            .lines()
+            .filter(|l| l.starts_with("ekuwatch_smtp_messages_total{"))
+            .count();
+        assert_eq!(series, 3, "{t}");
+        // The backfill comes from the same catalogue.
+        let om = m.openmetrics(&[(60.0, m.snapshot())]);
+        assert!(
+            om.contains("# TYPE ekuwatch_smtp_messages counter\n"),
+            "{om}"
+        );
+        assert!(om.contains("ekuwatch_smtp_messages_total{direction=\"outbound\",certificate_request=\"yes\",client_eku_class=\"server_only\",result=\"refused_at_ehlo\",evidence=\"inferred\",peer=\"lab.test\"} 1 60.000\n"), "{om}");
+        // result values: the transaction results plus refused_at_ehlo, which is none of them.
+        assert!(!crate::smtp::mail::TxResult::ALL
+            .iter()
+            .any(|r| r.as_str() == REFUSED_AT_EHLO));
+    }
+
+    #[test]
+    fn smtp_messages_peer_label_is_bounded_like_the_others() {
+        // No slots and no watch-list: every peer is `other`, in this family as in the rest.
+        let evs = events(&["pf-askccert-tls12-openssl-serveronly.pcap"]);
+        let mut m = Metrics::new(0, []);
+        for _ in 0..3 {
+            m.observe(&evs[0], "lab.test");
+        }
+        let t = m.render();
+        assert!(
+            t.contains("result=\"delivered\",evidence=\"inferred\",peer=\"other\"} 3\n"),
+            "{t}"
+        );
+        assert!(!t.contains("peer=\"lab.test\""), "{t}");
     }
 
     #[test]

@@ -634,4 +634,48 @@ fn postfix_across_a_network_namespace() {
         v["data"]["result"][0]["metric"]["verdict"], "requests_rejects_server_only",
         "{v}"
     );
+
+    // What became of the mail, read back through Prometheus, against Postfix's own log: messages
+    // it accepted (`data=N` of its disconnect lines counts DATA commands that succeeded, i.e.
+    // the reply after the body) and sessions it aborted right after TLS (req_ccert).
+    let maillog = || std::fs::read_to_string(work.join("maillog")).unwrap_or_default();
+    wait_for("Postfix to log 4 disconnects", 20, || {
+        maillog().matches("disconnect from").count() >= 4
+    });
+    let log = maillog();
+    let accepted: f64 = log
+        .lines()
+        .filter(|l| l.contains("disconnect from"))
+        .filter_map(|l| {
+            let n = l.split_once(" data=")?.1;
+            n.split(['/', ' ']).next()?.parse::<f64>().ok()
+        })
+        .sum();
+    let aborted = log.matches("NOQUEUE: abort: TLS").count() as f64;
+    assert_eq!(
+        (accepted, aborted),
+        (3.0, 1.0),
+        "ask_ccert ×2 and noask carried a message, req_ccert closed: {log}"
+    );
+    assert_eq!(
+        prom_scalar(
+            prom_port,
+            r#"sum(ekuwatch_smtp_messages_total{direction="outbound",result="delivered"})"#
+        ),
+        Some(accepted)
+    );
+    assert_eq!(
+        prom_scalar(
+            prom_port,
+            r#"sum(ekuwatch_smtp_messages_total{result="refused_at_ehlo",client_eku_class="server_only",certificate_request="yes"})"#
+        ),
+        Some(aborted)
+    );
+    // The per-message CertificateRequest rate: the two ask_ccert messages of three.
+    let rate = prom_scalar(
+        prom_port,
+        r#"sum(ekuwatch_smtp_messages_total{direction="outbound",certificate_request="yes",result!="refused_at_ehlo"}) / sum(ekuwatch_smtp_messages_total{direction="outbound",certificate_request=~"yes|no|no_tls",result!="refused_at_ehlo"})"#,
+    )
+    .unwrap();
+    assert!((rate - 2.0 / 3.0).abs() < 1e-9, "{rate}");
 }
