@@ -160,8 +160,13 @@ fn containerfile_matches_the_daemonset() {
     assert!(cf.contains("setcap cap_net_raw+ep /usr/local/bin/ekuwatch"));
     assert!(ds.contains("allowPrivilegeEscalation: true"));
     // the binary and the command the manifest's args complete
-    assert_eq!(line("ENTRYPOINT "), r#"ENTRYPOINT ["/usr/local/bin/ekuwatch"]"#);
-    assert!(ds.contains("- live\n            - --config\n            - /etc/ekuwatch/ekuwatch.toml"));
+    assert_eq!(
+        line("ENTRYPOINT "),
+        r#"ENTRYPOINT ["/usr/local/bin/ekuwatch"]"#
+    );
+    assert!(
+        ds.contains("- live\n            - --config\n            - /etc/ekuwatch/ekuwatch.toml")
+    );
     assert_eq!(
         line("CMD "),
         r#"CMD ["live", "--config", "/etc/ekuwatch/ekuwatch.toml"]"#
