@@ -145,8 +145,7 @@ fn containerfile_matches_the_daemonset() {
     let ds = read("deploy/k8s/daemonset.yaml");
     let line = |prefix: &str| {
         cf.lines()
-            .filter(|l| l.starts_with(prefix))
-            .last()
+            .rfind(|l| l.starts_with(prefix))
             .unwrap_or_else(|| panic!("Containerfile has no {prefix} line"))
             .to_string()
     };
