@@ -594,6 +594,19 @@ for st in go java; do
   "${st}_srv" "$st-require-tls12-openssl-serveronly" require 1.2 serveronly
   "${st}_srv" "$st-require-tls12-openssl-both"       require 1.2 both
 done
+# no CertificateRequest: Go sends its NewSessionTicket right after its Finished (RFC 8446 §4.6.1)
+go_srv   go-noask-tls13-openssl-nocert   none 1.3 nocert
+go_srv   go-noask-tls13-java-nocert      none 1.3 nocert java
+go_srv   go-noask-tls13-nss-nocert       none 1.3 nocert nss
+java_srv java-noask-tls13-openssl-nocert none 1.3 nocert
+go_srv   go-require-tls13-java-untrusted require 1.3 untrusted java   # unknown CA: refused
+# HelloRetryRequest (port 2530 accepts only P-384; the clients offer an X25519 key share first)
+go_client   pf-hrr-tls13-go-both     2530 1.3 both
+java_client pf-hrr-tls13-java-nocert 2530 1.3 nocert
+nss_client  pf-hrr-tls13-nss-both    2530 1.3 both
+# NSS sends no serverAuth-only certificate (its serveronly scenarios are anonymous): an untrusted one
+nss_client pf-askccert-tls13-nss-untrusted 2526 1.3 untrusted
+nss_client pf-reqccert-tls13-nss-untrusted 2527 1.3 untrusted
 # Java and NSS clients <- go-peer server: the Go server's key log decrypts them
 for st in java nss; do
   go_srv "go-ask-tls13-$st-nocert"         ask     1.3 nocert     "$st"

@@ -145,7 +145,7 @@ fn inference_agrees_with_decryption() {
 
 /// The facts a keyless Postfix session must have: `(CR present, client certificate status,
 /// outcome)`. CR from the service in the name `pf-<service>-tls13-<client>-<cert>` (2525 noask: no
-/// CR; 2526 askccert and 2527 reqccert: CR); whether a certificate came from Postfix's own log of
+/// CR; 2526 askccert, 2527 reqccert and 2530 hrr: CR); whether a certificate came from Postfix's own log of
 /// the session (`Anonymous` / `Untrusted` / `Trusted TLS connection established`), because a client
 /// may decline to send the one it was given (NSS sends no serverAuth-only certificate); req_ccert
 /// ends the session with 421 unless the certificate is trusted. A client configured without a
@@ -160,7 +160,7 @@ fn configured(name: &str, log: &str) -> Result<Option<(bool, &'static str, &'sta
     }
     let cr = match service {
         "noask" => false,
-        "askccert" | "reqccert" => true,
+        "askccert" | "reqccert" | "hrr" => true,
         _ => return Ok(None),
     };
     let trusted = log.contains(" Trusted TLS connection established");

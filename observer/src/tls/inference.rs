@@ -161,12 +161,31 @@ impl Flights {
     /// Finished) and the excess is a padding at all (≤ [`MAX_PAD`]). 0 otherwise.
     pub fn server_pad(&self, cipher: Option<u16>) -> u16 {
         match (self.server_flight_len, finished_len(cipher)) {
-            (Some(n), Some(fin)) if n >= 4 && self.server_last > fin => {
-                Some(self.server_last - fin)
-                    .filter(|p| *p <= MAX_PAD)
-                    .unwrap_or(0)
+            (Some(n), Some(fin)) if n >= 4 && self.server_last_is_finished(fin) => {
+                self.server_last - fin
             }
             _ => 0,
+        }
+    }
+
+    /// Whether the last record of the server's flight is its Finished (F + padding ≤ [`MAX_PAD`]).
+    /// Not when a server that asks for no certificate sent its NewSessionTicket right after its
+    /// Finished (RFC 8446 §4.6.1 allows it; Go does).
+    fn server_last_is_finished(&self, fin: u16) -> bool {
+        self.server_last
+            .checked_sub(fin)
+            .is_some_and(|p| p <= MAX_PAD)
+    }
+
+    /// What a one-message-per-record server flight says about a CertificateRequest: 4 records (EE,
+    /// Certificate, CertificateVerify, Finished) none; 5 ending with the Finished one; 5 ending with
+    /// something else (an early NewSessionTicket, only sent without a CR) none. None otherwise
+    /// (a coalescing server).
+    fn server_flight_says_cr(&self, fin: u16) -> Option<bool> {
+        match self.server_flight_len? {
+            4 => Some(false),
+            5 => Some(self.server_last_is_finished(fin)),
+            _ => None,
         }
     }
 
@@ -249,14 +268,14 @@ impl Flights {
     /// - `[25 + p, F + p]`: an empty Certificate and the Finished differ by F − 25;
     /// - `[C + p, V + p, F + p]` after a Certificate (first record longer than any padded
     ///   Finished): the third record is the Finished;
-    /// - `[F + p]` when the server's flight of 4 records (one message per record) had no CR: the
-    ///   client's flight is its Finished alone.
+    /// - `[F + p]` when the server's one-message-per-record flight had no CR
+    ///   ([`Flights::server_flight_says_cr`]): the client's flight is its Finished alone.
     fn padded_flight_end(&self, len: u16, fin: u16) -> Option<u16> {
         let pad = len.checked_sub(fin).filter(|p| *p <= MAX_PAD)?;
         match *self.client_enc {
             [a, b] if b == len && b > a && b - a == fin - 25 => Some(pad),
             [a, _, c] if c == len && a > fin + 8 + COALESCED_CERT_MIN + MAX_PAD => Some(pad),
-            [r] if r == len && self.server_flight_len == Some(4) => Some(pad),
+            [r] if r == len && self.server_flight_says_cr(fin) == Some(false) => Some(pad),
             _ => None,
         }
     }
@@ -346,7 +365,7 @@ impl Flights {
             }
             _ => UNKNOWN,
         };
-        self.cross_check(inferred)
+        self.cross_check(inferred, fin)
     }
 
     /// A padded flight (padding `client_pad`, ended by [`Flights::padded_flight_end`]).
@@ -381,15 +400,16 @@ impl Flights {
             }
             _ => UNKNOWN,
         };
-        self.cross_check(inferred)
+        self.cross_check(inferred, fin)
     }
 
-    fn cross_check(&self, inferred: Inferred) -> Inferred {
+    fn cross_check(&self, inferred: Inferred, fin: u16) -> Inferred {
         // Cross-check with the server's flight where the stack writes one message per record
-        // (OpenSSL, GnuTLS): EE, Certificate, CertificateVerify, Finished = 4; with a CR 5.
-        // Other counts (coalescing stacks) say nothing; a contradiction makes the answer unknown.
-        match (self.server_flight_len, inferred.0) {
-            (Some(5), Some(false)) | (Some(4), Some(true)) => UNKNOWN,
+        // (OpenSSL, GnuTLS, Go, SunJSSE): EE, Certificate, CertificateVerify, Finished = 4; with a
+        // CR 5; 5 ending with an early NewSessionTicket (Go) has none. Other counts (coalescing
+        // stacks) say nothing; a contradiction makes the answer unknown.
+        match (self.server_flight_says_cr(fin), inferred.0) {
+            (Some(cr), Some(inferred_cr)) if cr != inferred_cr => UNKNOWN,
             _ => inferred,
         }
     }
@@ -518,6 +538,31 @@ mod tests {
         assert_eq!(f.server_record(19, AES128, false), ServerRecord::Alert);
         assert!(!f.client_flight_over());
         assert_eq!(f.infer(false, AES128).1, CertStatus::Empty, "cut short");
+    }
+
+    /// Go without client authentication: EE, Certificate, CertificateVerify, Finished and an early
+    /// NewSessionTicket (RFC 8446 §4.6.1) — 5 records, no CR.
+    #[test]
+    fn early_ticket_in_the_server_flight() {
+        let with_last = |last: u16, client: &[u16]| {
+            let mut f = Flights::default();
+            for l in [23, 980, 96, 53, last] {
+                f.count(false, l);
+            }
+            for &l in client {
+                f.count(true, l);
+                f.client_record(l, AES128, false);
+            }
+            f.server_record(64, AES128, false);
+            f.infer(false, AES128).0
+        };
+        assert_eq!(with_last(147, &[53]), Some(false), "early ticket");
+        assert_eq!(
+            with_last(53, &[53]),
+            None,
+            "5 records ending with Finished: a CR"
+        );
+        assert_eq!(with_last(147, &[69]), Some(false), "padded Finished, no CR");
     }
 
     /// A padded server (SunJSSE) alerts with 19 + its padding.
