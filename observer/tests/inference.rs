@@ -1,7 +1,9 @@
 //! TLS 1.3 keyless inference, measured: every capture with a key log is analysed twice — without
 //! keys (facts inferred from record lengths) and with keys (decrypted truth). Inference must never
-//! contradict the truth, must answer on every OpenSSL/GnuTLS capture, and the outcome must not
-//! depend on the keys. Prints the confusion matrix per stack (docs/inference.md quotes it).
+//! contradict the truth, must answer on every capture of a known stack (OpenSSL, GnuTLS, rustls,
+//! Go, SunJSSE, NSS, Python, Postfix), and the outcome must not depend on the keys. Sessions of
+//! stacks without a key log are checked against their configuration and the server's log. Prints
+//! the confusion matrix and a per-stack table (docs/inference.md quotes them).
 
 mod common;
 use common::*;
@@ -249,9 +251,10 @@ fn keyless_stacks_agree_with_their_configuration() {
 /// Go and Java servers (tests/helpers/go-peer, java-peer) refuse a missing, untrusted or
 /// serverAuth-only client certificate inside the handshake; their own log says which sessions
 /// they refused ("TLS handshake failed") and which they accepted ("TLS established"). The outcome
-/// must say the same, with and without keys, in TLS 1.3 and 1.2.
+/// must say the same, with and without keys, in TLS 1.3 and 1.2; and the CertificateRequest must
+/// be there exactly when the server was configured to ask (`ask`, `require`; not `noask`).
 #[test]
-fn peer_server_refusals_are_handshake_failures() {
+fn peer_servers_refuse_inside_the_handshake() {
     let mut checked = 0;
     let mut failures = Vec::new();
     for f in pcaps_in(&captures()) {
@@ -272,11 +275,21 @@ fn peer_server_refusals_are_handshake_failures() {
         if f.with_extension("keylog").exists() {
             runs.push(("with keys", analyze_with_keys(&f)));
         }
+        // the server's configuration: `<server>-<noask|ask|require>-...`
+        let asked = name.split('-').nth(1) != Some("noask");
         for (how, events) in runs {
             checked += 1;
-            let got = &events[0]["tls"]["outcome"]["result"];
+            let tls = &events[0]["tls"];
+            let got = &tls["outcome"]["result"];
             if got != want {
                 failures.push(format!("{name} {how}: outcome {got}, server log: {want}"));
+            }
+            if tls["certificate_request"]["present"] != asked {
+                failures.push(format!(
+                    "{name} {how}: CR {}, the server was configured to {}ask",
+                    tls["certificate_request"]["present"],
+                    if asked { "" } else { "not " }
+                ));
             }
         }
     }
