@@ -535,7 +535,7 @@ peer_srv() {
   return 0
 }
 # srv_client_args KIND PORT VERSION CERT NAME: the client command (CL) for a peer server on PORT.
-#   openssl: s_client -starttls smtp (leaf + -cert_chain inter for "both"), key log; go/java/nss: the peers.
+#   openssl: s_client -starttls smtp (leaf + -cert_chain inter for "both"), key log; go (key log)/java/nss: the peers.
 srv_client_args() {
   local kind=$1 port=$2 ver=$3 cert=$4 name=$5
   case $kind in
@@ -545,6 +545,9 @@ srv_client_args() {
       CL=(bash -c '"$@"' _ sh_pipe 1.2 timeout 30 openssl s_client -starttls smtp -name out.lab.test \
         -bind "$CLI:0" -connect "$SRV:$port" -servername mx.lab.test -CAfile root.cert.pem -verify_hostname mx.lab.test \
         "-tls${ver/./_}" "${c[@]}" -keylogfile "$here/$name.keylog" -ign_eof) ;;
+    go) peer_cert_args "$cert"
+      CL=(env NAME="$name" timeout 30 "$GO_PEER" client --bind "$CLI" --host "$SRV" --port "$port" --tls "$ver" "${PCA[@]}" \
+        --keylog "$here/$name.keylog") ;;
     java) peer_cert_args "$cert"
       CL=(env NAME="$name" timeout 30 "${JAVA_PEER[@]}" client --bind "$CLI" --host "$SRV" --port "$port" --tls "$ver" "${PCA[@]}") ;;
     nss) local nick=(); [[ $cert != nocert ]] && nick=(-n client)
@@ -568,7 +571,7 @@ go_srv() {
 java_srv() {
   local name=$1 mode=$2 ver=$3 cert=$4 kind=${5:-openssl}
   wanted "$name" || return 0; java_ready || return 0
-  [[ $kind == nss ]] && { nss_ready || return 0; }
+  [[ $kind == nss ]] && { nss_ready || return 0; }; [[ $kind == go ]] && { go_ready || return 0; }
   srv_client_args "$kind" 2604 "$ver" "$cert" "$name"
   peer_srv "$name" 2604 timeout 30 "${JAVA_PEER[@]}" server --host "$SRV" --port 2604 --tls "$ver" --client-auth "$mode" -- "${CL[@]}"
 }
@@ -600,6 +603,13 @@ go_srv   go-noask-tls13-java-nocert      none 1.3 nocert java
 go_srv   go-noask-tls13-nss-nocert       none 1.3 nocert nss
 java_srv java-noask-tls13-openssl-nocert none 1.3 nocert
 go_srv   go-require-tls13-java-untrusted require 1.3 untrusted java   # unknown CA: refused
+# each stack against itself: Go (client key log), Java (no key log: the server's log and configuration)
+go_srv   go-ask-tls13-go-nocert            ask     1.3 nocert     go
+go_srv   go-require-tls13-go-both          require 1.3 both       go
+go_srv   go-require-tls13-go-serveronly    require 1.3 serveronly go
+java_srv java-ask-tls13-java-nocert        ask     1.3 nocert     java
+java_srv java-require-tls13-java-both      require 1.3 both       java
+java_srv java-require-tls13-java-serveronly require 1.3 serveronly java
 # HelloRetryRequest (port 2530 accepts only P-384; the clients offer an X25519 key share first)
 go_client   pf-hrr-tls13-go-both     2530 1.3 both
 java_client pf-hrr-tls13-java-nocert 2530 1.3 nocert

@@ -133,17 +133,22 @@ pub struct Flights {
     server_flight_len: Option<u8>,
     /// The server sent a record other than an alert after the client's flight.
     server_spoke_after_client_flight: bool,
-    /// Length of the last encrypted record of the server's flight (its Finished when the server
-    /// writes one message per record).
-    server_last: u16,
-    /// Per-record padding of the client's records, learnt from its flight (the Finished record's
-    /// excess over the Finished length).
-    client_pad: u16,
+    /// The last encrypted record of the server's flight (its Finished when the server writes one
+    /// message per record): its excess over the Finished length, or [`NOT_FINISHED`] when it is
+    /// shorter or longer than any padded Finished. One byte: the session's fixed state is budgeted.
+    server_last_excess: u8,
+    /// Per-record padding of the client's records (≤ [`MAX_PAD`]), learnt from its flight (the
+    /// Finished record's excess over the Finished length).
+    client_pad: u8,
 }
+
+/// `server_last_excess` of a record that cannot be a (padded) Finished.
+const NOT_FINISHED: u8 = u8::MAX;
+const _: () = assert!(MAX_PAD < NOT_FINISHED as u16);
 
 impl Flights {
     /// Counts an encrypted record of any type (all versions; only TLS 1.3 reads the counts).
-    pub fn count(&mut self, client: bool, len: u16) {
+    pub fn count(&mut self, client: bool, len: u16, cipher: Option<u16>) {
         if client {
             if self.client_enc.len() < MAX_ENC_RECORDS {
                 self.client_enc.push(len);
@@ -151,7 +156,11 @@ impl Flights {
         } else if usize::from(self.server_enc) < MAX_ENC_RECORDS {
             self.server_enc += 1;
             if self.server_flight_len.is_none() {
-                self.server_last = len;
+                self.server_last_excess = finished_len(cipher)
+                    .and_then(|fin| len.checked_sub(fin))
+                    .filter(|p| *p <= MAX_PAD)
+                    .and_then(|p| u8::try_from(p).ok())
+                    .unwrap_or(NOT_FINISHED);
             }
         }
     }
@@ -161,8 +170,8 @@ impl Flights {
     /// Finished) and the excess is a padding at all (≤ [`MAX_PAD`]). 0 otherwise.
     pub fn server_pad(&self, cipher: Option<u16>) -> u16 {
         match (self.server_flight_len, finished_len(cipher)) {
-            (Some(n), Some(fin)) if n >= 4 && self.server_last_is_finished(fin) => {
-                self.server_last - fin
+            (Some(n), Some(_)) if n >= 4 && self.server_last_is_finished() => {
+                u16::from(self.server_last_excess)
             }
             _ => 0,
         }
@@ -171,20 +180,18 @@ impl Flights {
     /// Whether the last record of the server's flight is its Finished (F + padding ≤ [`MAX_PAD`]).
     /// Not when a server that asks for no certificate sent its NewSessionTicket right after its
     /// Finished (RFC 8446 §4.6.1 allows it; Go does).
-    fn server_last_is_finished(&self, fin: u16) -> bool {
-        self.server_last
-            .checked_sub(fin)
-            .is_some_and(|p| p <= MAX_PAD)
+    fn server_last_is_finished(&self) -> bool {
+        self.server_last_excess != NOT_FINISHED
     }
 
     /// What a one-message-per-record server flight says about a CertificateRequest: 4 records (EE,
     /// Certificate, CertificateVerify, Finished) none; 5 ending with the Finished one; 5 ending with
     /// something else (an early NewSessionTicket, only sent without a CR) none. None otherwise
     /// (a coalescing server).
-    fn server_flight_says_cr(&self, fin: u16) -> Option<bool> {
+    fn server_flight_says_cr(&self) -> Option<bool> {
         match self.server_flight_len? {
             4 => Some(false),
-            5 => Some(self.server_last_is_finished(fin)),
+            5 => Some(self.server_last_is_finished()),
             _ => None,
         }
     }
@@ -192,7 +199,7 @@ impl Flights {
     /// Per-record padding of `client`'s or the server's records, as learnt so far.
     pub fn pad(&self, client: bool, cipher: Option<u16>) -> u16 {
         if client {
-            self.client_pad
+            u16::from(self.client_pad)
         } else {
             self.server_pad(cipher)
         }
@@ -245,7 +252,7 @@ impl Flights {
             if len == fin || len == fin + 8 {
                 self.end_flight_at_last();
             } else if let Some(pad) = self.padded_flight_end(len, fin) {
-                self.client_pad = pad;
+                self.client_pad = u8::try_from(pad).unwrap_or(0); // ≤ MAX_PAD
                 self.end_flight_at_last();
             } else if self.client_enc.len() >= 4 {
                 // Pattern not recognised: take the flight as over, and say so.
@@ -275,7 +282,7 @@ impl Flights {
         match *self.client_enc {
             [a, b] if b == len && b > a && b - a == fin - 25 => Some(pad),
             [a, _, c] if c == len && a > fin + 8 + COALESCED_CERT_MIN + MAX_PAD => Some(pad),
-            [r] if r == len && self.server_flight_says_cr(fin) == Some(false) => Some(pad),
+            [r] if r == len && self.server_flight_says_cr() == Some(false) => Some(pad),
             _ => None,
         }
     }
@@ -365,12 +372,12 @@ impl Flights {
             }
             _ => UNKNOWN,
         };
-        self.cross_check(inferred, fin)
+        self.cross_check(inferred)
     }
 
     /// A padded flight (padding `client_pad`, ended by [`Flights::padded_flight_end`]).
     fn infer_padded(&self, flight: &[u16], fin: u16) -> Inferred {
-        let pad = self.client_pad;
+        let pad = u16::from(self.client_pad);
         match *flight {
             [f] if f == fin + pad => (Some(false), CertStatus::Absent, None, Evidence::Inferred),
             [_, f] if f == fin + pad => {
@@ -400,15 +407,15 @@ impl Flights {
             }
             _ => UNKNOWN,
         };
-        self.cross_check(inferred, fin)
+        self.cross_check(inferred)
     }
 
-    fn cross_check(&self, inferred: Inferred, fin: u16) -> Inferred {
+    fn cross_check(&self, inferred: Inferred) -> Inferred {
         // Cross-check with the server's flight where the stack writes one message per record
         // (OpenSSL, GnuTLS, Go, SunJSSE): EE, Certificate, CertificateVerify, Finished = 4; with a
         // CR 5; 5 ending with an early NewSessionTicket (Go) has none. Other counts (coalescing
         // stacks) say nothing; a contradiction makes the answer unknown.
-        match (self.server_flight_says_cr(fin), inferred.0) {
+        match (self.server_flight_says_cr(), inferred.0) {
             (Some(cr), Some(inferred_cr)) if cr != inferred_cr => UNKNOWN,
             _ => inferred,
         }
@@ -424,10 +431,10 @@ mod tests {
     fn flight(lens: &[u16], server_flight: u8) -> Inferred {
         let mut f = Flights::default();
         for _ in 0..server_flight {
-            f.count(false, 100);
+            f.count(false, 100, AES128);
         }
         for &l in lens {
-            f.count(true, l);
+            f.count(true, l, AES128);
             f.client_record(l, AES128, false);
         }
         f.server_record(200, AES128, false);
@@ -465,10 +472,10 @@ mod tests {
         let padded = |lens: &[u16], server_flight: u8| {
             let mut f = Flights::default();
             for _ in 0..server_flight {
-                f.count(false, 100);
+                f.count(false, 100, AES256);
             }
             for &l in lens {
-                f.count(true, l);
+                f.count(true, l, AES256);
                 f.client_record(l, AES256, false);
             }
             f.server_record(250, AES256, false);
@@ -511,15 +518,15 @@ mod tests {
     fn server_records_inside_the_client_flight() {
         let mut f = Flights::default();
         for _ in 0..5 {
-            f.count(false, 100);
+            f.count(false, 100, AES128);
         }
         for l in [1010, 112] {
-            f.count(true, l);
+            f.count(true, l, AES128);
             assert_eq!(f.client_record(l, AES128, false), ClientRecord::Flight);
         }
         assert_eq!(f.server_record(1116, AES128, false), ServerRecord::Flight);
         assert!(!f.client_flight_over());
-        f.count(true, 69);
+        f.count(true, 69, AES128);
         assert_eq!(f.client_record(69, AES128, false), ClientRecord::Flight);
         assert!(f.client_flight_over());
         assert_eq!(f.infer(false, AES128).1, CertStatus::Presented);
@@ -531,9 +538,9 @@ mod tests {
 
         let mut f = Flights::default();
         for _ in 0..5 {
-            f.count(false, 100);
+            f.count(false, 100, AES128);
         }
-        f.count(true, 41);
+        f.count(true, 41, AES128);
         f.client_record(41, AES128, false);
         assert_eq!(f.server_record(19, AES128, false), ServerRecord::Alert);
         assert!(!f.client_flight_over());
@@ -547,10 +554,10 @@ mod tests {
         let with_last = |last: u16, client: &[u16]| {
             let mut f = Flights::default();
             for l in [23, 980, 96, 53, last] {
-                f.count(false, l);
+                f.count(false, l, AES128);
             }
             for &l in client {
-                f.count(true, l);
+                f.count(true, l, AES128);
                 f.client_record(l, AES128, false);
             }
             f.server_record(64, AES128, false);
@@ -570,11 +577,11 @@ mod tests {
     fn padded_server_alert() {
         let mut f = Flights::default();
         for l in [65, 162, 996, 111, 85] {
-            f.count(false, l);
+            f.count(false, l, AES256);
         }
-        f.count(true, 25);
+        f.count(true, 25, AES256);
         f.client_record(25, AES256, false);
-        f.count(true, 69);
+        f.count(true, 69, AES256);
         f.client_record(69, AES256, false);
         assert_eq!(f.server_pad(AES256), 16);
         assert_eq!(f.server_record(35, AES256, false), ServerRecord::Alert);
@@ -584,7 +591,7 @@ mod tests {
     #[test]
     fn alerts_and_completion() {
         let mut f = Flights::default();
-        f.count(true, 53);
+        f.count(true, 53, AES128);
         assert_eq!(f.client_record(53, AES128, false), ClientRecord::Flight);
         assert!(f.client_flight_over() && !f.complete());
         assert_eq!(f.server_record(19, AES128, false), ServerRecord::Alert);

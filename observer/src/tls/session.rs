@@ -319,7 +319,7 @@ impl TlsSession {
         // An encrypted record. Only TLS 1.3 reads the lengths (≤ 1.2 spends no memory on them).
         let len16 = u16::try_from(len).unwrap_or(u16::MAX); // len <= MAX_RECORD
         if tls13 {
-            self.flights.count(dir == Dir::ToServer, len16);
+            self.flights.count(dir == Dir::ToServer, len16, self.cipher);
         }
         match (ct, tls13) {
             (ContentType::Alert, _) => self.push_encrypted_alert(dir),
