@@ -474,7 +474,7 @@ NSS_STATE=
 nss_ready() {   # one NSS database per client certificate variant: $PEERS_DIR/nssdb-VARIANT
   [[ $NSS_STATE == ok ]] && return 0; [[ $NSS_STATE == skip ]] && return 1
   if command -v tstclnt >/dev/null && command -v certutil >/dev/null && command -v pk12util >/dev/null; then
-    local v; for v in nocert both serveronly untrusted; do
+    local v; for v in nocert both serveronly untrusted server; do
       "$here/../tests/helpers/nss-peer/make-nssdb.sh" "$pki" "$PEERS_DIR/nssdb-$v" "$v" >/dev/null || { NSS_STATE=skip; break; }
     done
     [[ $NSS_STATE != skip ]] && { NSS_STATE=ok; return 0; }
@@ -576,6 +576,22 @@ java_srv() {
   peer_srv "$name" 2604 timeout 30 "${JAVA_PEER[@]}" server --host "$SRV" --port 2604 --tls "$ver" --client-auth "$mode" -- "${CL[@]}"
 }
 
+# nss_srv NAME ask|require VERSION CERT: NSS selfserv (server.chain.pem; -r request, -r -r require, verified
+# against the Lab Root CA for client use: NSS checks the clientAuth EKU) on 127.0.0.1:2605 (not captured),
+# behind starttls-splice.py in server mode on 2606 (captured): it answers the plaintext SMTP up to STARTTLS
+# and then copies bytes to selfserv. selfserv is no SMTP server: it answers the first line after the
+# handshake (the EHLO) as an HTTP request and closes. Client: openssl s_client -starttls smtp (key log).
+export SPLICE="$here/../tests/helpers/nss-peer/starttls-splice.py"
+nss_srv() {
+  local name=$1 mode=$2 ver=$3 cert=$4
+  wanted "$name" || return 0; nss_ready || return 0
+  local r=(-r); [[ $mode == require ]] && r=(-r -r)
+  srv_client_args openssl 2606 "$ver" "$cert" "$name"
+  peer_srv "$name" 2606 bash -c 'timeout 30 selfserv "$@" & sp=$!; trap "kill $sp 2>/dev/null" EXIT; sleep 0.5
+      python3 "$SPLICE" server --listen "$SRV:2606" --connect 127.0.0.1:2605' _ \
+    -d "sql:$PEERS_DIR/nssdb-server" -e server -p 2605 -V "tls$ver:tls$ver" "${r[@]}" -- "${CL[@]}"
+}
+
 # Go, Java, NSS clients -> Postfix (2525 no request, 2526 ask_ccert, 2527 req_ccert), TLS 1.3
 for st in go java nss; do
   "${st}_client" "pf-noask-tls13-$st-nocert" 2525 1.3 nocert
@@ -617,6 +633,12 @@ nss_client  pf-hrr-tls13-nss-both    2530 1.3 both
 # NSS sends no serverAuth-only certificate (its serveronly scenarios are anonymous): an untrusted one
 nss_client pf-askccert-tls13-nss-untrusted 2526 1.3 untrusted
 nss_client pf-reqccert-tls13-nss-untrusted 2527 1.3 untrusted
+# NSS server (selfserv behind the splice) <- openssl s_client
+nss_srv nss-ask-tls13-openssl-nocert         ask     1.3 nocert
+nss_srv nss-require-tls13-openssl-both       require 1.3 both
+nss_srv nss-require-tls13-openssl-serveronly require 1.3 serveronly   # EKU: refused
+nss_srv nss-require-tls13-openssl-nocert     require 1.3 nocert
+nss_srv nss-require-tls12-openssl-serveronly require 1.2 serveronly
 # Java and NSS clients <- go-peer server: the Go server's key log decrypts them
 for st in java nss; do
   go_srv "go-ask-tls13-$st-nocert"         ask     1.3 nocert     "$st"

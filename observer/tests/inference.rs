@@ -20,6 +20,7 @@ fn stack_of(name: &str) -> String {
         Some("rustls") => "rustls-server",
         Some("go") => "go-server",
         Some("java") => "java-server",
+        Some("nss") => "nss-server",
         _ => return "other".into(),
     };
     let client = parts
