@@ -199,7 +199,7 @@ run() {
   set -e -o pipefail
   sleep 1
   kill -INT "$TCPDUMP_PID"; wait "$TCPDUMP_PID" || true; TCPDUMP_PID=
-  [[ $KL == keylog && ! -s $keylog ]] && echo "WARNING: $NAME: no keylog written" >&2
+  [[ $KL == keylog && ! -s $keylog && -z ${KEYLOG_FROM_SERVER:-} ]] && echo "WARNING: $NAME: no keylog written" >&2
   [[ $KL != keylog ]] && rm -f "$keylog"
   sleep 0.3
   # Postfix's account of the session (timestamps/pids/fingerprints stripped)
@@ -437,6 +437,215 @@ rl_srv rustls-ask-tls13-openssl-nocert         ask     nocert
 rl_srv rustls-require-tls13-openssl-both       require both
 rl_srv rustls-require-tls13-openssl-serveronly require serveronly
 rl_srv rustls-require-tls13-openssl-nocert     require nocert
+
+# ---- more TLS stacks (issue 15): Go crypto/tls, Java SunJSSE, NSS. Peers in tests/helpers/{go,java,nss}-peer.
+# Each is built (or set up) once when its toolchain is there; without it its scenarios are skipped with a
+# message, like the rustls ones. Servers: go-peer on 2603, java-peer on 2604 (SMTP STARTTLS, one connection).
+# Where the client cannot write a key log (Java; Debian's NSS is built without SSLKEYLOGFILE) the
+# committed NAME.keylog is the server's when the server writes one (go-peer); against Postfix these
+# sessions have no key log: their truth is the configuration (port, certificate) and logs/NAME.postfix.log.
+PEERS_DIR=${EKUWATCH_PEERS_DIR:-/tmp/ekuwatch-peers}
+GO_PEER="$PEERS_DIR/go/go-peer"; GO_STATE=
+go_ready() {
+  [[ $GO_STATE == ok ]] && return 0; [[ $GO_STATE == skip ]] && return 1
+  if command -v go >/dev/null; then
+    echo "building go-peer (go build, into $PEERS_DIR/go)" >&2
+    ( cd "$here/../tests/helpers/go-peer" && GOFLAGS=-mod=mod go build -trimpath -o "$GO_PEER" . ) >&2 \
+      || echo "WARNING: go build of go-peer failed" >&2
+  fi
+  if [[ -x $GO_PEER ]]; then GO_STATE=ok; return 0; fi
+  echo "SKIPPING go scenarios: $GO_PEER missing and $(command -v go >/dev/null && echo 'go build failed' || echo 'go not found (apt-get install golang-go)')" >&2
+  GO_STATE=skip; return 1
+}
+JAVA_PEER_DIR="$PEERS_DIR/java"; JAVA_STATE=
+java_ready() {
+  [[ $JAVA_STATE == ok ]] && return 0; [[ $JAVA_STATE == skip ]] && return 1
+  if command -v javac >/dev/null && command -v java >/dev/null; then
+    echo "building java-peer (javac, into $JAVA_PEER_DIR)" >&2
+    mkdir -p "$JAVA_PEER_DIR"
+    javac -d "$JAVA_PEER_DIR" "$here/../tests/helpers/java-peer/Peer.java" >&2 || echo "WARNING: javac of Peer.java failed" >&2
+  fi
+  if [[ -f $JAVA_PEER_DIR/Peer.class ]] && command -v java >/dev/null; then JAVA_STATE=ok; return 0; fi
+  echo "SKIPPING java scenarios: no java/javac (apt-get install openjdk-17-jdk-headless)" >&2
+  JAVA_STATE=skip; return 1
+}
+JAVA_PEER=(java -cp "$JAVA_PEER_DIR" Peer)
+NSS_STATE=
+nss_ready() {   # one NSS database per client certificate variant: $PEERS_DIR/nssdb-VARIANT
+  [[ $NSS_STATE == ok ]] && return 0; [[ $NSS_STATE == skip ]] && return 1
+  if command -v tstclnt >/dev/null && command -v certutil >/dev/null && command -v pk12util >/dev/null; then
+    local v; for v in nocert both serveronly untrusted server; do
+      "$here/../tests/helpers/nss-peer/make-nssdb.sh" "$pki" "$PEERS_DIR/nssdb-$v" "$v" >/dev/null || { NSS_STATE=skip; break; }
+    done
+    [[ $NSS_STATE != skip ]] && { NSS_STATE=ok; return 0; }
+  fi
+  echo "SKIPPING nss scenarios: tstclnt/certutil/pk12util missing or failed (apt-get install libnss3-tools)" >&2
+  NSS_STATE=skip; return 1
+}
+# certificate arguments of a peer client: go/java take the whole chain file (leaf [+ intermediate])
+peer_cert_args() { PCA=(); [[ $1 != nocert ]] && PCA=(--cert "client-$1.chain.pem" --key "client-$1.key.pem"); return 0; }
+# go_client NAME PORT VERSION CERT   (Go client -> Postfix, key log from the client)
+go_client() {
+  local name=$1 port=$2 ver=$3 cert=$4
+  wanted "$name" || return 0; go_ready || return 0
+  peer_cert_args "$cert"
+  run "$name" "$port" keylog timeout 30 "$GO_PEER" client --bind "$CLI" --host "$SRV" --port "$port" --tls "$ver" \
+    "${PCA[@]}" --keylog "$here/$name.keylog"
+}
+# java_client NAME PORT VERSION CERT   (Java client -> Postfix, no key log)
+java_client() {
+  local name=$1 port=$2 ver=$3 cert=$4
+  wanted "$name" || return 0; java_ready || return 0
+  peer_cert_args "$cert"
+  run "$name" "$port" - timeout 30 "${JAVA_PEER[@]}" client --bind "$CLI" --host "$SRV" --port "$port" --tls "$ver" "${PCA[@]}"
+}
+# nss_client NAME PORT VERSION CERT: tstclnt knows no STARTTLS: starttls-splice.py (client mode, listening on
+# 127.0.0.1:2610, not captured) does the plaintext EHLO/STARTTLS with the server from 127.0.0.2, then copies
+# tstclnt's bytes unchanged: the TLS on the captured connection is NSS's. No key log (see above).
+nss_client() {
+  local name=$1 port=$2 ver=$3 cert=$4 kl=${5:--}
+  wanted "$name" || return 0; nss_ready || return 0
+  local nick=(); [[ $cert != nocert ]] && nick=(-n client)
+  local klf=/dev/null; [[ $kl == keylog ]] && klf="$here/$name.keylog"
+  run "$name" "$port" "$kl" bash -c '"$@"' _ nss_pipe "$port" timeout 30 tstclnt -h 127.0.0.1 -p 2610 -a mx.lab.test \
+    -d "sql:$PEERS_DIR/nssdb-$cert" "${nick[@]}" -V "tls$ver:tls$ver"
+}
+nss_pipe() {  # nss_pipe PORT CMD...: the splice, then the SMTP dialog into CMD's stdin
+  local port=$1; shift
+  python3 "$here/../tests/helpers/nss-peer/starttls-splice.py" client --listen 127.0.0.1:2610 --connect "$SRV:$port" --bind "$CLI" &
+  local sp=$!
+  for _ in $(seq 50); do ss -ltn | grep -q '127.0.0.1:2610 ' && break; sleep 0.1; done
+  # tstclnt does not exit at the end of its input (it polls on): the session is over when the splice
+  # has seen both sides close; then tstclnt is stopped
+  { dialog 1.5 | "$@"; } & local cp=$!
+  wait "$sp"; sleep 0.3
+  pkill -P "$cp" 2>/dev/null; kill "$cp" 2>/dev/null; wait "$cp" 2>/dev/null
+  return 0
+}
+export -f nss_pipe; export here SRV CLI
+# peer_srv NAME PORT SERVER-CMD... -- CLIENT-CMD...: a peer server; its key log ($W/logs/NAME.server.keylog)
+# becomes NAME.keylog when the client wrote none.
+peer_srv() {
+  local name=$1; shift
+  KEYLOG_FROM_SERVER=1 tls_srv "$name" "$@"
+  if [[ ! -s $here/$name.keylog && -s $W/logs/$name.server.keylog ]]; then
+    cp "$W/logs/$name.server.keylog" "$here/$name.keylog"; echo "  $name: key log from the server" >&2
+  fi
+  [[ -s $here/$name.keylog ]] || { rm -f "$here/$name.keylog"; echo "  $name: no key log (client nor server)" >&2; }
+  return 0
+}
+# srv_client_args KIND PORT VERSION CERT NAME: the client command (CL) for a peer server on PORT.
+#   openssl: s_client -starttls smtp (leaf + -cert_chain inter for "both"), key log; go (key log)/java/nss: the peers.
+srv_client_args() {
+  local kind=$1 port=$2 ver=$3 cert=$4 name=$5
+  case $kind in
+    openssl)
+      local c=(); [[ $cert != nocert ]] && c=(-cert "client-$cert.cert.pem" -key "client-$cert.key.pem")
+      [[ $cert == both ]] && c+=(-cert_chain inter.cert.pem)
+      CL=(bash -c '"$@"' _ sh_pipe 1.2 timeout 30 openssl s_client -starttls smtp -name out.lab.test \
+        -bind "$CLI:0" -connect "$SRV:$port" -servername mx.lab.test -CAfile root.cert.pem -verify_hostname mx.lab.test \
+        "-tls${ver/./_}" "${c[@]}" -keylogfile "$here/$name.keylog" -ign_eof) ;;
+    go) peer_cert_args "$cert"
+      CL=(env NAME="$name" timeout 30 "$GO_PEER" client --bind "$CLI" --host "$SRV" --port "$port" --tls "$ver" "${PCA[@]}" \
+        --keylog "$here/$name.keylog") ;;
+    java) peer_cert_args "$cert"
+      CL=(env NAME="$name" timeout 30 "${JAVA_PEER[@]}" client --bind "$CLI" --host "$SRV" --port "$port" --tls "$ver" "${PCA[@]}") ;;
+    nss) local nick=(); [[ $cert != nocert ]] && nick=(-n client)
+      CL=(bash -c '"$@"' _ nss_pipe "$port" timeout 30 tstclnt -h 127.0.0.1 -p 2610 -a mx.lab.test \
+        -d "sql:$PEERS_DIR/nssdb-$cert" "${nick[@]}" -V "tls$ver:tls$ver") ;;
+  esac
+}
+# go_srv NAME ask|require VERSION CERT [CLIENT=openssl]: go-peer server on 2603 (VerifyClientCertIfGiven /
+# RequireAndVerifyClientCert, Lab Root CA, clientAuth EKU checked by crypto/tls)
+go_srv() {
+  local name=$1 mode=$2 ver=$3 cert=$4 kind=${5:-openssl}
+  wanted "$name" || return 0; go_ready || return 0
+  [[ $kind == java ]] && { java_ready || return 0; }; [[ $kind == nss ]] && { nss_ready || return 0; }
+  srv_client_args "$kind" 2603 "$ver" "$cert" "$name"
+  rm -f "$W/logs/$name.server.keylog"
+  peer_srv "$name" 2603 timeout 30 "$GO_PEER" server --host "$SRV" --port 2603 --tls "$ver" --client-auth "$mode" \
+      --keylog "$W/logs/$name.server.keylog" -- "${CL[@]}"
+}
+# java_srv NAME ask|require VERSION CERT [CLIENT=openssl]: java-peer server on 2604 (setWantClientAuth /
+# setNeedClientAuth, PKIX trust manager with the Lab Root CA: clientAuth EKU checked by SunJSSE)
+java_srv() {
+  local name=$1 mode=$2 ver=$3 cert=$4 kind=${5:-openssl}
+  wanted "$name" || return 0; java_ready || return 0
+  [[ $kind == nss ]] && { nss_ready || return 0; }; [[ $kind == go ]] && { go_ready || return 0; }
+  srv_client_args "$kind" 2604 "$ver" "$cert" "$name"
+  peer_srv "$name" 2604 timeout 30 "${JAVA_PEER[@]}" server --host "$SRV" --port 2604 --tls "$ver" --client-auth "$mode" -- "${CL[@]}"
+}
+
+# nss_srv NAME ask|require VERSION CERT: NSS selfserv (server.chain.pem; -r request, -r -r require, verified
+# against the Lab Root CA for client use: NSS checks the clientAuth EKU) on 127.0.0.1:2605 (not captured),
+# behind starttls-splice.py in server mode on 2606 (captured): it answers the plaintext SMTP up to STARTTLS
+# and then copies bytes to selfserv. selfserv is no SMTP server: it answers the first line after the
+# handshake (the EHLO) as an HTTP request and closes. Client: openssl s_client -starttls smtp (key log).
+export SPLICE="$here/../tests/helpers/nss-peer/starttls-splice.py"
+nss_srv() {
+  local name=$1 mode=$2 ver=$3 cert=$4
+  wanted "$name" || return 0; nss_ready || return 0
+  local r=(-r); [[ $mode == require ]] && r=(-r -r)
+  srv_client_args openssl 2606 "$ver" "$cert" "$name"
+  peer_srv "$name" 2606 bash -c 'timeout 30 selfserv "$@" & sp=$!; trap "kill $sp 2>/dev/null" EXIT; sleep 0.5
+      python3 "$SPLICE" server --listen "$SRV:2606" --connect 127.0.0.1:2605' _ \
+    -d "sql:$PEERS_DIR/nssdb-server" -e server -p 2605 -V "tls$ver:tls$ver" "${r[@]}" -- "${CL[@]}"
+}
+
+# Go, Java, NSS clients -> Postfix (2525 no request, 2526 ask_ccert, 2527 req_ccert), TLS 1.3
+for st in go java nss; do
+  "${st}_client" "pf-noask-tls13-$st-nocert" 2525 1.3 nocert
+  for v in nocert serveronly both; do
+    "${st}_client" "pf-askccert-tls13-$st-$v" 2526 1.3 "$v"
+    "${st}_client" "pf-reqccert-tls13-$st-$v" 2527 1.3 "$v"
+  done
+  "${st}_client" "pf-askccert-tls12-$st-both"       2526 1.2 both
+  "${st}_client" "pf-reqccert-tls12-$st-serveronly" 2527 1.2 serveronly
+done
+# Go and Java servers <- openssl s_client -starttls smtp (client key log)
+for st in go java; do
+  "${st}_srv" "$st-ask-tls13-openssl-nocert"         ask     1.3 nocert
+  "${st}_srv" "$st-ask-tls13-openssl-serveronly"     ask     1.3 serveronly   # EKU: refused although optional
+  "${st}_srv" "$st-require-tls13-openssl-both"       require 1.3 both
+  "${st}_srv" "$st-require-tls13-openssl-serveronly" require 1.3 serveronly   # EKU: refused
+  "${st}_srv" "$st-require-tls13-openssl-nocert"     require 1.3 nocert       # certificate missing
+  "${st}_srv" "$st-require-tls13-openssl-untrusted"  require 1.3 untrusted    # unknown CA
+  "${st}_srv" "$st-require-tls12-openssl-serveronly" require 1.2 serveronly
+  "${st}_srv" "$st-require-tls12-openssl-both"       require 1.2 both
+done
+# no CertificateRequest: Go sends its NewSessionTicket right after its Finished (RFC 8446 §4.6.1)
+go_srv   go-noask-tls13-openssl-nocert   none 1.3 nocert
+go_srv   go-noask-tls13-java-nocert      none 1.3 nocert java
+go_srv   go-noask-tls13-nss-nocert       none 1.3 nocert nss
+java_srv java-noask-tls13-openssl-nocert none 1.3 nocert
+go_srv   go-require-tls13-java-untrusted require 1.3 untrusted java   # unknown CA: refused
+# each stack against itself: Go (client key log), Java (no key log: the server's log and configuration)
+go_srv   go-ask-tls13-go-nocert            ask     1.3 nocert     go
+go_srv   go-require-tls13-go-both          require 1.3 both       go
+go_srv   go-require-tls13-go-serveronly    require 1.3 serveronly go
+java_srv java-ask-tls13-java-nocert        ask     1.3 nocert     java
+java_srv java-require-tls13-java-both      require 1.3 both       java
+java_srv java-require-tls13-java-serveronly require 1.3 serveronly java
+# HelloRetryRequest (port 2530 accepts only P-384; the clients offer an X25519 key share first)
+go_client   pf-hrr-tls13-go-both     2530 1.3 both
+java_client pf-hrr-tls13-java-nocert 2530 1.3 nocert
+nss_client  pf-hrr-tls13-nss-both    2530 1.3 both
+# NSS sends no serverAuth-only certificate (its serveronly scenarios are anonymous): an untrusted one
+nss_client pf-askccert-tls13-nss-untrusted 2526 1.3 untrusted
+nss_client pf-reqccert-tls13-nss-untrusted 2527 1.3 untrusted
+# NSS server (selfserv behind the splice) <- openssl s_client
+nss_srv nss-ask-tls13-openssl-nocert         ask     1.3 nocert
+nss_srv nss-require-tls13-openssl-both       require 1.3 both
+nss_srv nss-require-tls13-openssl-serveronly require 1.3 serveronly   # EKU: refused
+nss_srv nss-require-tls13-openssl-nocert     require 1.3 nocert
+nss_srv nss-require-tls12-openssl-serveronly require 1.2 serveronly
+# Java and NSS clients <- go-peer server: the Go server's key log decrypts them
+for st in java nss; do
+  go_srv "go-ask-tls13-$st-nocert"         ask     1.3 nocert     "$st"
+  go_srv "go-require-tls13-$st-both"       require 1.3 both       "$st"
+  go_srv "go-require-tls13-$st-serveronly" require 1.3 serveronly "$st"
+  go_srv "go-require-tls13-$st-nocert"     require 1.3 nocert     "$st"
+done
 
 # ---------------------------------------------------------------- mail transactions after STARTTLS
 # (pf-mail-*: Postfix services 2531-2534; exim-mail-*: Exim 4.96 on 2540/2541). Client: captures/smtp-client.py

@@ -289,7 +289,10 @@ impl TlsSession {
         // Once the SMTP replies are known, only records that may be alerts are decrypted (TLS 1.3:
         // alert-sized; ≤1.2: alert type): message content is never decrypted.
         let may_be_alert = if tls13 {
-            ct == ContentType::ApplicationData && len == inference::alert_len(self.cipher)
+            ct == ContentType::ApplicationData
+                && self
+                    .flights
+                    .alert_sized(dir == Dir::ToServer, len, self.cipher)
         } else {
             ct == ContentType::Alert
         };
@@ -316,7 +319,7 @@ impl TlsSession {
         // An encrypted record. Only TLS 1.3 reads the lengths (≤ 1.2 spends no memory on them).
         let len16 = u16::try_from(len).unwrap_or(u16::MAX); // len <= MAX_RECORD
         if tls13 {
-            self.flights.count(dir == Dir::ToServer, len16);
+            self.flights.count(dir == Dir::ToServer, len16, self.cipher);
         }
         match (ct, tls13) {
             (ContentType::Alert, _) => self.push_encrypted_alert(dir),
@@ -351,6 +354,12 @@ impl TlsSession {
     /// An application record after the handshake, for the caller's keyless mail inference.
     fn app_record(&self, ctx: &mut Context, dir: Dir, len: usize) {
         let (overhead, exact) = inference::app_overhead(self.tls13(), self.cipher);
+        // TLS 1.3 record padding learnt from the handshake flights (SunJSSE: 16 bytes a record)
+        let overhead = if self.tls13() {
+            overhead.saturating_add(self.flights.pad(dir == Dir::ToServer, self.cipher))
+        } else {
+            overhead
+        };
         let plaintext =
             u32::try_from(len.saturating_sub(usize::from(overhead))).unwrap_or(u32::MAX);
         if ctx.app_records.len() < MAX_PENDING_APP_RECORDS {
@@ -368,7 +377,10 @@ impl TlsSession {
     fn tail_record(&mut self, ctx: &mut Context, dir: Dir, ty: u8, len: usize) {
         let ct = ContentType::from(ty);
         let alert_sized = if self.tls13() {
-            ct == ContentType::ApplicationData && len == inference::alert_len(self.cipher)
+            ct == ContentType::ApplicationData
+                && self
+                    .flights
+                    .alert_sized(dir == Dir::ToServer, len, self.cipher)
         } else {
             ct == ContentType::Alert
         };

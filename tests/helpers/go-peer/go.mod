@@ -1,0 +1,3 @@
+module ekuwatch/go-peer
+
+go 1.19
