@@ -298,24 +298,8 @@ impl TlsSession {
         };
         let handshake_over = s.phase == Phase::Finished;
         let wanted = !handshake_over || self.want_app_data || may_be_alert;
-        let dec = self
-            .keys
-            .as_mut()
-            .and_then(|k| dir.of_mut(&mut k.dec).as_mut());
-        let s = dir.of_mut(&mut self.sides);
-        match dec {
-            Some(_) if wanted && len > 0 => {
-                // Encrypted and we hold the key: read it to decrypt (bookkeeping below as without
-                // keys).
-                s.decrypting = true;
-                s.records.read_body(len);
-            }
-            Some(d) => {
-                d.skip();
-                s.records.skip_body(len);
-            }
-            None => s.records.skip_body(len),
-        }
+        // (bookkeeping below as without keys)
+        self.encrypted_body(dir, len, wanted);
         // An encrypted record. Only TLS 1.3 reads the lengths (≤ 1.2 spends no memory on them).
         let len16 = u16::try_from(len).unwrap_or(u16::MAX); // len <= MAX_RECORD
         if tls13 {
@@ -371,6 +355,28 @@ impl TlsSession {
         }
     }
 
+    /// An encrypted record's body: read to be decrypted when it is `wanted` and we hold this
+    /// direction's key, else skipped by length (the decryptor counts it, to stay in step).
+    fn encrypted_body(&mut self, dir: Dir, len: usize, wanted: bool) {
+        let dec = self
+            .keys
+            .as_mut()
+            .and_then(|k| dir.of_mut(&mut k.dec).as_mut());
+        let s = dir.of_mut(&mut self.sides);
+        s.decrypting = false;
+        match dec {
+            Some(_) if wanted && len > 0 => {
+                s.decrypting = true;
+                s.records.read_body(len);
+            }
+            Some(d) => {
+                d.skip();
+                s.records.skip_body(len);
+            }
+            None => s.records.skip_body(len),
+        }
+    }
+
     /// A record after the outcome is known: the facts are final; application records are only
     /// reported (and decrypted when keys are held and the dialogue is followed), alerts end the
     /// mail dialogue.
@@ -386,23 +392,7 @@ impl TlsSession {
         };
         let app = ct == ContentType::ApplicationData && !alert_sized;
         let want = self.want_app_data && (app || alert_sized);
-        let dec = self
-            .keys
-            .as_mut()
-            .and_then(|k| dir.of_mut(&mut k.dec).as_mut());
-        let s = dir.of_mut(&mut self.sides);
-        s.decrypting = false;
-        match dec {
-            Some(_) if want && len > 0 => {
-                s.decrypting = true;
-                s.records.read_body(len);
-            }
-            Some(d) => {
-                d.skip();
-                s.records.skip_body(len);
-            }
-            None => s.records.skip_body(len),
-        }
+        self.encrypted_body(dir, len, want);
         if app {
             self.app_record(ctx, dir, len);
         }
