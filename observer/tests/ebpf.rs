@@ -573,7 +573,7 @@ fn same_events_as_libpcap_with_real_postfix() {
     let over = metric(&metrics, "ekuwatch_ebpf_flows_total{event=\"over_budget\"}");
     let lost = metric(
         &metrics,
-        "ekuwatch_capture_dropped_packets_total{source=\"ebpf\",reason=\"ring_buffer\"}",
+        "ekuwatch_capture_dropped_packets_total{reason=\"ring_buffer\",source=\"ebpf\"}",
     );
     eprintln!(
         "{sessions} sessions, {body_bytes} body bytes: eBPF forwarded {forwarded} bytes, \

@@ -53,7 +53,7 @@ fn exporter_survives_hostile_clients() {
         "process_cpu_seconds_total",
         "process_open_fds",
         "process_start_time_seconds",
-        "ekuwatch_build_info{version=",
+        "ekuwatch_build_info{features=",
     ] {
         assert!(metrics.contains(family), "{family} not in /metrics");
     }

@@ -50,10 +50,10 @@ for rate in rates:
         pk = metric(tag, "ekuwatch_capture_packets_total" + src) or 0
         by_ = metric(tag, "ekuwatch_capture_bytes_total" + src) or 0
         if backend == "pcap":
-            drops = (metric(tag, 'ekuwatch_capture_dropped_packets_total{source="pcap",reason="kernel"}') or 0) + (
-                metric(tag, 'ekuwatch_capture_dropped_packets_total{source="pcap",reason="interface"}') or 0)
+            drops = (metric(tag, 'ekuwatch_capture_dropped_packets_total{reason="kernel",source="pcap"}') or 0) + (
+                metric(tag, 'ekuwatch_capture_dropped_packets_total{reason="interface",source="pcap"}') or 0)
         else:
-            drops = metric(tag, 'ekuwatch_capture_dropped_packets_total{source="ebpf",reason="ring_buffer"}') or 0
+            drops = metric(tag, 'ekuwatch_capture_dropped_packets_total{reason="ring_buffer",source="ebpf"}') or 0
         ev = events(tag)
         if backend == "pcap":
             same = "—"

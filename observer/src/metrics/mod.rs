@@ -3,8 +3,8 @@
 //! backfilling an offline analysis (`analyze --openmetrics`, `promtool tsdb create-blocks-from
 //! openmetrics`).
 //!
-//! Hand-written rather than `prometheus-client`: the set is small and fixed, and backfill needs
-//! timestamped samples grouped per family over time, which the client libraries do not write.
+//! This module turns events and capture counters into series (labels, the bounded `peer` label);
+//! `registry` holds them in the `prometheus` crate's registry and writes both formats.
 //!
 //! Cardinality: the `peer` label is a registered domain only for the watch-list and for the first
 //! `top_n` peers to reach `PEER_MIN_SESSIONS` sessions; every other peer is `other`. Label values
@@ -18,13 +18,16 @@
 //! watch-list, otherwise `other`, and it never counts towards a slot — so inbound clients cannot
 //! use up the labels meant for the domains we send mail to.
 
+mod registry;
+
 use crate::anomaly::Anomaly;
 use crate::event::{Direction, SessionEvent};
 use crate::peers::{self, PeerBook};
 use crate::smtp::mail::{MailFacts, Stage};
 use crate::tls::CertStatus;
+use registry::Series;
+pub use registry::{openmetrics, Snapshot, FAMILIES};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fmt::Write as _;
 
 /// `result` of `ekuwatch_smtp_messages_total` for a session refused at EHLO (besides `TxResult::ALL`).
 pub const REFUSED_AT_EHLO: &str = "refused_at_ehlo";
@@ -34,172 +37,45 @@ pub const PEER_MIN_SESSIONS: u64 = 2;
 /// Peers tracked while waiting for a label (beyond it, new peers go straight to `other`).
 const MAX_CANDIDATES: usize = 100_000;
 
-type Labels = Vec<(&'static str, String)>;
-
-/// Every series' value at one moment: ((family, labels), value).
-pub type Snapshot = Vec<((&'static str, Labels), f64)>;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Counter,
-    Gauge,
-}
-
 #[derive(Debug, Default)]
 pub struct Metrics {
-    families: BTreeMap<&'static str, (Kind, &'static str)>,
-    values: BTreeMap<(&'static str, Labels), f64>,
+    series: Series,
     top_n: usize,
     watch: BTreeSet<String>,
     labelled: BTreeSet<String>,
     candidates: HashMap<String, u64>,
 }
 
-const HELP: &[(&str, Kind, &str)] = &[
-    (
-        "ekuwatch_smtp_sessions",
-        Kind::Counter,
-        "SMTP sessions by direction and STARTTLS use",
-    ),
-    (
-        "ekuwatch_tls_handshakes",
-        Kind::Counter,
-        "TLS handshakes by version, resumption and result",
-    ),
-    (
-        "ekuwatch_certificate_requests",
-        Kind::Counter,
-        "Non-resumed handshakes with a CertificateRequest",
-    ),
-    (
-        "ekuwatch_certificate_request_checks",
-        Kind::Counter,
-        "Non-resumed handshakes where CertificateRequest presence is known",
-    ),
-    (
-        "ekuwatch_established_sessions",
-        Kind::Counter,
-        "TLS sessions that carried SMTP after the handshake",
-    ),
-    (
-        "ekuwatch_client_certificates",
-        Kind::Counter,
-        "Client certificates by status, leaf EKU class and trust",
-    ),
-    (
-        "ekuwatch_handshake_outcomes",
-        Kind::Counter,
-        "Handshake outcomes by alert and the client certificate's EKU class",
-    ),
-    (
-        "ekuwatch_smtp_messages",
-        Kind::Counter,
-        "SMTP messages (mail transactions) by result, CertificateRequest and the client certificate's EKU class; sessions refused at EHLO as result refused_at_ehlo",
-    ),
-    (
-        "ekuwatch_peer_verdict",
-        Kind::Gauge,
-        "Current verdict per peer (1)",
-    ),
-    (
-        "ekuwatch_capture_packets",
-        Kind::Counter,
-        "Packets read from the capture source",
-    ),
-    (
-        "ekuwatch_capture_bytes",
-        Kind::Counter,
-        "Bytes of the packets read from the capture source (what reached user space)",
-    ),
-    (
-        "ekuwatch_capture_dropped_packets",
-        Kind::Counter,
-        "Packets dropped before analysis",
-    ),
-    (
-        "ekuwatch_flows_active",
-        Kind::Gauge,
-        "TCP flows in the flow table",
-    ),
-    (
-        "ekuwatch_ebpf_packets",
-        Kind::Counter,
-        "Packets on watched ports seen by the eBPF program, by what it did with them",
-    ),
-    (
-        "ekuwatch_ebpf_bytes",
-        Kind::Counter,
-        "Bytes of those packets (forwarded: bytes copied to user space)",
-    ),
-    (
-        "ekuwatch_ebpf_flows",
-        Kind::Counter,
-        "Connections in the eBPF flow map, by event",
-    ),
-    (
-        "ekuwatch_ebpf_unparsed_packets",
-        Kind::Counter,
-        "Frames the eBPF program did not read as TCP over IPv4/IPv6",
-    ),
-    ("ekuwatch_weirds", Kind::Counter, "Anomalies by kind"),
-    (
-        "ekuwatch_parse_errors",
-        Kind::Counter,
-        "Parse errors by layer",
-    ),
-    ("ekuwatch_build_info", Kind::Gauge, "Build information (1)"),
-];
-
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
 impl Metrics {
     pub fn new(top_n: usize, watch: impl IntoIterator<Item = String>) -> Self {
-        let mut m = Metrics {
+        let m = Metrics {
             top_n,
             watch: watch.into_iter().collect(),
             ..Default::default()
         };
-        for (name, kind, help) in HELP {
-            m.families.insert(name, (*kind, help));
-        }
-        m.set(
+        m.series.set(
             "ekuwatch_build_info",
-            vec![
-                ("version", crate::build::VERSION.to_string()),
-                ("revision", crate::build::REVISION.to_string()),
-                ("features", crate::build::FEATURES.to_string()),
+            &[
+                ("version", crate::build::VERSION),
+                ("revision", crate::build::REVISION),
+                ("features", crate::build::FEATURES),
             ],
             1.0,
         );
-        m.set("ekuwatch_flows_active", vec![], 0.0);
+        m.series.set("ekuwatch_flows_active", &[], 0.0);
         for a in Anomaly::ALL {
-            m.set("ekuwatch_weirds", vec![("kind", a.name().to_string())], 0.0);
+            m.series.add("ekuwatch_weirds", &[("kind", a.name())], 0.0);
         }
         for layer in ["capture", "decode"] {
-            m.set(
-                "ekuwatch_parse_errors",
-                vec![("layer", layer.to_string())],
-                0.0,
-            );
+            m.series
+                .add("ekuwatch_parse_errors", &[("layer", layer)], 0.0);
         }
         m
     }
 
-    fn add(&mut self, name: &'static str, labels: Labels, v: f64) {
-        *self.values.entry((name, labels)).or_default() += v;
-    }
-
-    fn set(&mut self, name: &'static str, labels: Labels, v: f64) {
-        self.values.insert((name, labels), v);
-    }
-
     /// Number of series (the cardinality bound is checked on this).
     pub fn series(&self) -> usize {
-        self.values.len()
+        self.series.count()
     }
 
     /// The `peer` label value for a registered domain seen in a session of this direction
@@ -232,63 +108,59 @@ impl Metrics {
 
     /// Counts one session event; `peer` is its registered domain (peers::registered_domain).
     pub fn observe(&mut self, ev: &SessionEvent, peer: &str) {
-        let dir = ev.direction.as_str().to_string();
+        let dir = ev.direction.as_str();
         let peer = self.peer_label(peer, ev.direction);
+        let peer = peer.as_str();
+        let s = &self.series;
         if let Some(m) = &ev.mail {
-            self.observe_mail(ev, m, &dir, &peer);
+            observe_mail(s, ev, m, dir, peer);
         }
-        if let Some(s) = &ev.smtp {
-            let st = s.starttls.as_str().to_string();
-            self.add(
-                "ekuwatch_smtp_sessions",
-                vec![("direction", dir.clone()), ("starttls", st)],
-                1.0,
-            );
+        if let Some(smtp) = &ev.smtp {
+            let labels = [("direction", dir), ("starttls", smtp.starttls.as_str())];
+            s.add("ekuwatch_smtp_sessions", &labels, 1.0);
         }
         for w in ev.anomalies().names() {
-            self.add("ekuwatch_weirds", vec![("kind", w.to_string())], 1.0);
+            s.add("ekuwatch_weirds", &[("kind", w)], 1.0);
         }
         let Some(t) = &ev.tls else { return };
-        let version = t.version.clone().unwrap_or_else(|| "unknown".into());
+        let version = t.version.as_deref().unwrap_or("unknown");
         let resumed = t.resumed == Some(true);
-        self.add(
+        let result = t.outcome.result.as_str();
+        s.add(
             "ekuwatch_tls_handshakes",
-            vec![
-                ("direction", dir.clone()),
-                ("version", version.clone()),
-                ("resumed", resumed.to_string()),
-                ("result", t.outcome.result.as_str().into()),
+            &[
+                ("direction", dir),
+                ("version", version),
+                ("resumed", if resumed { "true" } else { "false" }),
+                ("result", result),
             ],
             1.0,
         );
         let cr = &t.certificate_request;
-        let ev_labels = vec![
-            ("direction", dir.clone()),
-            ("version", version.clone()),
-            ("evidence", cr.evidence.as_str().to_string()),
-            ("peer", peer.clone()),
+        let cr_labels = [
+            ("direction", dir),
+            ("version", version),
+            ("evidence", cr.evidence.as_str()),
+            ("peer", peer),
         ];
         if !resumed && cr.present.is_some() {
-            self.add(
-                "ekuwatch_certificate_request_checks",
-                ev_labels.clone(),
-                1.0,
-            );
+            s.add("ekuwatch_certificate_request_checks", &cr_labels, 1.0);
             if cr.present == Some(true) {
-                self.add("ekuwatch_certificate_requests", ev_labels, 1.0);
+                s.add("ekuwatch_certificate_requests", &cr_labels, 1.0);
             }
         }
         if t.outcome.result == crate::tls::OutcomeResult::Established {
-            let crv = cr.present.map_or("unknown".to_string(), |b| b.to_string());
-            self.add(
-                "ekuwatch_established_sessions",
-                vec![
-                    ("direction", dir.clone()),
-                    ("certificate_request", crv),
-                    ("peer", peer.clone()),
-                ],
-                1.0,
-            );
+            let crv = match cr.present {
+                None => "unknown",
+                Some(true) => "true",
+                Some(false) => "false",
+            };
+            let labels = [
+                ("direction", dir),
+                ("certificate_request", crv),
+                ("peer", peer),
+            ];
+            s.add("ekuwatch_established_sessions", &labels, 1.0);
         }
         let cc = &t.client_certificate;
         let class = cc
@@ -297,85 +169,39 @@ impl Metrics {
             .and_then(|c| c.eku_class)
             .map_or("unknown", |c| c.as_str());
         let trust = cc.chain_class.as_ref().map_or("unknown", |c| c.trust);
+        let presented = cc.status == CertStatus::Presented;
         if cc.status != CertStatus::Absent || cr.present == Some(true) {
-            self.add(
-                "ekuwatch_client_certificates",
-                vec![
-                    ("direction", dir.clone()),
-                    ("status", cc.status.as_str().into()),
-                    (
-                        "eku_class",
-                        if cc.status == CertStatus::Presented {
-                            class.into()
-                        } else {
-                            "none".into()
-                        },
-                    ),
-                    (
-                        "trust",
-                        if cc.status == CertStatus::Presented {
-                            trust.into()
-                        } else {
-                            "unknown".into()
-                        },
-                    ),
-                    ("peer", peer.clone()),
-                ],
-                1.0,
-            );
+            let labels = [
+                ("direction", dir),
+                ("status", cc.status.as_str()),
+                ("eku_class", if presented { class } else { "none" }),
+                ("trust", if presented { trust } else { "unknown" }),
+                ("peer", peer),
+            ];
+            s.add("ekuwatch_client_certificates", &labels, 1.0);
         }
         let alert = match &t.outcome.alert {
-            None => "none".to_string(),
-            Some(a) => a.description.clone().unwrap_or_else(|| "encrypted".into()),
+            None => "none",
+            Some(a) => a.description.as_deref().unwrap_or("encrypted"),
         };
         let client_class = match cc.status {
-            CertStatus::Presented => class.to_string(),
-            CertStatus::Empty | CertStatus::Absent => "no_cert".into(),
-            CertStatus::Unknown => "unknown".into(),
+            CertStatus::Presented => class,
+            CertStatus::Empty | CertStatus::Absent => "no_cert",
+            CertStatus::Unknown => "unknown",
         };
-        self.add(
-            "ekuwatch_handshake_outcomes",
-            vec![
-                ("direction", dir),
-                ("result", t.outcome.result.as_str().into()),
-                ("alert", alert),
-                ("client_eku_class", client_class),
-                ("peer", peer),
-            ],
-            1.0,
-        );
-    }
-
-    /// `ekuwatch_smtp_messages_total`: one per message of the session (peers::messages: the listed
-    /// transactions and those counted beyond the list), and one `refused_at_ehlo` for a session
-    /// refused at its first command after TLS (no message could be sent).
-    fn observe_mail(&mut self, ev: &SessionEvent, m: &MailFacts, dir: &str, peer: &str) {
-        let cr = peers::cr_label(ev);
-        let class = peers::client_eku_label(ev.tls.as_ref());
-        let labels = |result: &str, evidence: &str| -> Labels {
-            vec![
-                ("direction", dir.to_string()),
-                ("certificate_request", cr.to_string()),
-                ("client_eku_class", class.to_string()),
-                ("result", result.to_string()),
-                ("evidence", evidence.to_string()),
-                ("peer", peer.to_string()),
-            ]
-        };
-        for msg in peers::messages(m) {
-            let l = labels(msg.result.as_str(), msg.evidence.as_str());
-            self.add("ekuwatch_smtp_messages", l, 1.0);
-        }
-        if m.rejection_stage == Some(Stage::Ehlo) {
-            let l = labels(REFUSED_AT_EHLO, m.evidence.as_str());
-            self.add("ekuwatch_smtp_messages", l, 1.0);
-        }
+        let labels = [
+            ("direction", dir),
+            ("result", result),
+            ("alert", alert),
+            ("client_eku_class", client_class),
+            ("peer", peer),
+        ];
+        s.add("ekuwatch_handshake_outcomes", &labels, 1.0);
     }
 
     /// Current verdicts (one series per labelled peer; `other` peers are not listed).
     pub fn set_verdicts(&mut self, book: &PeerBook) {
-        self.values
-            .retain(|(n, _), _| *n != "ekuwatch_peer_verdict");
+        self.series.clear("ekuwatch_peer_verdict");
         for p in book.peers() {
             let (Some(v), true) = (
                 p.verdict(),
@@ -383,11 +209,8 @@ impl Metrics {
             ) else {
                 continue;
             };
-            self.set(
-                "ekuwatch_peer_verdict",
-                vec![("peer", p.peer.clone()), ("verdict", v.into())],
-                1.0,
-            );
+            let labels = [("peer", p.peer.as_str()), ("verdict", v)];
+            self.series.set("ekuwatch_peer_verdict", &labels, 1.0);
         }
     }
 
@@ -400,33 +223,27 @@ impl Metrics {
         flows_active: usize,
         parse_errors: &BTreeMap<&'static str, u64>,
     ) {
-        self.set(
+        let s = &self.series;
+        s.set(
             "ekuwatch_capture_packets",
-            vec![("source", source.into())],
+            &[("source", source)],
             packets as f64,
         );
         for (reason, n) in drops {
-            self.set(
-                "ekuwatch_capture_dropped_packets",
-                vec![("source", source.into()), ("reason", (*reason).into())],
-                *n as f64,
-            );
+            let labels = [("source", source), ("reason", *reason)];
+            s.set("ekuwatch_capture_dropped_packets", &labels, *n as f64);
         }
-        self.set("ekuwatch_flows_active", vec![], flows_active as f64);
+        s.set("ekuwatch_flows_active", &[], flows_active as f64);
         for (layer, n) in parse_errors {
-            self.set(
-                "ekuwatch_parse_errors",
-                vec![("layer", (*layer).into())],
-                *n as f64,
-            );
+            s.set("ekuwatch_parse_errors", &[("layer", *layer)], *n as f64);
         }
     }
 
     /// Bytes of the packets read (libpcap: every packet of the SMTP ports; eBPF: what it forwarded).
     pub fn set_capture_bytes(&mut self, source: &str, bytes: u64) {
-        self.set(
+        self.series.set(
             "ekuwatch_capture_bytes",
-            vec![("source", source.into())],
+            &[("source", source)],
             bytes as f64,
         );
     }
@@ -434,6 +251,7 @@ impl Metrics {
     /// The eBPF program's counters (names from `ekuwatch_ebpf_common::counter::NAMES`) and the
     /// done marks user space wrote into the kernel map (sent, refused).
     pub fn set_ebpf(&mut self, kernel: &[(&str, u64)], marks: (u64, u64)) {
+        let s = &self.series;
         for (name, v) in kernel {
             let v = *v as f64;
             let (family, label, value) = match *name {
@@ -451,103 +269,56 @@ impl Metrics {
                 "map_insert_failed" => ("ekuwatch_ebpf_flows", "event", "map_full"),
                 "ring_full" => continue, // exported as capture drops (reason ring_buffer)
                 "not_parsed" => {
-                    self.set("ekuwatch_ebpf_unparsed_packets", vec![], v);
+                    s.set("ekuwatch_ebpf_unparsed_packets", &[], v);
                     continue;
                 }
                 _ => continue, // totals (packets_seen, bytes_seen) are the sums of the above
             };
-            self.set(family, vec![(label, value.into())], v);
+            s.set(family, &[(label, value)], v);
         }
         for (event, n) in [("mark_sent", marks.0), ("mark_failed", marks.1)] {
-            self.set(
-                "ekuwatch_ebpf_flows",
-                vec![("event", event.into())],
-                n as f64,
-            );
+            s.set("ekuwatch_ebpf_flows", &[("event", event)], n as f64);
         }
     }
 
-    fn sample_name(&self, name: &str) -> String {
-        match self.families.get(name) {
-            Some((Kind::Counter, _)) => format!("{name}_total"),
-            _ => name.to_string(),
-        }
-    }
-
-    fn labels(l: &Labels) -> String {
-        if l.is_empty() {
-            return String::new();
-        }
-        let inner: Vec<String> = l
-            .iter()
-            .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
-            .collect();
-        format!("{{{}}}", inner.join(","))
-    }
-
-    /// Prometheus text exposition (format 0.0.4).
+    /// Prometheus text exposition (format 0.0.4), written by the `prometheus` crate.
     pub fn render(&self) -> String {
-        let mut o = String::new();
-        for (name, (kind, help)) in &self.families {
-            let sname = self.sample_name(name);
-            let _ = writeln!(o, "# HELP {sname} {help}");
-            let _ = writeln!(
-                o,
-                "# TYPE {sname} {}",
-                if *kind == Kind::Counter {
-                    "counter"
-                } else {
-                    "gauge"
-                }
-            );
-            for ((n, l), v) in self.values.range((*name, Vec::new())..) {
-                if n != name {
-                    break;
-                }
-                let _ = writeln!(o, "{sname}{} {v}", Self::labels(l));
-            }
-        }
-        o
+        self.series.render()
     }
 
     /// A snapshot of every series, for timestamped OpenMetrics.
     pub fn snapshot(&self) -> Snapshot {
-        self.values.iter().map(|(k, v)| (k.clone(), *v)).collect()
+        self.series.snapshot()
     }
 
-    /// OpenMetrics text with timestamps from snapshots taken at packet times (seconds), grouped by
-    /// family and series as `promtool tsdb create-blocks-from openmetrics` requires.
+    /// OpenMetrics text with timestamps from snapshots taken at packet times (seconds).
     pub fn openmetrics(&self, snapshots: &[(f64, Snapshot)]) -> String {
-        let mut series: BTreeMap<(&'static str, Labels), Vec<(f64, f64)>> = BTreeMap::new();
-        for (ts, snap) in snapshots {
-            for (k, v) in snap {
-                series.entry(k.clone()).or_default().push((*ts, *v));
-            }
-        }
-        let mut o = String::new();
-        for (name, (kind, help)) in &self.families {
-            let _ = writeln!(o, "# HELP {name} {help}");
-            let _ = writeln!(
-                o,
-                "# TYPE {name} {}",
-                if *kind == Kind::Counter {
-                    "counter"
-                } else {
-                    "gauge"
-                }
-            );
-            let sname = self.sample_name(name);
-            for ((n, l), samples) in series.range((*name, Vec::new())..) {
-                if n != name {
-                    break;
-                }
-                for (ts, v) in samples {
-                    let _ = writeln!(o, "{sname}{} {v} {ts:.3}", Self::labels(l));
-                }
-            }
-        }
-        o.push_str("# EOF\n");
-        o
+        openmetrics(snapshots)
+    }
+}
+
+/// `ekuwatch_smtp_messages_total`: one per message of the session (peers::messages: the listed
+/// transactions and those counted beyond the list), and one `refused_at_ehlo` for a session
+/// refused at its first command after TLS (no message could be sent).
+fn observe_mail(s: &Series, ev: &SessionEvent, m: &MailFacts, dir: &str, peer: &str) {
+    let cr = peers::cr_label(ev);
+    let class = peers::client_eku_label(ev.tls.as_ref());
+    let add = |result: &str, evidence: &str| {
+        let labels = [
+            ("direction", dir),
+            ("certificate_request", cr),
+            ("client_eku_class", class),
+            ("result", result),
+            ("evidence", evidence),
+            ("peer", peer),
+        ];
+        s.add("ekuwatch_smtp_messages", &labels, 1.0);
+    };
+    for msg in peers::messages(m) {
+        add(msg.result.as_str(), msg.evidence.as_str());
+    }
+    if m.rejection_stage == Some(Stage::Ehlo) {
+        add(REFUSED_AT_EHLO, m.evidence.as_str());
     }
 }
 
@@ -642,9 +413,9 @@ mod tests {
         let t = m.render();
         for line in [
             "# TYPE ekuwatch_smtp_messages_total counter\n",
-            "ekuwatch_smtp_messages_total{direction=\"outbound\",certificate_request=\"yes\",client_eku_class=\"server_only\",result=\"delivered\",evidence=\"inferred\",peer=\"lab.test\"} 1\n",
-            "ekuwatch_smtp_messages_total{direction=\"outbound\",certificate_request=\"yes\",client_eku_class=\"server_only\",result=\"refused_at_ehlo\",evidence=\"inferred\",peer=\"lab.test\"} 1\n",
-            "ekuwatch_smtp_messages_total{direction=\"outbound\",certificate_request=\"no_tls\",client_eku_class=\"no_cert\",result=\"delivered\",evidence=\"plaintext\",peer=\"lab.test\"} 1\n",
+            "ekuwatch_smtp_messages_total{certificate_request=\"yes\",client_eku_class=\"server_only\",direction=\"outbound\",evidence=\"inferred\",peer=\"lab.test\",result=\"delivered\"} 1\n",
+            "ekuwatch_smtp_messages_total{certificate_request=\"yes\",client_eku_class=\"server_only\",direction=\"outbound\",evidence=\"inferred\",peer=\"lab.test\",result=\"refused_at_ehlo\"} 1\n",
+            "ekuwatch_smtp_messages_total{certificate_request=\"no_tls\",client_eku_class=\"no_cert\",direction=\"outbound\",evidence=\"plaintext\",peer=\"lab.test\",result=\"delivered\"} 1\n",
         ] {
             assert!(t.contains(line), "{line}\n{t}");
         }
@@ -659,7 +430,7 @@ mod tests {
             om.contains("# TYPE ekuwatch_smtp_messages counter\n"),
             "{om}"
         );
-        assert!(om.contains("ekuwatch_smtp_messages_total{direction=\"outbound\",certificate_request=\"yes\",client_eku_class=\"server_only\",result=\"refused_at_ehlo\",evidence=\"inferred\",peer=\"lab.test\"} 1 60.000\n"), "{om}");
+        assert!(om.contains("ekuwatch_smtp_messages_total{certificate_request=\"yes\",client_eku_class=\"server_only\",direction=\"outbound\",evidence=\"inferred\",peer=\"lab.test\",result=\"refused_at_ehlo\"} 1 60.000\n"), "{om}");
         // result values: the transaction results plus refused_at_ehlo, which is none of them.
         assert!(!crate::smtp::mail::TxResult::ALL
             .iter()
@@ -676,7 +447,7 @@ mod tests {
         }
         let t = m.render();
         assert!(
-            t.contains("result=\"delivered\",evidence=\"inferred\",peer=\"other\"} 3\n"),
+            t.contains("evidence=\"inferred\",peer=\"other\",result=\"delivered\"} 3\n"),
             "{t}"
         );
         assert!(!t.contains("peer=\"lab.test\""), "{t}");
@@ -688,7 +459,7 @@ mod tests {
         m.set_capture("pcap", 5, &[("kernel", 2)], 1, &BTreeMap::new());
         let t = m.render();
         assert!(t.contains("# TYPE ekuwatch_capture_packets_total counter\nekuwatch_capture_packets_total{source=\"pcap\"} 5\n"), "{t}");
-        assert!(t.contains("ekuwatch_build_info{version=\""));
+        assert!(t.contains("ekuwatch_build_info{features=\""));
         let om = m.openmetrics(&[(10.0, m.snapshot()), (70.0, m.snapshot())]);
         assert!(om.contains("# TYPE ekuwatch_capture_packets counter\nekuwatch_capture_packets_total{source=\"pcap\"} 5 10.000\nekuwatch_capture_packets_total{source=\"pcap\"} 5 70.000\n"), "{om}");
         assert!(om.ends_with("# EOF\n"));
