@@ -71,6 +71,31 @@ pub const FLAG_OVER_BUDGET_0: u32 = 2; // direction 0 spent its byte budget
 pub const FLAG_OVER_BUDGET_1: u32 = 4; // direction 1 spent its byte budget
 pub const FLAG_FIN_0: u32 = 8;
 pub const FLAG_FIN_1: u32 = 16;
+/// Direction 0 / 1 is followed: the kernel knows where its next TLS record header is
+/// (`FlowState::hdr`) and keeps track packet by packet.
+pub const FLAG_FOLLOW_0: u32 = 32;
+pub const FLAG_FOLLOW_1: u32 = 64;
+/// Summary mode: the followed directions of this flow go up as summaries instead of packets.
+pub const FLAG_SUMMARISE: u32 = 512;
+/// `FlowState::exp[d]` holds the sequence number after the last in-order payload of direction d.
+pub const FLAG_EXP_0: u32 = 128;
+pub const FLAG_EXP_1: u32 = 256;
+
+/// Most record headers one summary carries (a packet with more goes up whole).
+pub const MAX_SUMMARY_RECORDS: usize = 8;
+
+/// `PacketMeta::kind` bits.
+pub mod kind {
+    /// The sample is a summary: a [`super::Summary`] follows the metadata, then the frame's
+    /// headers only (its payload is not sent).
+    pub const SUMMARY: u32 = 1;
+    /// Every payload byte of this direction before `PacketMeta::in_order_to` passed the kernel
+    /// in order; those user space did not get were TLS record bodies the kernel skipped (not
+    /// loss).
+    pub const IN_ORDER: u32 = 2;
+    /// After this packet the kernel follows its direction's record headers.
+    pub const FOLLOWING: u32 = 4;
+}
 
 /// Per-flow kernel state (LRU hash value).
 #[repr(C)]
@@ -85,6 +110,46 @@ pub struct FlowState {
     pub last_ns: u64,
     pub flags: u32,
     pub _pad: u32,
+    /// Summary mode: sequence number of the next TLS record header, per direction.
+    pub hdr: [u32; 2],
+    /// Sequence number after the last in-order payload byte, per direction (`FLAG_EXP_*`).
+    pub exp: [u32; 2],
+    /// Packets of each direction not sent since its last sample (summary mode: body-only packets
+    /// and ACKs); the next sample of that direction carries the count (`PacketMeta::unsent`).
+    pub unsent: [u32; 2],
+}
+
+/// Written by user space only (`ARM` map). For each direction in `dirs` (bit 0: direction 0,
+/// bit 1: direction 1) not followed yet, `hdr` is the sequence number of its next TLS record
+/// header as user space's reassembly knows it: the kernel starts following the direction when
+/// that header has not passed yet (it lies at or after the kernel's `exp`), else refuses.
+/// `summarise` (0/1): from now on, followed directions go up as summaries.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ArmRequest {
+    pub hdr: [u32; 2],
+    pub dirs: u32,
+    pub summarise: u32,
+}
+
+/// One TLS record header found by the kernel: its offset in the packet's payload and its bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecordHeader {
+    pub offset: u32,
+    pub bytes: [u8; 5],
+    pub _pad: [u8; 3],
+}
+
+/// The record headers of one packet in summary mode (follows `PacketMeta` when its kind has
+/// `kind::SUMMARY`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Summary {
+    pub count: u32,
+    /// The packet's payload length (its bytes after the last header are record body).
+    pub payload_len: u32,
+    pub records: [RecordHeader; MAX_SUMMARY_RECORDS],
 }
 
 /// Configuration written by user space before attaching (array map, one element).
@@ -114,7 +179,14 @@ pub struct PacketMeta {
     pub caplen: u32,
     /// 0: ingress, 1: egress.
     pub egress: u32,
-    pub _pad: u32,
+    /// `kind::*` bits (0: a plain packet).
+    pub kind: u32,
+    /// Packets of this direction the kernel did not send since its previous sample (summary
+    /// mode), so user space counts every packet.
+    pub unsent: u32,
+    /// With `kind::IN_ORDER`: the sequence number up to which this direction's bytes passed the
+    /// kernel in order (this packet's own for an in-order one).
+    pub in_order_to: u32,
 }
 
 /// Counter indexes in the per-CPU `COUNTERS` array (user space sums the CPUs).
@@ -143,7 +215,20 @@ pub mod counter {
     pub const NOT_PARSED: u32 = 14;
     /// Packets to forward that the ring had no room for (lost: user space is behind).
     pub const RING_FULL: u32 = 15;
-    pub const COUNT: u32 = 16;
+    /// Summary mode: packets sent as summaries, and their bytes (which stayed in the kernel; the
+    /// summaries' own bytes count as `BYTES_FORWARDED`).
+    pub const PACKETS_SUMMARISED: u32 = 16;
+    pub const BYTES_SUMMARISED: u32 = 17;
+    /// Summary mode: packets of record bodies only, and ACKs (nothing sent), and their bytes.
+    pub const PACKETS_SKIPPED_BODY: u32 = 18;
+    pub const BYTES_SKIPPED_BODY: u32 = 19;
+    /// Directions that started being followed, and arm requests refused (the header had passed).
+    pub const ARMS_APPLIED: u32 = 20;
+    pub const ARMS_REFUSED: u32 = 21;
+    /// Followed directions the kernel lost (out of order, split header, odd record, too many
+    /// records in one packet, FIN/RST): their packets go up whole until user space arms again.
+    pub const SUMMARY_EXITS: u32 = 22;
+    pub const COUNT: u32 = 23;
     /// Names, in index order (metric label values).
     pub const NAMES: [&str; COUNT as usize] = [
         "packets_seen",
@@ -162,6 +247,13 @@ pub mod counter {
         "flows_over_budget",
         "not_parsed",
         "ring_full",
+        "packets_summarised",
+        "bytes_summarised",
+        "packets_skipped_body",
+        "bytes_skipped_body",
+        "arms_applied",
+        "arms_refused",
+        "summary_exits",
     ];
 }
 
@@ -173,4 +265,5 @@ mod pod {
     unsafe impl aya::Pod for super::FlowState {}
     unsafe impl aya::Pod for super::Config {}
     unsafe impl aya::Pod for super::PacketMeta {}
+    unsafe impl aya::Pod for super::ArmRequest {}
 }

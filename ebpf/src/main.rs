@@ -21,8 +21,10 @@ use aya_ebpf::{
     EbpfContext,
 };
 use ekuwatch_ebpf_common::{
-    counter, mapped_v4, Config, FlowKey, FlowState, PacketMeta, FLAG_DONE, FLAG_FIN_0, FLAG_FIN_1,
-    FLAG_OVER_BUDGET_0, FLAG_OVER_BUDGET_1, MAX_CAPLEN, MAX_PORTS,
+    counter, kind, mapped_v4, ArmRequest, Config, FlowKey, FlowState, PacketMeta, RecordHeader,
+    Summary, FLAG_DONE, FLAG_EXP_0, FLAG_EXP_1, FLAG_FIN_0, FLAG_FIN_1, FLAG_FOLLOW_0,
+    FLAG_FOLLOW_1, FLAG_OVER_BUDGET_0, FLAG_OVER_BUDGET_1, FLAG_SUMMARISE, MAX_CAPLEN, MAX_PORTS,
+    MAX_SUMMARY_RECORDS,
 };
 
 /// A packet on its way to the ring: metadata and up to `MAX_CAPLEN` bytes, assembled in a per-CPU
@@ -31,6 +33,17 @@ use ekuwatch_ebpf_common::{
 struct Sample {
     meta: PacketMeta,
     data: [u8; MAX_CAPLEN as usize],
+}
+
+/// Frame headers a summary carries at most (Ethernet + VLAN + IPv6 + TCP with options is 138).
+const SUMMARY_HEADERS: u32 = 256;
+
+/// A summary on its way to the ring, assembled in the same per-CPU slot as a packet.
+#[repr(C)]
+struct SummarySample {
+    meta: PacketMeta,
+    summary: Summary,
+    data: [u8; SUMMARY_HEADERS as usize],
 }
 
 /// A fresh flow's state (inserted by reference from read-only data, not from the small stack).
@@ -42,6 +55,9 @@ static ZERO: FlowState = FlowState {
     last_ns: 0,
     flags: 0,
     _pad: 0,
+    hdr: [0; 2],
+    exp: [0; 2],
+    unsent: [0; 2],
 };
 
 #[map]
@@ -52,6 +68,10 @@ static FLOWS: LruHashMap<FlowKey, FlowState> = LruHashMap::with_max_entries(65_5
 /// into the flow's own state and deletes the entry.
 #[map]
 static DONE: LruHashMap<FlowKey, u32> = LruHashMap::with_max_entries(16_384, 0);
+/// Written by user space only: switch flows to summary mode (`ArmRequest`). The program applies
+/// or refuses the request at the flow's next packet and deletes it.
+#[map]
+static ARM: LruHashMap<FlowKey, ArmRequest> = LruHashMap::with_max_entries(16_384, 0);
 #[map]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
 /// One ring for all CPUs (packets arrive in order). Its size is set by user space at load time.
@@ -92,6 +112,7 @@ struct Tcp {
     sport: u16,
     dport: u16,
     flags: u8,
+    seq: u32,
     payload_off: u32,
     payload_len: u32,
 }
@@ -165,6 +186,7 @@ fn parse(ctx: &TcContext, l2_len: usize) -> Option<Tcp> {
         sport,
         dport,
         flags: t[13],
+        seq: u32::from_be_bytes([t[4], t[5], t[6], t[7]]),
         payload_off: l4 + doff,
         payload_len: if by_ip < in_skb { by_ip } else { in_skb },
     })
@@ -261,18 +283,100 @@ fn observe(ctx: &TcContext, egress: u32) {
         let _ = DONE.remove(key);
         count(counter::FLOWS_MARKED_DONE, 1);
     }
+    if let Some(req) = ARM.get_ptr(key) {
+        // SAFETY: a value pointer from the map lookup, read at once.
+        let req = unsafe { *req };
+        let _ = ARM.remove(key);
+        apply_arm(st, &req);
+    }
+    let end = p.seq.wrapping_add(p.payload_len);
+    let following = if d == 0 { FLAG_FOLLOW_0 } else { FLAG_FOLLOW_1 };
+    if st.flags & following != 0 && st.flags & FLAG_DONE == 0 {
+        follow(ctx, st, &p, d, egress, now, cfg.wake_bytes);
+    } else {
+        if p.payload_len > 0 {
+            let exp = if d == 0 { FLAG_EXP_0 } else { FLAG_EXP_1 };
+            if st.flags & exp == 0 || after(end, st.exp[d]) {
+                st.exp[d] = end;
+                st.flags |= exp;
+            }
+        }
+        full(ctx, st, &p, d, egress, now, cfg.budget, cfg.wake_bytes, len);
+    }
+    if fin {
+        st.flags |= if d == 0 { FLAG_FIN_0 } else { FLAG_FIN_1 };
+    }
+    // The connection is over: free the slot (a late retransmission finds no flow and is counted
+    // as untracked).
+    if rst || st.flags & (FLAG_FIN_0 | FLAG_FIN_1) == (FLAG_FIN_0 | FLAG_FIN_1) {
+        let _ = FLOWS.remove(key);
+    }
+}
+
+/// Sequence number `a` lies after `b` (wrapping).
+#[inline(always)]
+fn after(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) > 0
+}
+
+/// Applies an arm request: a direction not followed yet is followed from the header user space
+/// named, when it has not passed the kernel yet (at or after the end of the last in-order
+/// payload); `summarise` switches the flow's followed directions to summaries.
+#[inline(always)]
+fn apply_arm(st: &mut FlowState, req: &ArmRequest) {
+    if req.summarise != 0 {
+        st.flags |= FLAG_SUMMARISE;
+    }
+    let mut d = 0;
+    while d < 2 {
+        let (exp_flag, sum_flag) = if d == 0 {
+            (FLAG_EXP_0, FLAG_FOLLOW_0)
+        } else {
+            (FLAG_EXP_1, FLAG_FOLLOW_1)
+        };
+        if req.dirs & (1 << d) != 0 && st.flags & sum_flag == 0 {
+            let hdr = req.hdr[d];
+            if st.flags & exp_flag != 0 && !after(st.exp[d], hdr) {
+                st.hdr[d] = hdr;
+                st.flags |= sum_flag;
+                if st.flags & FLAG_SUMMARISE != 0 {
+                    // Summarised again after a disorder: the budget (a backstop for flows that
+                    // are never summarised) counts from here.
+                    st.forwarded[d] = 0;
+                }
+                count(counter::ARMS_APPLIED, 1);
+            } else {
+                count(counter::ARMS_REFUSED, 1);
+            }
+        }
+        d += 1;
+    }
+}
+
+/// Full-packet mode: forward until the flow is done or its direction spent its budget.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn full(
+    ctx: &TcContext,
+    st: &mut FlowState,
+    p: &Tcp,
+    d: usize,
+    egress: u32,
+    now: u64,
+    budget: u64,
+    wake_bytes: u64,
+    len: u64,
+) {
+    let control = p.flags & (FIN | RST | SYN) != 0;
     let over = if d == 0 {
         FLAG_OVER_BUDGET_0
     } else {
         FLAG_OVER_BUDGET_1
     };
-    let control = fin || rst || syn;
     let mut cut = u32::MAX;
-    let forward = if st.flags & FLAG_DONE != 0 {
+    let forward = if st.flags & FLAG_DONE != 0 || st.flags & over != 0 {
         control
-    } else if st.flags & over != 0 {
-        control
-    } else if st.forwarded[d] + u64::from(p.payload_len) > cfg.budget {
+    } else if st.forwarded[d] + u64::from(p.payload_len) > budget {
         st.flags |= over;
         count(counter::FLOWS_OVER_BUDGET, 1);
         // This packet goes up cut after its headers: user space sees a snaplen-cut packet
@@ -282,25 +386,9 @@ fn observe(ctx: &TcContext, egress: u32) {
     } else {
         true
     };
-    if fin {
-        st.flags |= if d == 0 { FLAG_FIN_0 } else { FLAG_FIN_1 };
-    }
     if forward {
         st.forwarded[d] += u64::from(p.payload_len);
-        let meta = PacketMeta {
-            ktime_ns: now,
-            len: ctx.len(),
-            caplen: 0,
-            egress,
-            _pad: 0,
-        };
-        match output(ctx, meta, cut, cfg.wake_bytes) {
-            Some(caplen) => {
-                count(counter::PACKETS_FORWARDED, 1);
-                count(counter::BYTES_FORWARDED, u64::from(caplen));
-            }
-            None => count(counter::RING_FULL, 1),
-        }
+        send_packet(ctx, st, d, now, egress, 0, 0, cut, wake_bytes);
     } else if st.flags & FLAG_DONE != 0 {
         count(counter::PACKETS_SKIPPED_DONE, 1);
         count(counter::BYTES_SKIPPED_DONE, len);
@@ -308,10 +396,227 @@ fn observe(ctx: &TcContext, egress: u32) {
         count(counter::PACKETS_SKIPPED_BUDGET, 1);
         count(counter::BYTES_SKIPPED_BUDGET, len);
     }
-    // The connection is over: free the slot (a late retransmission finds no flow and is counted
-    // as untracked).
-    if rst || st.flags & (FLAG_FIN_0 | FLAG_FIN_1) == (FLAG_FIN_0 | FLAG_FIN_1) {
-        let _ = FLOWS.remove(key);
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn send_packet(
+    ctx: &TcContext,
+    st: &mut FlowState,
+    d: usize,
+    now: u64,
+    egress: u32,
+    kind: u32,
+    in_order_to: u32,
+    cut: u32,
+    wake_bytes: u64,
+) {
+    let meta = PacketMeta {
+        ktime_ns: now,
+        len: ctx.len(),
+        caplen: 0,
+        egress,
+        kind,
+        unsent: st.unsent[d],
+        in_order_to,
+    };
+    st.unsent[d] = 0;
+    match output(ctx, meta, cut, wake_bytes) {
+        Some(caplen) => {
+            count(counter::PACKETS_FORWARDED, 1);
+            count(counter::BYTES_FORWARDED, u64::from(caplen));
+        }
+        None => count(counter::RING_FULL, 1),
+    }
+}
+
+/// A followed direction: track its TLS record headers through its in-order packets. Before
+/// summary mode the packets go up whole (the kernel only keeps track, so that summary mode can
+/// start at once however far user space lags behind). In summary mode a packet that holds
+/// headers goes up as a summary (its frame headers and the record headers); a packet of body
+/// bytes only, or an ACK, goes nowhere. Anything the kernel cannot follow or summarise — a packet
+/// out of order, a header split across packets, a header that is not TLS, a record that is not
+/// application data, more headers than a summary holds, FIN/RST/SYN — goes up whole and ends
+/// following the direction: user space's reassembly is the authority and arms it again.
+#[inline(always)]
+fn follow(
+    ctx: &TcContext,
+    st: &mut FlowState,
+    p: &Tcp,
+    d: usize,
+    egress: u32,
+    now: u64,
+    wake: u64,
+) {
+    let sum_flag = if d == 0 { FLAG_FOLLOW_0 } else { FLAG_FOLLOW_1 };
+    let summarise = st.flags & FLAG_SUMMARISE != 0;
+    let in_order = p.seq == st.exp[d];
+    let control = p.flags & (FIN | RST | SYN) != 0;
+    if p.payload_len == 0 && !control {
+        if !summarise {
+            send_packet(ctx, st, d, now, egress, kind::FOLLOWING, 0, u32::MAX, wake);
+            return;
+        }
+        // An ACK: only the other direction's bytes matter, and they are followed there.
+        st.unsent[d] = st.unsent[d].wrapping_add(1);
+        count(counter::PACKETS_SKIPPED_BODY, 1);
+        count(counter::BYTES_SKIPPED_BODY, u64::from(ctx.len()));
+        return;
+    }
+    if !in_order || control {
+        // Out of order (a gap, a retransmission) or the end: this packet goes up whole, and
+        // with it how far this direction passed in order (the bytes before were seen).
+        st.flags &= !sum_flag;
+        count(counter::SUMMARY_EXITS, 1);
+        let passed = st.exp[d];
+        // From now on `exp` is the furthest byte seen, as in full mode: an arm is accepted only
+        // for a header beyond it.
+        let end = p.seq.wrapping_add(p.payload_len);
+        if after(end, passed) {
+            st.exp[d] = end;
+        }
+        send_packet(
+            ctx,
+            st,
+            d,
+            now,
+            egress,
+            kind::IN_ORDER,
+            passed,
+            u32::MAX,
+            wake,
+        );
+        return;
+    }
+    let end = p.seq.wrapping_add(p.payload_len);
+    st.exp[d] = end;
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    let Some(slot) = SCRATCH.get_ptr_mut(cpu) else {
+        return;
+    };
+    // SAFETY: this CPU's slot (larger than a SummarySample); nothing else uses it meanwhile.
+    let sample = unsafe { &mut *(slot as *mut SummarySample) };
+    let mut n = 0usize;
+    let mut hdr = st.hdr[d];
+    let mut ok = true;
+    let mut i = 0;
+    while i < MAX_SUMMARY_RECORDS {
+        if !after(end, hdr) {
+            break;
+        }
+        let off = hdr.wrapping_sub(p.seq);
+        if off > p.payload_len || p.payload_len - off < 5 {
+            ok = false; // split across packets (or behind us)
+            break;
+        }
+        let Ok(b) = ctx.load::<[u8; 5]>((p.payload_off + off) as usize) else {
+            ok = false;
+            break;
+        };
+        let rlen = u32::from(u16::from_be_bytes([b[3], b[4]]));
+        if !(20..=24).contains(&b[0]) || b[1] != 3 || rlen > 16384 + 2048 {
+            ok = false;
+            break;
+        }
+        if summarise && b[0] != 23 {
+            // Not application data (a ChangeCipherSpec, a plaintext alert, a handshake
+            // message): user space may want its body, so the packet goes up whole.
+            ok = false;
+            break;
+        }
+        if let Some(r) = sample.summary.records.get_mut(n) {
+            *r = RecordHeader {
+                offset: off,
+                bytes: b,
+                _pad: [0; 3],
+            };
+        }
+        n += 1;
+        hdr = hdr.wrapping_add(5 + rlen);
+        i += 1;
+    }
+    if ok && after(end, hdr) {
+        ok = false; // more headers than a summary holds
+    }
+    if !ok {
+        st.flags &= !sum_flag;
+        count(counter::SUMMARY_EXITS, 1);
+        send_packet(
+            ctx,
+            st,
+            d,
+            now,
+            egress,
+            kind::IN_ORDER,
+            p.seq,
+            u32::MAX,
+            wake,
+        );
+        return;
+    }
+    st.hdr[d] = hdr;
+    if !summarise {
+        let k = kind::IN_ORDER | kind::FOLLOWING;
+        send_packet(ctx, st, d, now, egress, k, p.seq, u32::MAX, wake);
+        return;
+    }
+    if n == 0 {
+        st.unsent[d] = st.unsent[d].wrapping_add(1);
+        count(counter::PACKETS_SKIPPED_BODY, 1);
+        count(counter::BYTES_SKIPPED_BODY, u64::from(ctx.len()));
+        return;
+    }
+    sample.summary.count = n as u32;
+    sample.summary.payload_len = p.payload_len;
+    let hl = if p.payload_off > SUMMARY_HEADERS {
+        SUMMARY_HEADERS
+    } else {
+        p.payload_off
+    };
+    if hl == 0 {
+        return;
+    }
+    // Masked so the verifier sees the bound: 1..=SUMMARY_HEADERS (a power of two).
+    let hl = ((hl - 1) & (SUMMARY_HEADERS - 1)) + 1;
+    sample.meta = PacketMeta {
+        ktime_ns: now,
+        len: ctx.len(),
+        caplen: hl,
+        egress,
+        kind: kind::SUMMARY | kind::IN_ORDER | kind::FOLLOWING,
+        unsent: st.unsent[d],
+        in_order_to: p.seq,
+    };
+    // SAFETY: `hl` ≤ the data array; the helper bounds-checks the packet side.
+    let r = unsafe {
+        bpf_skb_load_bytes(
+            ctx.as_ptr() as *const _,
+            0,
+            sample.data.as_mut_ptr() as *mut _,
+            hl,
+        )
+    };
+    if r != 0 {
+        return;
+    }
+    let size = core::mem::size_of::<PacketMeta>() + core::mem::size_of::<Summary>() + hl as usize;
+    // SAFETY: `size` ≤ size_of::<SummarySample>(), all of it written above (unused record slots
+    // hold earlier bytes of this slot; user space reads `count` of them).
+    let bytes = unsafe { core::slice::from_raw_parts(slot as *const u8, size) };
+    let flags = if PACKETS.query(BPF_RB_AVAIL_DATA as u64) >= wake {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    };
+    if PACKETS.output::<[u8]>(bytes, flags as u64).is_ok() {
+        st.unsent[d] = 0;
+        // The packet counts as summarised (its bytes stayed in the kernel); what went up, the
+        // summary, counts as forwarded bytes.
+        count(counter::PACKETS_SUMMARISED, 1);
+        count(counter::BYTES_SUMMARISED, u64::from(ctx.len()));
+        count(counter::BYTES_FORWARDED, size as u64);
+    } else {
+        count(counter::RING_FULL, 1);
     }
 }
 

@@ -74,6 +74,8 @@ macro_rules! anomalies {
 anomalies! {
     ContentGap = "content_gap", Tcp,
         "bytes missing from a stream (capture loss; also bytes missing before a FIN/RST, and with the eBPF backend a connection cut by its byte budget)";
+    EbpfSummaryMismatch = "ebpf_summary_mismatch", Tls,
+        "the eBPF program's record summary disagreed with user space on where a TLS record starts (the direction stops being parsed)";
     MemcapExceeded = "memcap_exceeded", Tcp,
         "the global reassembly memory cap forced this flow's queued data out as gaps";
     MidStreamStart = "mid_stream_start", Tcp,

@@ -10,10 +10,14 @@
 //! ([`KernelCounters`]) exported as metrics.
 
 use crate::capture::Packet;
+use crate::flow::ArmRequest;
+use crate::pipeline::{KernelHint, RecordHeaders};
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
 use aya::programs::{SchedClassifier, TcAttachType};
 use aya::{Ebpf, EbpfLoader};
-use ekuwatch_ebpf_common::{counter, Config, FlowKey, PacketMeta, MAX_PORTS};
+use ekuwatch_ebpf_common::{
+    counter, kind, Config, FlowKey, PacketMeta, RecordHeader, Summary, MAX_PORTS,
+};
 use std::net::IpAddr;
 use std::os::fd::AsFd;
 use std::time::Duration;
@@ -24,8 +28,8 @@ const PROGRAMS: [&str; 2] = ["ekuwatch_ingress", "ekuwatch_egress"];
 /// One end of a connection: address and port.
 pub type Endpoint = (IpAddr, u16);
 
-/// Receives each frame read from the ring: `(ts_ns, linktype, bytes, orig_len)`.
-pub type OnFrame<'a> = dyn FnMut(i64, u32, &[u8], u32) + 'a;
+/// Receives each frame read from the ring: `(ts_ns, linktype, bytes, orig_len, hint)`.
+pub type OnFrame<'a> = dyn FnMut(i64, u32, &[u8], u32, &KernelHint) + 'a;
 
 /// The kernel object compiled by build.rs.
 static OBJECT: &[u8] = include_bytes!(env!("EKUWATCH_EBPF_OBJECT"));
@@ -80,6 +84,7 @@ pub struct EbpfCapture {
     bpf: Ebpf,
     ring: RingBuf<MapData>,
     done: HashMap<MapData, FlowKey, u32>,
+    arm: HashMap<MapData, FlowKey, ekuwatch_ebpf_common::ArmRequest>,
     counters: PerCpuArray<MapData, u64>,
     linktype: u32,
     /// CLOCK_REALTIME − CLOCK_MONOTONIC: kernel timestamps to wall time.
@@ -88,6 +93,8 @@ pub struct EbpfCapture {
     malformed: u64,
     marked: u64,
     mark_failed: u64,
+    armed: u64,
+    arm_failed: u64,
     last_packet: std::time::Instant,
 }
 
@@ -127,23 +134,64 @@ pub fn flow_key(a: Endpoint, b: Endpoint) -> FlowKey {
     FlowKey::canonical(bytes(a.0), a.1, bytes(b.0), b.1).0
 }
 
-/// Splits one perf sample into its metadata and packet bytes. None: a sample too short for what
-/// its header claims (counted by the caller).
-pub fn parse_sample(sample: &[u8]) -> Option<(PacketMeta, &[u8])> {
+/// The kernel's direction of packets from `a` to `b` (0: `a` is the canonical key's first end).
+fn flow_key_dir(a: Endpoint, b: Endpoint) -> usize {
+    let bytes = |ip: IpAddr| match ip {
+        IpAddr::V4(v) => ekuwatch_ebpf_common::mapped_v4(v.octets()),
+        IpAddr::V6(v) => v.octets(),
+    };
+    FlowKey::canonical(bytes(a.0), a.1, bytes(b.0), b.1).1
+}
+
+/// Splits one ring sample into its metadata, what the kernel says about it, and the frame bytes
+/// (for a summary: the frame's headers only). None: a sample too short for what its header
+/// claims (counted by the caller).
+pub fn parse_sample(sample: &[u8]) -> Option<(PacketMeta, KernelHint, &[u8])> {
     const META: usize = std::mem::size_of::<PacketMeta>();
+    const SUMMARY: usize = std::mem::size_of::<Summary>();
+    const RECORD: usize = std::mem::size_of::<RecordHeader>();
     let (h, rest) = sample.split_at_checked(META)?;
-    // ktime_ns (8 bytes), then len, caplen, egress (4 each)
+    // ktime_ns (8 bytes), then len, caplen, egress, kind, unsent, in_order_to (4 each)
     let (&ktime_ns, h) = h.split_first_chunk::<8>()?;
-    let &[len, caplen, egress] = h.as_chunks::<4>().0.first_chunk::<3>()?;
+    let &[len, caplen, egress, k, unsent, to] = h.as_chunks::<4>().0.first_chunk::<6>()?;
     let meta = PacketMeta {
         ktime_ns: u64::from_ne_bytes(ktime_ns),
         len: u32::from_ne_bytes(len),
         caplen: u32::from_ne_bytes(caplen),
         egress: u32::from_ne_bytes(egress),
-        _pad: 0,
+        kind: u32::from_ne_bytes(k),
+        unsent: u32::from_ne_bytes(unsent),
+        in_order_to: u32::from_ne_bytes(to),
+    };
+    let mut hint = KernelHint {
+        in_order_to: (meta.kind & kind::IN_ORDER != 0).then_some(meta.in_order_to),
+        following: meta.kind & kind::FOLLOWING != 0,
+        unsent: meta.unsent,
+        summary: None,
+    };
+    let rest = if meta.kind & kind::SUMMARY != 0 {
+        let (sum, rest) = rest.split_at_checked(SUMMARY)?;
+        // count, payload length (4 bytes each), then the records: offset (4), bytes (5), padding (3)
+        let (&count, sum) = sum.split_first_chunk::<4>()?;
+        let (&payload_len, records) = sum.split_first_chunk::<4>()?;
+        let count = u32::from_ne_bytes(count) as usize;
+        if count == 0 || count > RecordHeaders::MAX {
+            return None;
+        }
+        let mut headers = RecordHeaders::default();
+        headers.payload_len = u32::from_ne_bytes(payload_len);
+        for r in records.chunks_exact(RECORD).take(count) {
+            let (&offset, r) = r.split_first_chunk::<4>()?;
+            let &bytes = r.first_chunk::<5>()?;
+            headers.push(u32::from_ne_bytes(offset), bytes);
+        }
+        hint.summary = Some(headers);
+        rest
+    } else {
+        rest
     };
     let data = rest.get(..meta.caplen as usize)?;
-    Some((meta, data))
+    Some((meta, hint, data))
 }
 
 impl EbpfCapture {
@@ -203,6 +251,11 @@ impl EbpfCapture {
             .ok_or(EbpfError::Map("DONE", "missing".into()))?
             .try_into()
             .map_err(map_err("DONE"))?;
+        let arm: HashMap<MapData, FlowKey, ekuwatch_ebpf_common::ArmRequest> = bpf
+            .take_map("ARM")
+            .ok_or(EbpfError::Map("ARM", "missing".into()))?
+            .try_into()
+            .map_err(map_err("ARM"))?;
         let counters: PerCpuArray<MapData, u64> = bpf
             .take_map("COUNTERS")
             .ok_or(EbpfError::Map("COUNTERS", "missing".into()))?
@@ -221,12 +274,15 @@ impl EbpfCapture {
             bpf,
             ring,
             done,
+            arm,
             counters,
             linktype,
             mono_to_real_ns: clock_offset(),
             malformed: 0,
             marked: 0,
             mark_failed: 0,
+            armed: 0,
+            arm_failed: 0,
             last_packet: std::time::Instant::now(),
         })
     }
@@ -299,14 +355,19 @@ impl EbpfCapture {
 
     /// Appends everything the ring holds to `out`; when it is empty, first waits up to `timeout`
     /// (at most [`POLL`], or [`POLL_IDLE`] when idle) for the kernel's wake-up.
-    pub fn poll(&mut self, timeout: Duration, out: &mut Vec<Packet>) -> Result<(), EbpfError> {
-        self.poll_with(timeout, &mut |ts_ns, linktype, data, orig_len| {
-            out.push(Packet {
+    pub fn poll(
+        &mut self,
+        timeout: Duration,
+        out: &mut Vec<(Packet, KernelHint)>,
+    ) -> Result<(), EbpfError> {
+        self.poll_with(timeout, &mut |ts_ns, linktype, data, orig_len, hint| {
+            let p = Packet {
                 ts_ns,
                 linktype,
                 data: data.to_vec(),
                 orig_len,
-            })
+            };
+            out.push((p, hint.clone()))
         })
     }
 
@@ -333,9 +394,9 @@ impl EbpfCapture {
         let linktype = self.linktype;
         while let Some(item) = self.ring.next() {
             match parse_sample(&item) {
-                Some((meta, data)) => {
+                Some((meta, hint, data)) => {
                     let ts = (meta.ktime_ns as i64).saturating_add(self.mono_to_real_ns);
-                    f(ts, linktype, data, meta.len);
+                    f(ts, linktype, data, meta.len, &hint);
                     n += 1;
                 }
                 None => self.malformed += 1,
@@ -355,6 +416,37 @@ impl EbpfCapture {
                 Err(_) => self.mark_failed += 1,
             }
         }
+    }
+
+    /// Asks the kernel to follow these connections' TLS record headers (from the next header of
+    /// each direction named) and, with `summarise`, to send summaries instead of their packets.
+    pub fn arm(&mut self, requests: &[ArmRequest]) {
+        for r in requests {
+            let key = flow_key(r.client, r.server);
+            // The kernel's direction 0 is the canonical key's first endpoint.
+            let client_is_a = flow_key_dir(r.client, r.server) == 0;
+            let mut req = ekuwatch_ebpf_common::ArmRequest {
+                summarise: u32::from(r.summarise),
+                ..Default::default()
+            };
+            let [to_server, to_client] = r.next_header_seq;
+            let (d_server, d_client) = if client_is_a { (0, 1) } else { (1, 0) };
+            for (d, seq) in [(d_server, to_server), (d_client, to_client)] {
+                if let (Some(seq), Some(slot)) = (seq, req.hdr.get_mut(d)) {
+                    *slot = seq;
+                    req.dirs |= 1 << d;
+                }
+            }
+            match self.arm.insert(key, req, 0) {
+                Ok(()) => self.armed += 1,
+                Err(_) => self.arm_failed += 1,
+            }
+        }
+    }
+
+    /// Arm requests written (and refused by the map).
+    pub fn arms(&self) -> (u64, u64) {
+        (self.armed, self.arm_failed)
     }
 
     /// Samples lost: the ring was full (kernel counter), or a sample was malformed.
@@ -397,13 +489,45 @@ mod tests {
     }
 
     #[test]
+    fn summaries_carry_their_record_headers() {
+        let mut s = vec![0u8; 32];
+        s[12..16].copy_from_slice(&4u32.to_ne_bytes()); // caplen: 4 header bytes
+        s[20..24].copy_from_slice(&(kind::SUMMARY | kind::IN_ORDER).to_ne_bytes());
+        s[24..28].copy_from_slice(&3u32.to_ne_bytes()); // 3 packets not sent before it
+        s[28..32].copy_from_slice(&77u32.to_ne_bytes()); // in order up to 77
+        let mut sum = vec![0u8; std::mem::size_of::<Summary>()];
+        sum[0..4].copy_from_slice(&2u32.to_ne_bytes());
+        sum[4..8].copy_from_slice(&1500u32.to_ne_bytes());
+        sum[8..12].copy_from_slice(&100u32.to_ne_bytes());
+        sum[12..17].copy_from_slice(&[23, 3, 3, 0x40, 0x11]);
+        sum[20..24].copy_from_slice(&7u32.to_ne_bytes());
+        sum[24..29].copy_from_slice(&[21, 3, 3, 0, 19]);
+        s.extend_from_slice(&sum);
+        s.extend_from_slice(&[1, 2, 3, 4]);
+        let (_, hint, d) = parse_sample(&s).unwrap();
+        assert_eq!(d, [1, 2, 3, 4]);
+        assert_eq!(hint.in_order_to, Some(77));
+        assert_eq!(hint.unsent, 3);
+        let summary = hint.summary.unwrap();
+        assert_eq!(summary.payload_len, 1500);
+        let h: Vec<_> = summary.iter().copied().collect();
+        assert_eq!(h, [(100, [23, 3, 3, 0x40, 0x11]), (7, [21, 3, 3, 0, 19])]);
+        // A count the kernel never writes is refused, not trusted.
+        let n = s.len();
+        s[32..36].copy_from_slice(&9u32.to_ne_bytes());
+        assert!(parse_sample(&s).is_none());
+        assert!(parse_sample(&s[..n - 5]).is_none());
+    }
+
+    #[test]
     fn samples_shorter_than_claimed_are_refused() {
-        let mut s = vec![0u8; 24];
+        let mut s = vec![0u8; 32];
         s[12..16].copy_from_slice(&10u32.to_ne_bytes());
         assert!(parse_sample(&s).is_none());
         s.extend_from_slice(&[7; 12]); // 10 bytes + kernel padding
-        let (m, d) = parse_sample(&s).unwrap();
+        let (m, hint, d) = parse_sample(&s).unwrap();
         assert_eq!((m.caplen, d.len()), (10, 10));
+        assert_eq!(hint, KernelHint::default());
         assert!(parse_sample(&s[..5]).is_none());
     }
 }

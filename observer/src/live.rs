@@ -203,13 +203,18 @@ impl Source {
             },
             #[cfg(feature = "ebpf")]
             Source::Ebpf { cap } => {
-                cap.poll_with(Duration::from_millis(100), &mut |ts, linktype, data, _| {
-                    pipe.frame(ts, linktype, data)
+                cap.poll_with(Duration::from_millis(100), &mut |ts, lt, data, _, hint| {
+                    pipe.kernel_frame(ts, lt, data, hint)
                 })?;
-                // Connections whose outcome is known: the kernel stops forwarding them.
+                // Connections that are not SMTP/TLS: the kernel stops forwarding them.
                 let done = pipe.flows.take_finished_analysis();
                 if !done.is_empty() {
                     cap.mark_done(&done);
+                }
+                // TLS directions past their outcome: the kernel follows their record headers.
+                let arms = pipe.flows.take_arm_requests();
+                if !arms.is_empty() {
+                    cap.arm(&arms);
                 }
                 Ok(())
             }
@@ -227,7 +232,7 @@ impl Source {
             }
             #[cfg(feature = "ebpf")]
             Source::Ebpf { cap, .. } => {
-                metrics.set_ebpf(&cap.counters().0, cap.marks());
+                metrics.set_ebpf(&cap.counters().0, cap.marks(), cap.arms());
                 ("ebpf", vec![("ring_buffer", cap.lost())])
             }
         };

@@ -2,9 +2,9 @@
 //! Counts what every layer skipped so nothing is lost silently.
 
 use crate::capture::{CaptureError, CaptureReader, FileReader, ItemRef, Packet};
-use crate::decode;
+use crate::decode::{self, Segment, TcpFlags};
 use crate::event::SessionEvent;
-use crate::flow::{FlowConfig, FlowTable};
+use crate::flow::{FlowConfig, FlowTable, KernelSegment};
 use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::path::Path;
@@ -26,6 +26,50 @@ pub struct CaptureStats {
     pub last_ts: Option<i64>,
 }
 
+/// What the eBPF program says about a frame it sent (see `ebpf/`): how far its direction passed
+/// the kernel in order, and for a summary the TLS record headers that stand for its payload.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KernelHint {
+    /// Every byte of its direction before this sequence number passed the kernel in order
+    /// (those user space did not get were record bodies the kernel skipped).
+    pub in_order_to: Option<u32>,
+    /// The kernel follows this direction's record headers (after this frame).
+    pub following: bool,
+    /// Packets of this direction the kernel did not send since its previous sample.
+    pub unsent: u32,
+    pub summary: Option<RecordHeaders>,
+}
+
+/// Record headers of a summarised packet: (offset in its payload, the 5 header bytes).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordHeaders {
+    headers: [(u32, [u8; 5]); 8],
+    count: u8,
+    /// The summarised packet's payload length.
+    pub payload_len: u32,
+}
+
+impl RecordHeaders {
+    /// Most headers one summary carries.
+    pub const MAX: usize = 8;
+
+    /// Adds a header; false when full.
+    pub fn push(&mut self, offset: u32, bytes: [u8; 5]) -> bool {
+        match self.headers.get_mut(usize::from(self.count)) {
+            Some(slot) => {
+                *slot = (offset, bytes);
+                self.count += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &(u32, [u8; 5])> {
+        self.headers.iter().take(usize::from(self.count))
+    }
+}
+
 pub struct Pipeline {
     pub flows: FlowTable,
     pub stats: CaptureStats,
@@ -45,17 +89,79 @@ impl Pipeline {
 
     /// One captured frame, borrowed (live backends hand frames over without copying them).
     pub fn frame(&mut self, ts_ns: i64, linktype: u32, data: &[u8]) {
+        if let Some(seg) = self.decoded(ts_ns, linktype, data) {
+            self.flows.on_segment(&seg, ts_ns);
+        }
+    }
+
+    /// Counts a frame and decodes it (frames that give no TCP segment are counted by reason).
+    fn decoded<'a>(&mut self, ts_ns: i64, linktype: u32, data: &'a [u8]) -> Option<Segment<'a>> {
         self.stats.packets += 1;
         self.stats.bytes += data.len() as u64;
         self.stats.first_ts = Some(self.stats.first_ts.map_or(ts_ns, |t| t.min(ts_ns)));
         self.stats.last_ts = Some(self.stats.last_ts.map_or(ts_ns, |t| t.max(ts_ns)));
         match decode::decode(linktype, data) {
-            Ok(seg) => self.flows.on_segment(&seg, ts_ns),
+            Ok(seg) => Some(seg),
             Err(skip) => {
                 *self.stats.skipped.entry(skip.name()).or_default() += 1;
                 if skip.is_error() {
                     *self.stats.parse_errors.entry("decode").or_default() += 1;
                 }
+                None
+            }
+        }
+    }
+
+    /// A frame from the eBPF program with what the kernel says about it ([`KernelHint`]).
+    pub fn kernel_frame(&mut self, ts_ns: i64, linktype: u32, data: &[u8], hint: &KernelHint) {
+        let Some(seg) = self.decoded(ts_ns, linktype, data) else {
+            return;
+        };
+        // Every packet is counted once: this one, and those the kernel did not send before it.
+        let packets = hint.unsent.saturating_add(1);
+        let k = KernelSegment {
+            skipped_to: hint.in_order_to,
+            summary: hint.summary.is_some(),
+            following: hint.following,
+            packets,
+        };
+        match &hint.summary {
+            None => self.flows.on_kernel_segment(&seg, ts_ns, k),
+            Some(headers) => {
+                // The frame came without its payload: each record header stands at its own
+                // sequence number (the bytes between were record bodies the kernel skipped).
+                for (i, (offset, bytes)) in headers.iter().enumerate() {
+                    let one = Segment {
+                        seq: seg.seq.wrapping_add(*offset),
+                        payload: bytes,
+                        truncated: false,
+                        flags: TcpFlags {
+                            ack: seg.flags.ack,
+                            ..TcpFlags::default()
+                        },
+                        ..seg
+                    };
+                    let k = KernelSegment {
+                        packets: if i == 0 { packets } else { 0 },
+                        skipped_to: Some(one.seq),
+                        ..k
+                    };
+                    self.flows.on_kernel_segment(&one, ts_ns, k);
+                }
+                // The packet's bytes after its last header are record body: skipped up to its end.
+                let end = Segment {
+                    seq: seg.seq.wrapping_add(headers.payload_len),
+                    payload: &[],
+                    truncated: false,
+                    flags: TcpFlags::default(),
+                    ..seg
+                };
+                let k = KernelSegment {
+                    packets: 0,
+                    skipped_to: Some(end.seq),
+                    ..k
+                };
+                self.flows.on_kernel_segment(&end, ts_ns, k);
             }
         }
     }

@@ -23,6 +23,9 @@ pub enum Chunk<'a> {
     Data(&'a [u8]),
     /// This many bytes are missing from the stream.
     Gap(u64),
+    /// This many bytes passed the eBPF program, which skipped them as TLS record bodies
+    /// ([`Reassembler::skip_to`]): not lost, but not here either.
+    Skipped(u64),
 }
 
 const NO_FIN: u64 = u64::MAX;
@@ -115,6 +118,30 @@ impl Reassembler {
             out(Chunk::Gap(n));
             self.next = f;
         }
+    }
+
+    /// The eBPF program followed this direction's records and skipped the bytes before `seq` as
+    /// record bodies: hand them up as [`Chunk::Skipped`] (up to the first queued byte, if any).
+    pub fn skip_to(&mut self, seq: u32, out: &mut dyn FnMut(Chunk<'_>)) {
+        if !self.started || self.stopped {
+            return;
+        }
+        let mut at = self.unwrap(seq);
+        if let Some((&first, _)) = self.pending.iter().next() {
+            at = at.min(first as i64);
+        }
+        if at > self.next as i64 {
+            out(Chunk::Skipped(at as u64 - self.next));
+            self.next = at as u64;
+            self.drain(out);
+        }
+    }
+
+    /// Sequence number of the byte `ahead` bytes after the next expected one, when the stream is
+    /// followed in order (started, not stopped, nothing queued out of order).
+    pub fn seq_ahead(&self, ahead: u64) -> Option<u32> {
+        (self.started && !self.stopped && self.pending.is_empty())
+            .then(|| self.base.wrapping_add(self.next.wrapping_add(ahead) as u32))
     }
 
     /// Stop buffering: drop the queue, deliver nothing more.
@@ -287,8 +314,27 @@ mod tests {
         f(r, &mut |c| match c {
             Chunk::Data(d) => got.extend_from_slice(d),
             Chunk::Gap(n) => got.extend(std::iter::repeat_n(b'?', n as usize)),
+            Chunk::Skipped(n) => got.extend(std::iter::repeat_n(b'_', n as usize)),
         });
         got
+    }
+
+    #[test]
+    fn skipped_bytes_are_not_gaps() {
+        let mut r = Reassembler::new(1 << 16);
+        r.on_syn(999);
+        assert_eq!(run(&mut r, |r, o| r.on_data(1000, b"hdr", o)), b"hdr");
+        // The kernel skipped 4 bytes; then the next header comes.
+        assert_eq!(run(&mut r, |r, o| r.skip_to(1007, o)), b"____");
+        assert_eq!(run(&mut r, |r, o| r.on_data(1007, b"next", o)), b"next");
+        // Skipping backwards or to where we are is nothing.
+        assert_eq!(run(&mut r, |r, o| r.skip_to(1005, o)), b"");
+        assert_eq!(run(&mut r, |r, o| r.skip_to(1011, o)), b"");
+        // Queued bytes stop a skip at their start (what is there is delivered, not skipped).
+        assert_eq!(run(&mut r, |r, o| r.on_data(1015, b"late", o)), b"");
+        assert_eq!(run(&mut r, |r, o| r.skip_to(1020, o)), b"____late");
+        assert_eq!((r.gaps, r.gap_bytes), (0, 0));
+        assert_eq!(r.seq_ahead(3), Some(1022));
     }
 
     #[test]
@@ -418,7 +464,7 @@ mod tests {
                 let seq = isn.wrapping_add(1).wrapping_add(off as u32);
                 r.on_data(seq, &data[off..off + n], &mut |c| match c {
                     Chunk::Data(d) => got.extend_from_slice(d),
-                    Chunk::Gap(_) => panic!("no gap expected"),
+                    Chunk::Gap(_) | Chunk::Skipped(_) => panic!("no gap expected"),
                 });
             }
             prop_assert_eq!(got, data);

@@ -35,6 +35,9 @@ pub(super) struct Flow {
     pub(super) emitted: bool,
     /// Its end of analysis was reported (`report_done`).
     pub(super) done_reported: bool,
+    /// Directions (bit 0: to server, bit 1: to client) user space asked the eBPF program to
+    /// summarise, as far as it knows (cleared by a whole packet of that direction).
+    pub(super) armed: u8,
 }
 
 /// Directions, the one whose FIN came first first.
@@ -75,6 +78,7 @@ impl Flow {
             any_payload: false,
             emitted: false,
             done_reported: false,
+            armed: 0,
         }
     }
 

@@ -177,7 +177,30 @@ impl Conversation {
                 }
             }
             Chunk::Data(d) => self.data(ctx, dir, d, ts),
+            Chunk::Skipped(n) => match (&mut self.tls, self.proto) {
+                // Record bodies the eBPF program skipped: the record layer checks they are.
+                (Some(t), Proto::Tls) => t.on_skipped(dir, n),
+                // Only TLS directions are summarised; anything else is a gap.
+                _ => self.deliver(ctx, dir, Chunk::Gap(n), ts),
+            },
         }
+    }
+
+    /// Bytes of `dir` until its next TLS record header, when known: where the eBPF program may
+    /// start following the direction's records (see [`crate::flow::FlowTable::take_arm_requests`]).
+    pub(super) fn next_header_in(&self, dir: Dir) -> Option<u64> {
+        if self.proto != Proto::Tls {
+            return None;
+        }
+        self.tls.as_ref()?.next_header_in(dir)
+    }
+
+    /// Only TLS record sizes and order are read from now on (the outcome is known, no
+    /// application data is decrypted, no exact mail dialogue is read): summaries will do.
+    pub(super) fn summarisable(&self) -> bool {
+        self.proto == Proto::Tls
+            && self.mail.as_ref().is_none_or(|m| m.exact.is_none())
+            && self.tls.as_ref().is_some_and(|t| t.summarisable())
     }
 
     fn data(&mut self, ctx: &mut tls::Context, dir: Dir, d: &[u8], ts: i64) {

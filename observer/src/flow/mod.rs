@@ -106,6 +106,35 @@ pub struct FlowTable {
     buffered: usize,
     /// Connections whose analysis is over (only with `report_done`), drained by the caller.
     done: Vec<((IpAddr, u16), (IpAddr, u16))>,
+    /// Directions the eBPF program may summarise from now on (only with `report_done`).
+    arms: Vec<ArmRequest>,
+}
+
+/// A request to the eBPF program (only with `report_done`): follow these directions' TLS record
+/// headers from the given sequence numbers (the next header of each; `[to server, to client]`,
+/// None: leave that direction as it is), and with `summarise`, send summaries instead of the
+/// followed directions' packets from now on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArmRequest {
+    pub client: (IpAddr, u16),
+    pub server: (IpAddr, u16),
+    pub next_header_seq: [Option<u32>; 2],
+    pub summarise: bool,
+}
+
+/// What the eBPF program says about a segment it sent (see [`FlowTable::on_kernel_segment`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelSegment {
+    /// Every byte of its direction before this sequence number passed the kernel in order;
+    /// those user space did not get were record bodies the kernel skipped.
+    pub skipped_to: Option<u32>,
+    /// One record header of a summary, standing at its own sequence number (not a whole packet).
+    pub summary: bool,
+    /// The kernel follows this direction's record headers (after this segment).
+    pub following: bool,
+    /// Packets it stands for (with those the kernel did not send before it; 0 for a summary's
+    /// later headers).
+    pub packets: u32,
 }
 
 impl FlowTable {
@@ -122,6 +151,7 @@ impl FlowTable {
             ctx: tls::Context::default(),
             tls_failures: TlsFailures::default(),
             done: Vec::new(),
+            arms: Vec::new(),
         }
     }
 
@@ -160,6 +190,12 @@ impl FlowTable {
         std::mem::take(&mut self.done)
     }
 
+    /// Directions the eBPF program may follow by record headers from now on (see
+    /// [`ArmRequest`]), since the last call. Empty unless `report_done` is set.
+    pub fn take_arm_requests(&mut self) -> Vec<ArmRequest> {
+        std::mem::take(&mut self.arms)
+    }
+
     /// Events completed so far (drained).
     pub fn take_events(&mut self) -> Vec<SessionEvent> {
         std::mem::take(&mut self.out)
@@ -172,6 +208,22 @@ impl FlowTable {
     }
 
     pub fn on_segment(&mut self, seg: &Segment<'_>, ts: i64) {
+        let k = KernelSegment {
+            skipped_to: None,
+            summary: false,
+            following: true,
+            packets: 1,
+        };
+        self.segment(seg, ts, k);
+    }
+
+    /// A segment from the eBPF program: a whole packet or one record header of a summary
+    /// ([`KernelSegment`]).
+    pub fn on_kernel_segment(&mut self, seg: &Segment<'_>, ts: i64, k: KernelSegment) {
+        self.segment(seg, ts, k);
+    }
+
+    fn segment(&mut self, seg: &Segment<'_>, ts: i64, kernel: KernelSegment) {
         self.stats.segments += 1;
         if seg.truncated {
             self.stats.truncated_segments += 1;
@@ -230,12 +282,26 @@ impl FlowTable {
         }
         let dir = flow.dir_of(src);
         let packets = dir.of_mut(&mut flow.packets);
-        *packets = packets.saturating_add(1);
+        *packets = packets.saturating_add(kernel.packets);
         if seg.truncated {
             flow.conv.weird(Anomaly::TruncatedPacket);
         }
         if seg.flags.syn {
             dir.of_mut(&mut flow.reasm).on_syn(seg.seq);
+        }
+        if let Some(to) = kernel.skipped_to {
+            // The bytes before `to` passed the kernel; those not here it skipped as record bodies.
+            let Flow { reasm, conv, .. } = flow;
+            let ctx = &mut self.ctx;
+            let r = dir.of_mut(reasm);
+            let before = r.position();
+            r.skip_to(to, &mut |c| conv.deliver(ctx, dir, c, ts));
+            // They were on the wire all the same.
+            *dir.of_mut(&mut flow.bytes) += r.position() - before;
+        }
+        if !kernel.following && !seg.payload.is_empty() {
+            // The kernel does not follow this direction (any more): it may be armed again.
+            flow.armed &= !dir_bit(dir);
         }
         if !seg.payload.is_empty() {
             flow.any_payload = true;
@@ -310,6 +376,9 @@ impl FlowTable {
                 flow.done_reported = true;
                 self.done.push(flow.roles());
             }
+        }
+        if self.cfg.report_done && flow.conv.proto == Proto::Tls {
+            arm(flow, &mut self.arms);
         }
         self.buffered =
             self.buffered + flow.reasm[0].buffered() + flow.reasm[1].buffered() - queued_before;
@@ -395,6 +464,49 @@ impl FlowTable {
         for (_, k) in keys {
             self.finish(k);
         }
+    }
+}
+
+fn dir_bit(dir: Dir) -> u8 {
+    match dir {
+        Dir::ToServer => 1,
+        Dir::ToClient => 2,
+    }
+}
+
+/// Asked the kernel to send summaries (`Flow::armed`).
+const SUMMARISE: u8 = 4;
+
+/// Queues an arm request for the directions of a TLS flow that the kernel may follow by record
+/// headers now and does not yet, and for summaries once only record sizes are read (see
+/// [`ArmRequest`]).
+fn arm(flow: &mut Flow, arms: &mut Vec<ArmRequest>) {
+    let mut next = [None, None];
+    let summarise = flow.armed & SUMMARISE == 0 && flow.conv.summarisable();
+    if summarise {
+        flow.armed |= SUMMARISE;
+    }
+    for dir in [Dir::ToServer, Dir::ToClient] {
+        if flow.armed & dir_bit(dir) != 0 || *dir.of(&flow.fin) {
+            continue;
+        }
+        let seq = flow
+            .conv
+            .next_header_in(dir)
+            .and_then(|ahead| dir.of(&flow.reasm).seq_ahead(ahead));
+        if let Some(seq) = seq {
+            flow.armed |= dir_bit(dir);
+            *dir.of_mut(&mut next) = Some(seq);
+        }
+    }
+    if next != [None, None] || summarise {
+        let (client, server) = flow.roles();
+        arms.push(ArmRequest {
+            client,
+            server,
+            next_header_seq: next,
+            summarise,
+        });
     }
 }
 

@@ -248,9 +248,9 @@ impl Metrics {
         );
     }
 
-    /// The eBPF program's counters (names from `ekuwatch_ebpf_common::counter::NAMES`) and the
-    /// done marks user space wrote into the kernel map (sent, refused).
-    pub fn set_ebpf(&mut self, kernel: &[(&str, u64)], marks: (u64, u64)) {
+    /// The eBPF program's counters (names from `ekuwatch_ebpf_common::counter::NAMES`), the
+    /// done marks and the arm requests user space wrote into the kernel maps (sent, refused).
+    pub fn set_ebpf(&mut self, kernel: &[(&str, u64)], marks: (u64, u64), arms: (u64, u64)) {
         let s = &self.series;
         for (name, v) in kernel {
             let v = *v as f64;
@@ -267,6 +267,13 @@ impl Metrics {
                 "flows_marked_done" => ("ekuwatch_ebpf_flows", "event", "marked_done"),
                 "flows_over_budget" => ("ekuwatch_ebpf_flows", "event", "over_budget"),
                 "map_insert_failed" => ("ekuwatch_ebpf_flows", "event", "map_full"),
+                "packets_summarised" => ("ekuwatch_ebpf_packets", "action", "summarised"),
+                "bytes_summarised" => ("ekuwatch_ebpf_bytes", "action", "summarised"),
+                "packets_skipped_body" => ("ekuwatch_ebpf_packets", "action", "skipped_body"),
+                "bytes_skipped_body" => ("ekuwatch_ebpf_bytes", "action", "skipped_body"),
+                "arms_applied" => ("ekuwatch_ebpf_flows", "event", "summary_started"),
+                "arms_refused" => ("ekuwatch_ebpf_flows", "event", "arm_refused"),
+                "summary_exits" => ("ekuwatch_ebpf_flows", "event", "summary_exit"),
                 "ring_full" => continue, // exported as capture drops (reason ring_buffer)
                 "not_parsed" => {
                     s.set("ekuwatch_ebpf_unparsed_packets", &[], v);
@@ -276,7 +283,13 @@ impl Metrics {
             };
             s.set(family, &[(label, value)], v);
         }
-        for (event, n) in [("mark_sent", marks.0), ("mark_failed", marks.1)] {
+        let sent = [
+            ("mark_sent", marks.0),
+            ("mark_failed", marks.1),
+            ("arm_sent", arms.0),
+            ("arm_failed", arms.1),
+        ];
+        for (event, n) in sent {
             s.set("ekuwatch_ebpf_flows", &[("event", event)], n as f64);
         }
     }

@@ -70,6 +70,20 @@ impl RecordReader {
         self.body.capacity()
     }
 
+    /// Bytes until the next record header, when this direction is in sync and between records or
+    /// skipping a body (not in a header, not reading a body): where the eBPF program may take over
+    /// following the headers.
+    pub fn next_header_in(&self) -> Option<u64> {
+        if self.lost || self.body_need > 0 {
+            return None;
+        }
+        match self.hdr_len {
+            0 => Some(0),
+            5 => Some(u64::from(self.skip)),
+            _ => None,
+        }
+    }
+
     /// Read the current record's body (`len` ≤ [`MAX_RECORD`], as the header said).
     pub fn read_body(&mut self, len: usize) {
         self.body_need = u16::try_from(len).unwrap_or(u16::MAX);
