@@ -82,7 +82,7 @@ pub const FLAG_EXP_0: u32 = 128;
 pub const FLAG_EXP_1: u32 = 256;
 
 /// Most record headers one summary carries (a packet with more goes up whole).
-pub const MAX_SUMMARY_RECORDS: usize = 8;
+pub const MAX_SUMMARY_RECORDS: usize = 32;
 
 /// `PacketMeta::kind` bits.
 pub mod kind {
@@ -141,8 +141,9 @@ pub struct RecordHeader {
     pub _pad: [u8; 3],
 }
 
-/// The record headers of one packet in summary mode (follows `PacketMeta` when its kind has
-/// `kind::SUMMARY`).
+/// The record headers of one packet in summary mode. On the wire (after `PacketMeta`, when its
+/// kind has `kind::SUMMARY`) only `count` records are sent, directly followed by the frame's
+/// headers (`PacketMeta::caplen` bytes).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Summary {
@@ -228,7 +229,10 @@ pub mod counter {
     /// Followed directions the kernel lost (out of order, split header, odd record, too many
     /// records in one packet, FIN/RST): their packets go up whole until user space arms again.
     pub const SUMMARY_EXITS: u32 = 22;
-    pub const COUNT: u32 = 23;
+    /// SYNs (and SYN-ACKs) of unknown connections, kept in the half-open map (and its refusals).
+    pub const HALF_OPEN_SEEN: u32 = 23;
+    pub const HALF_OPEN_INSERT_FAILED: u32 = 24;
+    pub const COUNT: u32 = 25;
     /// Names, in index order (metric label values).
     pub const NAMES: [&str; COUNT as usize] = [
         "packets_seen",
@@ -254,6 +258,8 @@ pub mod counter {
         "arms_applied",
         "arms_refused",
         "summary_exits",
+        "half_open_seen",
+        "half_open_insert_failed",
     ];
 }
 

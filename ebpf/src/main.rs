@@ -68,6 +68,10 @@ static FLOWS: LruHashMap<FlowKey, FlowState> = LruHashMap::with_max_entries(65_5
 /// into the flow's own state and deletes the entry.
 #[map]
 static DONE: LruHashMap<FlowKey, u32> = LruHashMap::with_max_entries(16_384, 0);
+/// Connections between their SYN and their first ACK or payload (see `observe`): kept apart so
+/// that half-open ones (a SYN flood) cannot evict established ones from `FLOWS`.
+#[map]
+static HALF_OPEN: LruHashMap<FlowKey, u32> = LruHashMap::with_max_entries(65_536, 0);
 /// Written by user space only: switch flows to summary mode (`ArmRequest`). The program applies
 /// or refuses the request at the flow's next packet and deletes it.
 #[map]
@@ -249,12 +253,37 @@ fn observe(ctx: &TcContext, egress: u32) {
     let state = match FLOWS.get_ptr_mut(key) {
         Some(s) => s,
         None => {
-            let new_flow = (syn && !rst && (dport_w || ack))
+            if syn && !rst && (dport_w || ack) {
+                // Half-open: the SYN (and SYN-ACK) go up — user space needs the initial sequence
+                // numbers — but the connection enters FLOWS only when it carries on (the
+                // handshake's ACK, or a payload). A SYN flood churns HALF_OPEN, never FLOWS.
+                if HALF_OPEN.insert(key, &1, 0).is_err() {
+                    count(counter::HALF_OPEN_INSERT_FAILED, 1);
+                } else {
+                    count(counter::HALF_OPEN_SEEN, 1);
+                }
+                let meta = PacketMeta {
+                    ktime_ns: now,
+                    len: ctx.len(),
+                    caplen: 0,
+                    egress,
+                    kind: 0,
+                    unsent: 0,
+                    in_order_to: 0,
+                };
+                send_meta(ctx, meta, u32::MAX, cfg.wake_bytes);
+                return;
+            }
+            let half_open = HALF_OPEN.get_ptr(key).is_some();
+            let new_flow = half_open
                 || (p.payload_len >= 4 && looks_like_smtp_or_tls(ctx, p.payload_off as usize));
             if !new_flow {
                 count(counter::PACKETS_UNTRACKED, 1);
                 count(counter::BYTES_UNTRACKED, len);
                 return;
+            }
+            if half_open {
+                let _ = HALF_OPEN.remove(key);
             }
             if FLOWS.insert(key, &ZERO, 0).is_err() {
                 count(counter::MAP_INSERT_FAILED, 1);
@@ -421,6 +450,11 @@ fn send_packet(
         in_order_to,
     };
     st.unsent[d] = 0;
+    send_meta(ctx, meta, cut, wake_bytes);
+}
+
+#[inline(always)]
+fn send_meta(ctx: &TcContext, meta: PacketMeta, cut: u32, wake_bytes: u64) {
     match output(ctx, meta, cut, wake_bytes) {
         Some(caplen) => {
             count(counter::PACKETS_FORWARDED, 1);
@@ -587,21 +621,24 @@ fn follow(
         unsent: st.unsent[d],
         in_order_to: p.seq,
     };
-    // SAFETY: `hl` ≤ the data array; the helper bounds-checks the packet side.
+    // The frame's headers go right after the `n` record headers (the sample is sent compact:
+    // metadata, count and payload length, `n` records, the frame's headers).
+    if n > MAX_SUMMARY_RECORDS {
+        return;
+    }
+    let rec = core::mem::size_of::<RecordHeader>();
+    // SAFETY: `n` ≤ MAX_SUMMARY_RECORDS, so the destination lies within `records` + `data`
+    // (repr(C), contiguous), whose room after record `n` is at least `data`'s, ≥ `hl`; the
+    // helper bounds-checks the packet side.
     let r = unsafe {
-        bpf_skb_load_bytes(
-            ctx.as_ptr() as *const _,
-            0,
-            sample.data.as_mut_ptr() as *mut _,
-            hl,
-        )
+        let dst = (sample.summary.records.as_mut_ptr() as *mut u8).add(n * rec);
+        bpf_skb_load_bytes(ctx.as_ptr() as *const _, 0, dst as *mut _, hl)
     };
     if r != 0 {
         return;
     }
-    let size = core::mem::size_of::<PacketMeta>() + core::mem::size_of::<Summary>() + hl as usize;
-    // SAFETY: `size` ≤ size_of::<SummarySample>(), all of it written above (unused record slots
-    // hold earlier bytes of this slot; user space reads `count` of them).
+    let size = core::mem::size_of::<PacketMeta>() + 8 + n * rec + hl as usize;
+    // SAFETY: `size` ≤ size_of::<SummarySample>(), all of it written above.
     let bytes = unsafe { core::slice::from_raw_parts(slot as *const u8, size) };
     let flags = if PACKETS.query(BPF_RB_AVAIL_DATA as u64) >= wake {
         BPF_RB_FORCE_WAKEUP

@@ -15,15 +15,18 @@ use crate::pipeline::{KernelHint, RecordHeaders};
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
 use aya::programs::{SchedClassifier, TcAttachType};
 use aya::{Ebpf, EbpfLoader};
-use ekuwatch_ebpf_common::{
-    counter, kind, Config, FlowKey, PacketMeta, RecordHeader, Summary, MAX_PORTS,
-};
+use ekuwatch_ebpf_common::{counter, kind, Config, FlowKey, PacketMeta, RecordHeader, MAX_PORTS};
 use std::net::IpAddr;
 use std::os::fd::AsFd;
 use std::time::Duration;
 
 /// The classifiers: ingress, egress.
 const PROGRAMS: [&str; 2] = ["ekuwatch_ingress", "ekuwatch_egress"];
+
+/// Connections the kernel tracks (`FLOWS`, LRU) and half-open ones (`HALF_OPEN`, LRU: SYN seen,
+/// no ACK or payload yet), as docs/ebpf.md says.
+pub const FLOWS_MAX: u32 = 65_536;
+pub const HALF_OPEN_MAX: u32 = 65_536;
 
 /// One end of a connection: address and port.
 pub type Endpoint = (IpAddr, u16);
@@ -148,7 +151,6 @@ fn flow_key_dir(a: Endpoint, b: Endpoint) -> usize {
 /// claims (counted by the caller).
 pub fn parse_sample(sample: &[u8]) -> Option<(PacketMeta, KernelHint, &[u8])> {
     const META: usize = std::mem::size_of::<PacketMeta>();
-    const SUMMARY: usize = std::mem::size_of::<Summary>();
     const RECORD: usize = std::mem::size_of::<RecordHeader>();
     let (h, rest) = sample.split_at_checked(META)?;
     // ktime_ns (8 bytes), then len, caplen, egress, kind, unsent, in_order_to (4 each)
@@ -170,17 +172,18 @@ pub fn parse_sample(sample: &[u8]) -> Option<(PacketMeta, KernelHint, &[u8])> {
         summary: None,
     };
     let rest = if meta.kind & kind::SUMMARY != 0 {
-        let (sum, rest) = rest.split_at_checked(SUMMARY)?;
-        // count, payload length (4 bytes each), then the records: offset (4), bytes (5), padding (3)
-        let (&count, sum) = sum.split_first_chunk::<4>()?;
-        let (&payload_len, records) = sum.split_first_chunk::<4>()?;
+        // count, payload length (4 bytes each), `count` records — offset (4), bytes (5),
+        // padding (3) — then the frame's headers
+        let (&count, rest) = rest.split_first_chunk::<4>()?;
+        let (&payload_len, rest) = rest.split_first_chunk::<4>()?;
         let count = u32::from_ne_bytes(count) as usize;
         if count == 0 || count > RecordHeaders::MAX {
             return None;
         }
+        let (records, rest) = rest.split_at_checked(count * RECORD)?;
         let mut headers = RecordHeaders::default();
         headers.payload_len = u32::from_ne_bytes(payload_len);
-        for r in records.chunks_exact(RECORD).take(count) {
+        for r in records.chunks_exact(RECORD) {
             let (&offset, r) = r.split_first_chunk::<4>()?;
             let &bytes = r.first_chunk::<5>()?;
             headers.push(u32::from_ne_bytes(offset), bytes);
@@ -205,6 +208,16 @@ impl EbpfCapture {
     /// Loads and configures the kernel program (through the verifier) without attaching it; the
     /// link layer is the interface's. Tests drive it with [`EbpfCapture::test_run`].
     pub fn load(opts: &EbpfOptions) -> Result<Self, EbpfError> {
+        Self::load_with_map_sizes(opts, FLOWS_MAX, HALF_OPEN_MAX)
+    }
+
+    /// [`EbpfCapture::load`] with other sizes for the connection maps (`FLOWS`, `HALF_OPEN`):
+    /// tests fill them on purpose.
+    pub fn load_with_map_sizes(
+        opts: &EbpfOptions,
+        flows: u32,
+        half_open: u32,
+    ) -> Result<Self, EbpfError> {
         if opts.ports.len() > MAX_PORTS {
             return Err(EbpfError::Ports(opts.ports.len()));
         }
@@ -220,6 +233,8 @@ impl EbpfCapture {
         let mut bpf = EbpfLoader::new()
             .map_max_entries("PACKETS", opts.ring_bytes)
             .map_max_entries("SCRATCH", cpus as u32)
+            .map_max_entries("FLOWS", flows)
+            .map_max_entries("HALF_OPEN", half_open)
             .load(OBJECT)
             .map_err(|e| EbpfError::Load(e.to_string()))?;
 
@@ -489,13 +504,22 @@ mod tests {
     }
 
     #[test]
+    fn summary_sizes_agree() {
+        assert_eq!(
+            ekuwatch_ebpf_common::MAX_SUMMARY_RECORDS,
+            RecordHeaders::MAX,
+            "the kernel's summaries and user space's RecordHeaders hold as many headers"
+        );
+    }
+
+    #[test]
     fn summaries_carry_their_record_headers() {
         let mut s = vec![0u8; 32];
         s[12..16].copy_from_slice(&4u32.to_ne_bytes()); // caplen: 4 header bytes
         s[20..24].copy_from_slice(&(kind::SUMMARY | kind::IN_ORDER).to_ne_bytes());
         s[24..28].copy_from_slice(&3u32.to_ne_bytes()); // 3 packets not sent before it
         s[28..32].copy_from_slice(&77u32.to_ne_bytes()); // in order up to 77
-        let mut sum = vec![0u8; std::mem::size_of::<Summary>()];
+        let mut sum = vec![0u8; 8 + 2 * 12];
         sum[0..4].copy_from_slice(&2u32.to_ne_bytes());
         sum[4..8].copy_from_slice(&1500u32.to_ne_bytes());
         sum[8..12].copy_from_slice(&100u32.to_ne_bytes());
@@ -514,7 +538,7 @@ mod tests {
         assert_eq!(h, [(100, [23, 3, 3, 0x40, 0x11]), (7, [21, 3, 3, 0, 19])]);
         // A count the kernel never writes is refused, not trusted.
         let n = s.len();
-        s[32..36].copy_from_slice(&9u32.to_ne_bytes());
+        s[32..36].copy_from_slice(&(RecordHeaders::MAX as u32 + 1).to_ne_bytes());
         assert!(parse_sample(&s).is_none());
         assert!(parse_sample(&s[..n - 5]).is_none());
     }

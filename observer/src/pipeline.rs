@@ -43,7 +43,7 @@ pub struct KernelHint {
 /// Record headers of a summarised packet: (offset in its payload, the 5 header bytes).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RecordHeaders {
-    headers: [(u32, [u8; 5]); 8],
+    headers: [(u32, [u8; 5]); RecordHeaders::MAX],
     count: u8,
     /// The summarised packet's payload length.
     pub payload_len: u32,
@@ -51,7 +51,7 @@ pub struct RecordHeaders {
 
 impl RecordHeaders {
     /// Most headers one summary carries.
-    pub const MAX: usize = 8;
+    pub const MAX: usize = 32;
 
     /// Adds a header; false when full.
     pub fn push(&mut self, offset: u32, bytes: [u8; 5]) -> bool {

@@ -387,6 +387,91 @@ fn resegment(fr: &[Packet], mss: usize) -> Vec<Packet> {
     out
 }
 
+/// A 1 MB message over TLS 1.3 (real Postfix, cut into Ethernet-sized segments), frame by frame
+/// and without user-space lag: after the handshake the body goes up as record summaries — what
+/// reaches user space is a small fraction of the bytes, and the event is the file's.
+#[test]
+fn large_body_goes_up_as_summaries() {
+    let cfg = FlowConfig {
+        smtp_ports: vec![25, 2531],
+        ..FlowConfig::default()
+    };
+    let fr = resegment(
+        &frames(&captures().join("pf-mail-1mb-tls13-py-both.pcap")),
+        1448,
+    );
+    let Some(mut cap) = load(&[2531], 64 * 1024) else {
+        return;
+    };
+    let r = replay(&mut cap, &fr, cfg.clone(), true, true);
+    assert_eq!(r.events, direct_frames(&fr, cfg));
+    let wire: usize = fr.iter().map(|f| f.data.len()).sum();
+    let c = cap.counters();
+    let up = c.get("bytes_forwarded") as usize;
+    eprintln!(
+        "{} frames, {wire} bytes: {} whole packets, {} summaries, {} not sent; {up} bytes to user \
+         space ({:.2} %)",
+        fr.len(),
+        r.forwarded.len(),
+        r.summaries.len(),
+        c.get("packets_skipped_body"),
+        100.0 * up as f64 / wire as f64
+    );
+    assert!(up * 100 < wire * 3, "{up} of {wire} bytes went up");
+}
+
+/// A SYN flood on the watched port while a real session runs, with the flow map far smaller than
+/// the flood: the half-open connections churn their own map and never evict the real one from
+/// `FLOWS`, whose event is the file's; the flood is counted.
+#[test]
+fn syn_flood_does_not_evict_real_flows() {
+    let cfg = FlowConfig {
+        smtp_ports: vec![25, 2531],
+        ..FlowConfig::default()
+    };
+    let real = frames(&captures().join("pf-mail-delivered-tls13-py-both.pcap"));
+    let mut fr = Vec::new();
+    for (i, f) in real.iter().enumerate() {
+        fr.push(f.clone());
+        // 200 spoofed SYNs to the server's port after every frame of the session.
+        for k in 0..200u16 {
+            let mut syn = ipv4_tcp(1024 + k + (i as u16 % 7) * 200, 2531, 0x02, b"");
+            syn[26..30].copy_from_slice(&[198, 51, (i % 250) as u8, k as u8]);
+            fr.push(Packet {
+                ts_ns: f.ts_ns,
+                linktype: f.linktype,
+                orig_len: syn.len() as u32,
+                data: syn,
+            });
+        }
+    }
+    if !is_root() {
+        return skip_or_fail("needs root (eBPF)");
+    }
+    let opts = EbpfOptions {
+        interface: "lo".into(),
+        ports: vec![2531],
+        budget: 64 * 1024,
+        ring_bytes: 1 << 24,
+    };
+    // FLOWS holds 64 connections, HALF_OPEN 1024: the flood is 30 times the flow map.
+    let mut cap = match EbpfCapture::load_with_map_sizes(&opts, 64, 1024) {
+        Ok(c) => c,
+        Err(e) => return skip_or_fail(&format!("eBPF unavailable: {e}")),
+    };
+    let r = replay(&mut cap, &fr, cfg.clone(), true, true);
+    let want = direct_frames(&real, cfg);
+    let got: Vec<_> = r
+        .events
+        .into_iter()
+        .filter(|e| e["server"]["port"] == 2531 && e["tls"].is_object())
+        .collect();
+    assert_eq!(got, want);
+    let c = cap.counters();
+    assert!(c.get("half_open_seen") >= 200 * real.len() as u64, "{c:?}");
+    assert_eq!(c.get("flows_tracked"), 1, "{c:?}");
+}
+
 /// Every `n`th data frame sent twice (the copy right after the next frame).
 fn retransmit(fr: &[Packet], n: usize) -> Vec<Packet> {
     let mut out = Vec::new();
@@ -496,7 +581,7 @@ fn odd_frames_are_counted_not_forwarded() {
         .unwrap();
     cap.test_run(&ipv4_tcp(25, 40002, 0x18, b"220 mx ESMTP\r\n"), false)
         .unwrap();
-    // VLAN-tagged (802.1Q left in the frame) and IPv6 SYNs: tracked.
+    // VLAN-tagged (802.1Q left in the frame) and IPv6 SYNs: half-open (sent up, not in FLOWS).
     let mut vlan = syn.clone();
     vlan.splice(12..12, [0x81, 0x00, 0x00, 0x07]);
     cap.test_run(&vlan, true).unwrap();
@@ -512,7 +597,8 @@ fn odd_frames_are_counted_not_forwarded() {
     let c = cap.counters();
     assert_eq!(c.get("packets_seen"), 4, "{c:?}");
     assert_eq!(c.get("packets_untracked"), 1);
-    assert_eq!(c.get("flows_tracked"), 3);
+    assert_eq!(c.get("flows_tracked"), 1, "the banner's connection");
+    assert_eq!(c.get("half_open_seen"), 2, "the VLAN and IPv6 SYNs");
     let mut got = Vec::new();
     cap.poll(Duration::ZERO, &mut got).unwrap();
     assert_eq!(got.len(), 3);
@@ -723,6 +809,9 @@ fn same_events_as_libpcap_with_real_postfix() {
         .iter()
         .map(|e| e["payload_bytes"][0].as_u64().unwrap() + e["payload_bytes"][1].as_u64().unwrap())
         .sum();
+    for l in metrics.lines().filter(|l| l.starts_with("ekuwatch_ebpf_")) {
+        eprintln!("  {l}");
+    }
     eprintln!(
         "{sessions} sessions, {body_bytes} body bytes, {wire} payload bytes on the wire: eBPF \
          forwarded {forwarded} bytes ({:.1} %), {summarised} packets as summaries, {body_only} \
@@ -746,10 +835,12 @@ fn same_events_as_libpcap_with_real_postfix() {
     assert!(big >= 2, "the test sends messages larger than the budget");
     assert_eq!(over, 0.0, "{metrics}");
     assert!(summarised > 0.0 && body_only > 0.0, "{metrics}");
-    // Without summaries every byte up to the budget went up (40 % of these bytes); with them,
-    // the handshakes, the dialogue and one summary per record.
+    // Without summaries every byte up to the budget went up (58 % of these bytes); with them,
+    // the handshakes, the dialogue, the 60 KB plaintext message and one summary per record —
+    // 13-27 % here, more when the machine is loaded (summaries start a user-space round trip
+    // after both sides encrypt). The lag-free figure is `large_body_goes_up_as_summaries`'.
     assert!(
-        forwarded < 0.25 * wire as f64,
+        forwarded < 0.45 * wire as f64,
         "forwarded {forwarded} of {wire} bytes"
     );
 }

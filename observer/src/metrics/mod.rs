@@ -274,6 +274,8 @@ impl Metrics {
                 "arms_applied" => ("ekuwatch_ebpf_flows", "event", "summary_started"),
                 "arms_refused" => ("ekuwatch_ebpf_flows", "event", "arm_refused"),
                 "summary_exits" => ("ekuwatch_ebpf_flows", "event", "summary_exit"),
+                "half_open_seen" => ("ekuwatch_ebpf_flows", "event", "half_open"),
+                "half_open_insert_failed" => ("ekuwatch_ebpf_flows", "event", "half_open_map_full"),
                 "ring_full" => continue, // exported as capture drops (reason ring_buffer)
                 "not_parsed" => {
                     s.set("ekuwatch_ebpf_unparsed_packets", &[], v);
