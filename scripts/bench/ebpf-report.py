@@ -49,6 +49,9 @@ for rate in rates:
         src = f'{{source="{backend}"}}'
         pk = metric(tag, "ekuwatch_capture_packets_total" + src) or 0
         by_ = metric(tag, "ekuwatch_capture_bytes_total" + src) or 0
+        if backend == "ebpf":
+            # everything the ring carried: whole packets, and summaries with their metadata
+            by_ = metric(tag, 'ekuwatch_ebpf_bytes_total{action="forwarded"}') or by_
         if backend == "pcap":
             drops = (metric(tag, 'ekuwatch_capture_dropped_packets_total{reason="kernel",source="pcap"}') or 0) + (
                 metric(tag, 'ekuwatch_capture_dropped_packets_total{reason="interface",source="pcap"}') or 0)

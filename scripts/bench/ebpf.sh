@@ -13,7 +13,8 @@
 # (bpf_stats), the machine's busy CPU above the baseline, drops, and whether the two backends'
 # events are identical (timestamps aside).
 #
-# Environment: BENCH_DIR (default /tmp/ekuwatch-bench), MAIL_MB (default 250), INTERVALS (session
+# Environment: BENCH_DIR (default /tmp/ekuwatch-bench), MAIL_MB (default 250), BODY_KB (message
+# body sizes, default "20-200"; "1024-10240" for 1-10 MB), INTERVALS (session
 # spacing in seconds, default "0.02 0.005 0.002 0.001 0.0005"; "top" adds a --topspeed run of the
 # last), CARGO_TARGET_DIR (default /tmp/bench-target), EKUWATCH (a pre-built binary built with
 # --features ebpf).
@@ -22,6 +23,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 BENCH_DIR="${BENCH_DIR:-/tmp/ekuwatch-bench}"
 MAIL_MB="${MAIL_MB:-250}"
+BODY_KB="${BODY_KB:-20-200}"
 INTERVALS="${INTERVALS:-0.02 0.005 0.002 0.001 0.0005 top}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/tmp/bench-target}"
 mkdir -p "$BENCH_DIR"
@@ -58,9 +60,9 @@ port=19980
 for rate in $INTERVALS; do
   if [ "$rate" = top ]; then speed=(--topspeed); else
     speed=()
-    pcap="$BENCH_DIR/mail-$MAIL_MB-i$rate.pcap"
+    pcap="$BENCH_DIR/mail-$MAIL_MB-b$BODY_KB-i$rate.pcap"
     [ -s "$pcap" ] || python3 "$here/make-mail-pcap.py" --target-mb "$MAIL_MB" --interval "$rate" \
-      --out "$pcap" --seed 1 >/dev/null
+      --body-kb "$BODY_KB" --out "$pcap" --seed 1 >/dev/null
   fi
   for backend in none pcap ebpf; do
     port=$((port + 1))

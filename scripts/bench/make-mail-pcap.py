@@ -8,7 +8,7 @@ OpenSSL s_client / gnutls-cli / swaks on loopback), replayed with:
     server IP from 192.0.2.0/24 / 198.51.100.0/24 / 203.0.113.0/24, server port 25;
   * timestamps shifted forward (sessions start every --interval seconds and overlap,
     so the reader sees many concurrent flows, like a busy MX);
-  * (unless --handshake-only) a message body of 20-200 KB (uniform per session): after the
+  * (unless --handshake-only) a message body of 20-200 KB (--body-kb; uniform per session): after the
     TLS handshake and the first request/reply inside TLS (EHLO), before the client's next packet, extra client->server
     TLS application-data records (type 23, version 0x0303, random bytes, <= 16 KiB per record)
     are inserted, split into <= 1448-byte TCP segments, with a server ACK every 2 segments.
@@ -275,6 +275,10 @@ ETH_C2S = SRV_MAC + CLI_MAC + b"\x08\x00"
 ETH_S2C = CLI_MAC + SRV_MAC + b"\x08\x00"
 
 
+# Message body sizes, KB (uniform per session): --body-kb
+BODY_KB = (20, 200)
+
+
 def make_body_records(rng, size):
     out = bytearray()
     while len(out) < size:
@@ -296,7 +300,7 @@ def synth_session(t, n, start_ts, rng, handshake_only):
     ipid_c = rng.getrandbits(16)
     ipid_s = rng.getrandbits(16)
 
-    size = rng.randint(20 * 1024, 200 * 1024)
+    size = rng.randint(BODY_KB[0] * 1024, BODY_KB[1] * 1024)
     body = b"" if handshake_only or not t.body_ok else make_body_records(rng, size)
     B = len(body)
     S_abs = (t.isn_c + 1 + t.ins_rel) & 0xFFFFFFFF  # original absolute client seq at insertion
@@ -370,7 +374,12 @@ def main():
                     help="directory of template captures (default: repo captures/)")
     ap.add_argument("--interval", type=float, default=0.02,
                     help="seconds between session starts (sessions overlap), default 0.02")
+    ap.add_argument("--body-kb", default="20-200",
+                    help="message body size range in KB, uniform per session (default 20-200)")
     args = ap.parse_args()
+    global BODY_KB
+    lo, hi = (int(x) for x in args.body_kb.split("-"))
+    BODY_KB = (lo, hi)
     target = int((args.target_mb if args.target_mb is not None
                   else (50 if args.handshake_only else 250)) * 1_000_000)
 
