@@ -503,6 +503,20 @@ mod tests {
         assert_eq!((k.port_a, k.port_b), (40000, 25));
     }
 
+    proptest::proptest! {
+        /// Ring samples are parsed without trusting them: any bytes give a sample or None, and
+        /// a summary never claims more headers than it holds.
+        #[test]
+        fn any_sample_bytes_are_safe(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
+            if let Some((meta, hint, data)) = parse_sample(&bytes) {
+                proptest::prop_assert_eq!(data.len(), meta.caplen as usize);
+                if let Some(h) = hint.summary {
+                    proptest::prop_assert!(h.iter().count() <= RecordHeaders::MAX);
+                }
+            }
+        }
+    }
+
     #[test]
     fn summary_sizes_agree() {
         assert_eq!(
