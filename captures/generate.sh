@@ -553,6 +553,9 @@ srv_client_args() {
     nss) local nick=(); [[ $cert != nocert ]] && nick=(-n client)
       CL=(bash -c '"$@"' _ nss_pipe "$port" timeout 30 tstclnt -h 127.0.0.1 -p 2610 -a mx.lab.test \
         -d "sql:$PEERS_DIR/nssdb-$cert" "${nick[@]}" -V "tls$ver:tls$ver") ;;
+    boring|s2n) peer_cert_args "$cert"
+      CL=(env NAME="$name" timeout 30 "$PEERS_CARGO_TARGET/release/$kind-peer" client --bind "$CLI" --host "$SRV" --port "$port" \
+        --tls "$ver" "${PCA[@]}" --keylog "$here/$name.keylog") ;;
   esac
 }
 # go_srv NAME ask|require VERSION CERT [CLIENT=openssl]: go-peer server on 2603 (VerifyClientCertIfGiven /
@@ -646,6 +649,74 @@ for st in java nss; do
   go_srv "go-require-tls13-$st-serveronly" require 1.3 serveronly "$st"
   go_srv "go-require-tls13-$st-nocert"     require 1.3 nocert     "$st"
 done
+
+# ---- BoringSSL and s2n-tls (issue 15): Rust peers tests/helpers/{boring,s2n}-peer (standalone crates, not in the
+# workspace, each with its Cargo.lock): the `boring` crate builds BoringSSL with cmake (needs cmake, clang/libclang,
+# go: apt-get install cmake clang libclang-dev golang-go), `s2n-tls` builds s2n-tls on aws-lc (aws-lc-rs: cmake).
+# Built once into $PEERS_CARGO_TARGET; a first build takes minutes on 2 cores. Same CLI as go-peer: client (key log
+# from the client) and server (boring-peer on 2607, s2n-peer on 2608; its key log in $W/logs/NAME.server.keylog).
+PEERS_CARGO_TARGET=${EKUWATCH_PEERS_CARGO_TARGET:-$PEERS_DIR/cargo-target}
+declare -A RP_STATE
+rust_peer_ready() {  # rust_peer_ready boring|s2n
+  local st=$1 bin="$PEERS_CARGO_TARGET/release/$1-peer"
+  [[ ${RP_STATE[$st]:-} == ok ]] && return 0; [[ ${RP_STATE[$st]:-} == skip ]] && return 1
+  if command -v cargo >/dev/null; then
+    echo "building $st-peer (cargo build --release --locked, target dir $PEERS_CARGO_TARGET)" >&2
+    ( cd "$here/../tests/helpers/$st-peer" && CARGO_TARGET_DIR="$PEERS_CARGO_TARGET" cargo build --release --locked ) >&2 \
+      || echo "WARNING: cargo build of $st-peer failed (cmake, clang, go installed?)" >&2
+  fi
+  if [[ -x $bin ]]; then RP_STATE[$st]=ok; return 0; fi
+  echo "SKIPPING $st scenarios: $bin missing" >&2
+  RP_STATE[$st]=skip; return 1
+}
+# rp_client KIND NAME PORT VERSION CERT   (boring-peer / s2n-peer client -> Postfix, key log from the client)
+rp_client() {
+  local kind=$1 name=$2 port=$3 ver=$4 cert=$5
+  wanted "$name" || return 0; rust_peer_ready "$kind" || return 0
+  srv_client_args "$kind" "$port" "$ver" "$cert" "$name"
+  run "$name" "$port" keylog "${CL[@]}"
+}
+# rp_srv KIND NAME none|ask|require VERSION CERT [CLIENT=openssl] [SERVER-FLAGS...]: boring-peer (2607) / s2n-peer
+# (2608) server: client certificate verified against the Lab Root CA for client use (clientAuth EKU)
+rp_srv() {
+  local kind=$1 name=$2 mode=$3 ver=$4 cert=$5 ckind=${6:-openssl}; shift 5; [[ $# -gt 0 ]] && shift
+  wanted "$name" || return 0; rust_peer_ready "$kind" || return 0
+  [[ $ckind == boring || $ckind == s2n ]] && { rust_peer_ready "$ckind" || return 0; }
+  local port=2607; [[ $kind == s2n ]] && port=2608
+  srv_client_args "$ckind" "$port" "$ver" "$cert" "$name"
+  rm -f "$W/logs/$name.server.keylog"
+  peer_srv "$name" "$port" timeout 30 "$PEERS_CARGO_TARGET/release/$kind-peer" server --host "$SRV" --port "$port" \
+      --tls "$ver" --client-auth "$mode" --keylog "$W/logs/$name.server.keylog" "$@" -- "${CL[@]}"
+}
+for st in boring s2n; do
+  # clients -> Postfix (2525 no request, 2526 ask_ccert, 2527 req_ccert, 2530 P-384 only: HelloRetryRequest)
+  rp_client "$st" "pf-noask-tls13-$st-nocert" 2525 1.3 nocert
+  for v in nocert serveronly both; do
+    rp_client "$st" "pf-askccert-tls13-$st-$v" 2526 1.3 "$v"
+    rp_client "$st" "pf-reqccert-tls13-$st-$v" 2527 1.3 "$v"
+  done
+  rp_client "$st" "pf-reqccert-tls13-$st-untrusted" 2527 1.3 untrusted   # unknown CA: 421 after the handshake
+  rp_client "$st" "pf-hrr-tls13-$st-both"           2530 1.3 both
+  rp_client "$st" "pf-askccert-tls12-$st-both"       2526 1.2 both
+  rp_client "$st" "pf-reqccert-tls12-$st-serveronly" 2527 1.2 serveronly
+  # servers <- openssl s_client -starttls smtp (client key log)
+  rp_srv "$st" "$st-noask-tls13-openssl-nocert"         none    1.3 nocert
+  rp_srv "$st" "$st-ask-tls13-openssl-nocert"           ask     1.3 nocert
+  rp_srv "$st" "$st-ask-tls13-openssl-serveronly"       ask     1.3 serveronly   # EKU: refused although optional
+  rp_srv "$st" "$st-require-tls13-openssl-both"         require 1.3 both
+  rp_srv "$st" "$st-require-tls13-openssl-serveronly"   require 1.3 serveronly   # EKU: refused
+  rp_srv "$st" "$st-require-tls13-openssl-nocert"       require 1.3 nocert       # certificate missing
+  rp_srv "$st" "$st-require-tls13-openssl-untrusted"    require 1.3 untrusted    # unknown CA
+  rp_srv "$st" "$st-require-tls12-openssl-both"         require 1.2 both
+  rp_srv "$st" "$st-require-tls12-openssl-serveronly"   require 1.2 serveronly
+  # each against itself
+  rp_srv "$st" "$st-noask-tls13-$st-nocert"             none    1.3 nocert     "$st"
+  rp_srv "$st" "$st-ask-tls13-$st-nocert"               ask     1.3 nocert     "$st"
+  rp_srv "$st" "$st-require-tls13-$st-both"             require 1.3 both       "$st"
+  rp_srv "$st" "$st-require-tls13-$st-serveronly"       require 1.3 serveronly "$st"
+done
+# BoringSSL server with P-384 only: s_client key-shares X25519 first -> HelloRetryRequest
+rp_srv boring boring-require-tls13-openssl-both-hrr require 1.3 both openssl --groups P-384
 
 # ---------------------------------------------------------------- mail transactions after STARTTLS
 # (pf-mail-*: Postfix services 2531-2534; exim-mail-*: Exim 4.96 on 2540/2541). Client: captures/smtp-client.py

@@ -21,6 +21,8 @@ fn stack_of(name: &str) -> String {
         Some("go") => "go-server",
         Some("java") => "java-server",
         Some("nss") => "nss-server",
+        Some("boring") => "boring-server",
+        Some("s2n") => "s2n-server",
         _ => return "other".into(),
     };
     let client = parts
@@ -263,7 +265,10 @@ fn peer_servers_refuse_inside_the_handshake() {
     let mut failures = Vec::new();
     for f in pcaps_in(&captures()) {
         let name = f.file_stem().unwrap().to_string_lossy().to_string();
-        if !(name.starts_with("go-") || name.starts_with("java-")) {
+        if !["go-", "java-", "boring-", "s2n-"]
+            .iter()
+            .any(|p| name.starts_with(p))
+        {
             continue;
         }
         let log = std::fs::read_to_string(captures().join(format!("logs/{name}.server.log")))
