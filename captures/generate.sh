@@ -289,24 +289,35 @@ ossl_args() {
 LINE_CLIENT='{ sleep 1; printf "hello from %s\n" "$0"; sleep 1; } | timeout 20 openssl s_client "$@"'
 # ossl_srv NAME VERSION CERT : openssl s_server on 2600, client cert required (-Verify 1), purpose
 # sslclient (clientAuth EKU required; also OpenSSL's default for a server), -verify_return_error, -rev echo
+# [KIND=boring|s2n]: that peer is the client instead (--implicit: one line, then close; its key log)
 ossl_srv() {
-  local name=$1 ver=$2 cert=$3
+  local name=$1 ver=$2 cert=$3 kind=${4:-openssl}
   wanted "$name" || return 0
-  ossl_args 2600 "$ver" "$cert" "$name"
+  line_client 2600 "$ver" "$cert" "$name" "$kind" || return 0
   tls_srv "$name" 2600 timeout 30 openssl s_server -accept "$SRV:2600" -naccept 1 -rev \
       -cert server.cert.pem -cert_chain inter.cert.pem -key server.key.pem \
-      -Verify 1 -verify_return_error -CAfile root.cert.pem -purpose sslclient -- \
-    bash -c "$LINE_CLIENT" "$name" "${CL[@]}"
+      -Verify 1 -verify_return_error -CAfile root.cert.pem -purpose sslclient -- "${LC[@]}"
+}
+# line_client PORT VERSION CERT NAME KIND: the client command (LC) for an implicit-TLS line server
+line_client() {
+  local port=$1 ver=$2 cert=$3 name=$4 kind=$5
+  if [[ $kind == openssl ]]; then
+    ossl_args "$port" "$ver" "$cert" "$name"
+    LC=(bash -c "$LINE_CLIENT" "$name" "${CL[@]}")
+  else
+    rust_peer_ready "$kind" || return 1
+    srv_client_args "$kind" "$port" "$ver" "$cert" "$name"
+    LC=("${CL[@]}" --implicit)
+  fi
 }
 # gnutls_srv NAME VERSION CERT : gnutls-serv on 2601, --require-client-cert --verify-client-cert, echo mode
 gnutls_srv() {
-  local name=$1 ver=$2 cert=$3
+  local name=$1 ver=$2 cert=$3 kind=${4:-openssl}
   wanted "$name" || return 0
-  ossl_args 2601 "$ver" "$cert" "$name"
+  line_client 2601 "$ver" "$cert" "$name" "$kind" || return 0
   tls_srv "$name" 2601 timeout 30 gnutls-serv -p 2601 --echo \
       --x509certfile server.chain.pem --x509keyfile server.key.pem --x509cafile root.cert.pem \
-      --require-client-cert --verify-client-cert -- \
-    bash -c "$LINE_CLIENT" "$name" "${CL[@]}"
+      --require-client-cert --verify-client-cert -- "${LC[@]}"
   # gnutls-serv prints whole certificates: keep its verdict and the key facts only
   [[ -f $here/logs/$name.server.log ]] && { grep -E '^(\* Accepted|- Status|- Description|- Got a certificate list|- Certificate\[|[[:space:]]+(Subject|Issuer):|[[:space:]]+Key Purpose|[[:space:]]+TLS WWW|- Version|- Client Signature|Error|\*\*\*|received cmd)' \
     "$W/logs/$name.server" | sed -E 's/ port [0-9]+ on .*//' > "$here/logs/$name.server.log" || true; }
@@ -714,6 +725,11 @@ for st in boring s2n; do
   rp_srv "$st" "$st-ask-tls13-$st-nocert"               ask     1.3 nocert     "$st"
   rp_srv "$st" "$st-require-tls13-$st-both"             require 1.3 both       "$st"
   rp_srv "$st" "$st-require-tls13-$st-serveronly"       require 1.3 serveronly "$st"
+  # clients -> openssl s_server (2600) and gnutls-serv (2601), implicit TLS, client certificate required
+  for v in both serveronly nocert; do
+    ossl_srv   "ossl-verify-tls13-$st-$v"   1.3 "$v" "$st"
+    gnutls_srv "gnutls-verify-tls13-$st-$v" 1.3 "$v" "$st"
+  done
 done
 # BoringSSL server with P-384 only: s_client key-shares X25519 first -> HelloRetryRequest
 rp_srv boring boring-require-tls13-openssl-both-hrr require 1.3 both openssl --groups P-384

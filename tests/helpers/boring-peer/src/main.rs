@@ -37,6 +37,7 @@ type Res<T> = Result<T, Box<dyn std::error::Error>>;
 const USAGE: &str = "usage: boring-peer client|server --port N [--host 127.0.0.1] [--bind 127.0.0.2]
   [--tls 1.2|1.3|any] [--ca root.cert.pem] [--sni mx.lab.test] [--cert chain.pem --key key.pem]
   [--keylog PATH] [--groups LIST (e.g. P-384, X25519:P-256)]
+  client: [--implicit] (TLS from the start, no SMTP: one line written, one read, then close)
   server: [--client-auth none|ask|require] (cert/key default server.chain.pem / server.key.pem)";
 
 struct Opts {
@@ -53,6 +54,8 @@ struct Opts {
     groups: Option<String>,
     client_auth: String,
     name: String,
+    /// Client: implicit TLS, no SMTP (openssl s_server / gnutls-serv): one line, then close.
+    implicit: bool,
 }
 
 fn parse_args() -> Res<Opts> {
@@ -75,6 +78,7 @@ fn parse_args() -> Res<Opts> {
         groups: None,
         client_auth: "none".into(),
         name: std::env::var("NAME").unwrap_or_else(|_| "boring-peer".into()),
+        implicit: false,
     };
     while let Some(k) = a.next() {
         let mut v = || a.next().ok_or_else(|| format!("{k} needs a value"));
@@ -91,6 +95,7 @@ fn parse_args() -> Res<Opts> {
             "--groups" => o.groups = Some(v()?),
             "--client-auth" => o.client_auth = v()?,
             "--name" => o.name = v()?,
+            "--implicit" => o.implicit = true,
             _ => return Err(format!("unknown argument {k}\n{USAGE}").into()),
         }
     }
@@ -237,15 +242,17 @@ fn client(o: &Opts) -> Res<()> {
         None => TcpStream::connect_timeout(&addr, Duration::from_secs(10))?,
     };
     tcp.set_read_timeout(Some(Duration::from_secs(20)))?;
-    let mut t = &tcp;
-    expect(&mut t, 220)?;
-    send(&mut t, "EHLO out.lab.test\r\n")?;
-    let ehlo = expect(&mut t, 250)?;
-    if !ehlo.to_ascii_uppercase().contains("STARTTLS") {
-        return Err("server does not offer STARTTLS".into());
+    if !o.implicit {
+        let mut t = &tcp;
+        expect(&mut t, 220)?;
+        send(&mut t, "EHLO out.lab.test\r\n")?;
+        let ehlo = expect(&mut t, 250)?;
+        if !ehlo.to_ascii_uppercase().contains("STARTTLS") {
+            return Err("server does not offer STARTTLS".into());
+        }
+        send(&mut t, "STARTTLS\r\n")?;
+        expect(&mut t, 220)?;
     }
-    send(&mut t, "STARTTLS\r\n")?;
-    expect(&mut t, 220)?;
 
     let mut ssl = Ssl::new(&ctx)?;
     ssl.set_hostname(&o.sni)?;
@@ -254,6 +261,17 @@ fn client(o: &Opts) -> Res<()> {
         .connect(tcp)
         .map_err(|e| format!("TLS handshake: {e}"))?;
     eprintln!("TLS established: {}", describe(&tls));
+    if o.implicit {
+        // a server that refused our certificate after its Finished answers with an alert: the
+        // read fails
+        send(&mut tls, &format!("hello from {}\n", o.name))?;
+        let line = read_line(&mut tls)?.ok_or("closed without an answer")?;
+        eprint!("S: {line}");
+        let _ = tls.shutdown();
+        let mut rest = Vec::new();
+        let _ = tls.read_to_end(&mut rest);
+        return Ok(());
+    }
     let body = format!(
         "Subject: ekuwatch test {n}\r\n\r\nhello from {n}\r\n.\r\n",
         n = o.name

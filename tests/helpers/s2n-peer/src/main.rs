@@ -38,6 +38,7 @@ type Res<T> = Result<T, Box<dyn std::error::Error>>;
 const USAGE: &str = "usage: s2n-peer client|server --port N [--host 127.0.0.1] [--bind 127.0.0.2]
   [--tls 1.2|1.3|any] [--ca root.cert.pem] [--sni mx.lab.test] [--cert chain.pem --key key.pem]
   [--keylog PATH]
+  client: [--implicit] (TLS from the start, no SMTP: one line written, one read, then close)
   server: [--client-auth none|ask|require] (cert/key default server.chain.pem / server.key.pem)";
 
 struct Opts {
@@ -53,6 +54,8 @@ struct Opts {
     keylog: Option<String>,
     client_auth: String,
     name: String,
+    /// Client: implicit TLS, no SMTP (openssl s_server / gnutls-serv): one line, then close.
+    implicit: bool,
 }
 
 fn parse_args() -> Res<Opts> {
@@ -74,6 +77,7 @@ fn parse_args() -> Res<Opts> {
         keylog: None,
         client_auth: "none".into(),
         name: std::env::var("NAME").unwrap_or_else(|_| "s2n-peer".into()),
+        implicit: false,
     };
     while let Some(k) = a.next() {
         let mut v = || a.next().ok_or_else(|| format!("{k} needs a value"));
@@ -89,6 +93,7 @@ fn parse_args() -> Res<Opts> {
             "--keylog" => o.keylog = Some(v()?),
             "--client-auth" => o.client_auth = v()?,
             "--name" => o.name = v()?,
+            "--implicit" => o.implicit = true,
             _ => return Err(format!("unknown argument {k}\n{USAGE}").into()),
         }
     }
@@ -363,19 +368,32 @@ fn client(o: &Opts) -> Res<()> {
         None => TcpStream::connect_timeout(&addr, Duration::from_secs(10))?,
     };
     tcp.set_read_timeout(Some(Duration::from_secs(20)))?;
-    let mut t = &tcp;
-    expect(&mut t, 220)?;
-    send(&mut t, "EHLO out.lab.test\r\n")?;
-    let ehlo = expect(&mut t, 250)?;
-    if !ehlo.to_ascii_uppercase().contains("STARTTLS") {
-        return Err("server does not offer STARTTLS".into());
+    if !o.implicit {
+        let mut t = &tcp;
+        expect(&mut t, 220)?;
+        send(&mut t, "EHLO out.lab.test\r\n")?;
+        let ehlo = expect(&mut t, 250)?;
+        if !ehlo.to_ascii_uppercase().contains("STARTTLS") {
+            return Err("server does not offer STARTTLS".into());
+        }
+        send(&mut t, "STARTTLS\r\n")?;
+        expect(&mut t, 220)?;
     }
-    send(&mut t, "STARTTLS\r\n")?;
-    expect(&mut t, 220)?;
 
     let mut tls = Tls::new(o, cfg, tcp)?;
     tls.handshake().map_err(|e| format!("TLS handshake: {e}"))?;
     eprintln!("TLS established: {}", tls.describe());
+    if o.implicit {
+        // a server that refused our certificate after its Finished answers with an alert: the
+        // read fails
+        send(&mut tls, &format!("hello from {}\n", o.name))?;
+        let line = read_line(&mut tls)?.ok_or("closed without an answer")?;
+        eprint!("S: {line}");
+        let _ = tls.shutdown();
+        let mut rest = Vec::new();
+        let _ = tls.read_to_end(&mut rest);
+        return Ok(());
+    }
     let body = format!(
         "Subject: ekuwatch test {n}\r\n\r\nhello from {n}\r\n.\r\n",
         n = o.name
