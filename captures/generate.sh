@@ -564,6 +564,8 @@ srv_client_args() {
     nss) local nick=(); [[ $cert != nocert ]] && nick=(-n client)
       CL=(bash -c '"$@"' _ nss_pipe "$port" timeout 30 tstclnt -h 127.0.0.1 -p 2610 -a mx.lab.test \
         -d "sql:$PEERS_DIR/nssdb-$cert" "${nick[@]}" -V "tls$ver:tls$ver") ;;
+    wolfssl) peer_cert_args "$cert"   # no key log (Debian's wolfSSL has no secret callback)
+      CL=(env NAME="$name" timeout 30 "$WOLFSSL_PEER" client --bind "$CLI" --host "$SRV" --port "$port" --tls "$ver" "${PCA[@]}") ;;
     boring|s2n) peer_cert_args "$cert"
       CL=(env NAME="$name" timeout 30 "$PEERS_CARGO_TARGET/release/$kind-peer" client --bind "$CLI" --host "$SRV" --port "$port" \
         --tls "$ver" "${PCA[@]}" --keylog "$here/$name.keylog") ;;
@@ -733,6 +735,47 @@ for st in boring s2n; do
 done
 # BoringSSL server with P-384 only: s_client key-shares X25519 first -> HelloRetryRequest
 rp_srv boring boring-require-tls13-openssl-both-hrr require 1.3 both openssl --groups P-384
+
+# ---- wolfSSL (Debian libwolfssl-dev 5.5.4): tests/helpers/wolfssl-peer/wolfssl-peer.c, the go-peer command line in
+# C, built with cc. Debian's wolfSSL has no key-log (secret) callback: its client sessions against Postfix are
+# checked against the configuration and Postfix's log; as a server (2609) the client's (s_client) key log is used.
+WOLFSSL_PEER="$PEERS_DIR/wolfssl/wolfssl-peer"; WOLFSSL_STATE=
+wolfssl_ready() {
+  [[ $WOLFSSL_STATE == ok ]] && return 0; [[ $WOLFSSL_STATE == skip ]] && return 1
+  if [[ -f /usr/include/wolfssl/ssl.h ]] && command -v cc >/dev/null; then
+    mkdir -p "$PEERS_DIR/wolfssl"
+    cc -O2 -Wall -o "$WOLFSSL_PEER" "$here/../tests/helpers/wolfssl-peer/wolfssl-peer.c" -lwolfssl >&2 \
+      || echo "WARNING: cc of wolfssl-peer.c failed" >&2
+  fi
+  if [[ -x $WOLFSSL_PEER ]]; then WOLFSSL_STATE=ok; return 0; fi
+  echo "SKIPPING wolfssl scenarios: no wolfssl-peer (apt-get install libwolfssl-dev)" >&2
+  WOLFSSL_STATE=skip; return 1
+}
+wolfssl_client() {  # wolfssl_client NAME PORT VERSION CERT
+  local name=$1 port=$2 ver=$3 cert=$4
+  wanted "$name" || return 0; wolfssl_ready || return 0
+  srv_client_args wolfssl "$port" "$ver" "$cert" "$name"
+  run "$name" "$port" - "${CL[@]}"
+}
+wolfssl_srv() {  # wolfssl_srv NAME none|ask|require VERSION CERT: wolfssl-peer server on 2609 <- s_client (key log)
+  local name=$1 mode=$2 ver=$3 cert=$4
+  wanted "$name" || return 0; wolfssl_ready || return 0
+  srv_client_args openssl 2609 "$ver" "$cert" "$name"
+  peer_srv "$name" 2609 timeout 30 "$WOLFSSL_PEER" server --host "$SRV" --port 2609 --tls "$ver" --client-auth "$mode" -- "${CL[@]}"
+}
+wolfssl_client pf-noask-tls13-wolfssl-nocert 2525 1.3 nocert
+for v in nocert serveronly both; do
+  wolfssl_client "pf-askccert-tls13-wolfssl-$v" 2526 1.3 "$v"
+  wolfssl_client "pf-reqccert-tls13-wolfssl-$v" 2527 1.3 "$v"
+done
+wolfssl_client pf-hrr-tls13-wolfssl-both 2530 1.3 both
+wolfssl_srv wolfssl-noask-tls13-openssl-nocert         none    1.3 nocert
+wolfssl_srv wolfssl-ask-tls13-openssl-nocert           ask     1.3 nocert
+wolfssl_srv wolfssl-require-tls13-openssl-both         require 1.3 both
+wolfssl_srv wolfssl-require-tls13-openssl-serveronly   require 1.3 serveronly
+wolfssl_srv wolfssl-require-tls13-openssl-nocert       require 1.3 nocert
+wolfssl_srv wolfssl-require-tls13-openssl-untrusted    require 1.3 untrusted
+wolfssl_srv wolfssl-require-tls12-openssl-serveronly   require 1.2 serveronly
 
 # ---------------------------------------------------------------- mail transactions after STARTTLS
 # (pf-mail-*: Postfix services 2531-2534; exim-mail-*: Exim 4.96 on 2540/2541). Client: captures/smtp-client.py
