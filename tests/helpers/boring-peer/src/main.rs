@@ -34,7 +34,8 @@ static SERVER_MODE: AtomicBool = AtomicBool::new(false);
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
-const USAGE: &str = "usage: boring-peer client|server --port N [--host 127.0.0.1] [--bind 127.0.0.2]
+const USAGE: &str =
+    "usage: boring-peer client|server --port N [--host 127.0.0.1] [--bind 127.0.0.2]
   [--tls 1.2|1.3|any] [--ca root.cert.pem] [--sni mx.lab.test] [--cert chain.pem --key key.pem]
   [--keylog PATH] [--groups LIST (e.g. P-384, X25519:P-256)]
   client: [--implicit] (TLS from the start, no SMTP: one line written, one read, then close)
@@ -305,7 +306,11 @@ fn client(o: &Opts) -> Res<()> {
 
 /// A TCP connection from a chosen local address (the captures tell clients by 127.0.0.2).
 fn connect_from(local: SocketAddr, to: SocketAddr) -> Res<TcpStream> {
-    let sock = socket2::Socket::new(socket2::Domain::for_address(to), socket2::Type::STREAM, None)?;
+    let sock = socket2::Socket::new(
+        socket2::Domain::for_address(to),
+        socket2::Type::STREAM,
+        None,
+    )?;
     sock.bind(&local.into())?;
     sock.connect_timeout(&to.into(), Duration::from_secs(10))?;
     Ok(sock.into())
@@ -360,7 +365,10 @@ fn server(o: &Opts) -> Res<()> {
         Some(_) => 1 + tls.ssl().peer_cert_chain().map(|c| c.len()).unwrap_or(0),
         None => 0,
     };
-    eprintln!("TLS established: {}, client certificates: {n}", describe(&tls));
+    eprintln!(
+        "TLS established: {}, client certificates: {n}",
+        describe(&tls)
+    );
     let mut r = BufReader::new(tls);
     let mut in_data = false;
     loop {

@@ -186,14 +186,22 @@ struct Tls {
 }
 
 /// s2n's I/O callbacks on the blocking socket: bytes moved, or -1 with errno set.
-unsafe extern "C" fn recv_cb(ctx: *mut std::ffi::c_void, buf: *mut u8, len: u32) -> std::ffi::c_int {
+unsafe extern "C" fn recv_cb(
+    ctx: *mut std::ffi::c_void,
+    buf: *mut u8,
+    len: u32,
+) -> std::ffi::c_int {
     // SAFETY: ctx is the connection's boxed TcpStream; buf/len s2n's buffer.
     let mut tcp = &*(ctx as *const TcpStream);
     let b = std::slice::from_raw_parts_mut(buf, len as usize);
     io_result(tcp.read(b))
 }
 
-unsafe extern "C" fn send_cb(ctx: *mut std::ffi::c_void, buf: *const u8, len: u32) -> std::ffi::c_int {
+unsafe extern "C" fn send_cb(
+    ctx: *mut std::ffi::c_void,
+    buf: *const u8,
+    len: u32,
+) -> std::ffi::c_int {
     // SAFETY: as recv_cb.
     let mut tcp = &*(ctx as *const TcpStream);
     let b = std::slice::from_raw_parts(buf, len as usize);
@@ -426,7 +434,11 @@ fn client(o: &Opts) -> Res<()> {
 
 /// A TCP connection from a chosen local address (the captures tell clients by 127.0.0.2).
 fn connect_from(local: SocketAddr, to: SocketAddr) -> Res<TcpStream> {
-    let sock = socket2::Socket::new(socket2::Domain::for_address(to), socket2::Type::STREAM, None)?;
+    let sock = socket2::Socket::new(
+        socket2::Domain::for_address(to),
+        socket2::Type::STREAM,
+        None,
+    )?;
     sock.bind(&local.into())?;
     sock.connect_timeout(&to.into(), Duration::from_secs(10))?;
     Ok(sock.into())
@@ -475,7 +487,10 @@ fn server(o: &Opts) -> Res<()> {
         return Err(format!("TLS handshake failed: {e}").into());
     }
     let n = tls.conn.peer_cert_chain().map(|c| c.len()).unwrap_or(0);
-    eprintln!("TLS established: {}, client certificates: {n}", tls.describe());
+    eprintln!(
+        "TLS established: {}, client certificates: {n}",
+        tls.describe()
+    );
     let mut in_data = false;
     loop {
         let line = match read_line(&mut tls) {
@@ -499,7 +514,10 @@ fn server(o: &Opts) -> Res<()> {
         }
         let cmd = line.trim_end().to_ascii_uppercase();
         if cmd.starts_with("EHLO") {
-            send(&mut tls, "250-mx.lab.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n")?;
+            send(
+                &mut tls,
+                "250-mx.lab.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n",
+            )?;
         } else if ["HELO", "MAIL", "RCPT", "RSET"]
             .iter()
             .any(|p| cmd.starts_with(p))
