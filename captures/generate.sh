@@ -695,6 +695,7 @@ rp_srv() {
   local kind=$1 name=$2 mode=$3 ver=$4 cert=$5 ckind=${6:-openssl}; shift 5; [[ $# -gt 0 ]] && shift
   wanted "$name" || return 0; rust_peer_ready "$kind" || return 0
   [[ $ckind == boring || $ckind == s2n ]] && { rust_peer_ready "$ckind" || return 0; }
+  [[ $ckind == wolfssl ]] && { wolfssl_ready || return 0; }
   local port=2607; [[ $kind == s2n ]] && port=2608
   srv_client_args "$ckind" "$port" "$ver" "$cert" "$name"
   rm -f "$W/logs/$name.server.keylog"
@@ -777,6 +778,15 @@ wolfssl_srv wolfssl-require-tls13-openssl-serveronly   require 1.3 serveronly
 wolfssl_srv wolfssl-require-tls13-openssl-nocert       require 1.3 nocert
 wolfssl_srv wolfssl-require-tls13-openssl-untrusted    require 1.3 untrusted
 wolfssl_srv wolfssl-require-tls12-openssl-serveronly   require 1.2 serveronly
+# across stacks: BoringSSL's coalesced client flight against s2n-tls's one-message-per-record server and back;
+# wolfSSL as a client against the BoringSSL server, whose key log decrypts it (the wolfSSL client writes none)
+rp_srv s2n    s2n-ask-tls13-boring-nocert            ask     1.3 nocert     boring
+rp_srv s2n    s2n-require-tls13-boring-both          require 1.3 both       boring
+rp_srv boring boring-ask-tls13-s2n-nocert            ask     1.3 nocert     s2n
+rp_srv boring boring-require-tls13-s2n-both          require 1.3 both       s2n
+rp_srv boring boring-ask-tls13-wolfssl-nocert        ask     1.3 nocert     wolfssl
+rp_srv boring boring-require-tls13-wolfssl-both      require 1.3 both       wolfssl
+rp_srv boring boring-require-tls13-wolfssl-serveronly require 1.3 serveronly wolfssl
 
 # ---------------------------------------------------------------- mail transactions after STARTTLS
 # (pf-mail-*: Postfix services 2531-2534; exim-mail-*: Exim 4.96 on 2540/2541). Client: captures/smtp-client.py
