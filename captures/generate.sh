@@ -289,24 +289,35 @@ ossl_args() {
 LINE_CLIENT='{ sleep 1; printf "hello from %s\n" "$0"; sleep 1; } | timeout 20 openssl s_client "$@"'
 # ossl_srv NAME VERSION CERT : openssl s_server on 2600, client cert required (-Verify 1), purpose
 # sslclient (clientAuth EKU required; also OpenSSL's default for a server), -verify_return_error, -rev echo
+# [KIND=boring|s2n]: that peer is the client instead (--implicit: one line, then close; its key log)
 ossl_srv() {
-  local name=$1 ver=$2 cert=$3
+  local name=$1 ver=$2 cert=$3 kind=${4:-openssl}
   wanted "$name" || return 0
-  ossl_args 2600 "$ver" "$cert" "$name"
+  line_client 2600 "$ver" "$cert" "$name" "$kind" || return 0
   tls_srv "$name" 2600 timeout 30 openssl s_server -accept "$SRV:2600" -naccept 1 -rev \
       -cert server.cert.pem -cert_chain inter.cert.pem -key server.key.pem \
-      -Verify 1 -verify_return_error -CAfile root.cert.pem -purpose sslclient -- \
-    bash -c "$LINE_CLIENT" "$name" "${CL[@]}"
+      -Verify 1 -verify_return_error -CAfile root.cert.pem -purpose sslclient -- "${LC[@]}"
+}
+# line_client PORT VERSION CERT NAME KIND: the client command (LC) for an implicit-TLS line server
+line_client() {
+  local port=$1 ver=$2 cert=$3 name=$4 kind=$5
+  if [[ $kind == openssl ]]; then
+    ossl_args "$port" "$ver" "$cert" "$name"
+    LC=(bash -c "$LINE_CLIENT" "$name" "${CL[@]}")
+  else
+    rust_peer_ready "$kind" || return 1
+    srv_client_args "$kind" "$port" "$ver" "$cert" "$name"
+    LC=("${CL[@]}" --implicit)
+  fi
 }
 # gnutls_srv NAME VERSION CERT : gnutls-serv on 2601, --require-client-cert --verify-client-cert, echo mode
 gnutls_srv() {
-  local name=$1 ver=$2 cert=$3
+  local name=$1 ver=$2 cert=$3 kind=${4:-openssl}
   wanted "$name" || return 0
-  ossl_args 2601 "$ver" "$cert" "$name"
+  line_client 2601 "$ver" "$cert" "$name" "$kind" || return 0
   tls_srv "$name" 2601 timeout 30 gnutls-serv -p 2601 --echo \
       --x509certfile server.chain.pem --x509keyfile server.key.pem --x509cafile root.cert.pem \
-      --require-client-cert --verify-client-cert -- \
-    bash -c "$LINE_CLIENT" "$name" "${CL[@]}"
+      --require-client-cert --verify-client-cert -- "${LC[@]}"
   # gnutls-serv prints whole certificates: keep its verdict and the key facts only
   [[ -f $here/logs/$name.server.log ]] && { grep -E '^(\* Accepted|- Status|- Description|- Got a certificate list|- Certificate\[|[[:space:]]+(Subject|Issuer):|[[:space:]]+Key Purpose|[[:space:]]+TLS WWW|- Version|- Client Signature|Error|\*\*\*|received cmd)' \
     "$W/logs/$name.server" | sed -E 's/ port [0-9]+ on .*//' > "$here/logs/$name.server.log" || true; }
@@ -553,6 +564,11 @@ srv_client_args() {
     nss) local nick=(); [[ $cert != nocert ]] && nick=(-n client)
       CL=(bash -c '"$@"' _ nss_pipe "$port" timeout 30 tstclnt -h 127.0.0.1 -p 2610 -a mx.lab.test \
         -d "sql:$PEERS_DIR/nssdb-$cert" "${nick[@]}" -V "tls$ver:tls$ver") ;;
+    wolfssl) peer_cert_args "$cert"   # no key log (Debian's wolfSSL has no secret callback)
+      CL=(env NAME="$name" timeout 30 "$WOLFSSL_PEER" client --bind "$CLI" --host "$SRV" --port "$port" --tls "$ver" "${PCA[@]}") ;;
+    boring|s2n) peer_cert_args "$cert"
+      CL=(env NAME="$name" timeout 30 "$PEERS_CARGO_TARGET/release/$kind-peer" client --bind "$CLI" --host "$SRV" --port "$port" \
+        --tls "$ver" "${PCA[@]}" --keylog "$here/$name.keylog") ;;
   esac
 }
 # go_srv NAME ask|require VERSION CERT [CLIENT=openssl]: go-peer server on 2603 (VerifyClientCertIfGiven /
@@ -646,6 +662,131 @@ for st in java nss; do
   go_srv "go-require-tls13-$st-serveronly" require 1.3 serveronly "$st"
   go_srv "go-require-tls13-$st-nocert"     require 1.3 nocert     "$st"
 done
+
+# ---- BoringSSL and s2n-tls (issue 15): Rust peers tests/helpers/{boring,s2n}-peer (standalone crates, not in the
+# workspace, each with its Cargo.lock): the `boring` crate builds BoringSSL with cmake (needs cmake, clang/libclang,
+# go: apt-get install cmake clang libclang-dev golang-go), `s2n-tls` builds s2n-tls on aws-lc (aws-lc-rs: cmake).
+# Built once into $PEERS_CARGO_TARGET; a first build takes minutes on 2 cores. Same CLI as go-peer: client (key log
+# from the client) and server (boring-peer on 2607, s2n-peer on 2608; its key log in $W/logs/NAME.server.keylog).
+PEERS_CARGO_TARGET=${EKUWATCH_PEERS_CARGO_TARGET:-$PEERS_DIR/cargo-target}
+declare -A RP_STATE
+rust_peer_ready() {  # rust_peer_ready boring|s2n
+  local st=$1 bin="$PEERS_CARGO_TARGET/release/$1-peer"
+  [[ ${RP_STATE[$st]:-} == ok ]] && return 0; [[ ${RP_STATE[$st]:-} == skip ]] && return 1
+  if command -v cargo >/dev/null; then
+    echo "building $st-peer (cargo build --release --locked, target dir $PEERS_CARGO_TARGET)" >&2
+    ( cd "$here/../tests/helpers/$st-peer" && CARGO_TARGET_DIR="$PEERS_CARGO_TARGET" cargo build --release --locked ) >&2 \
+      || echo "WARNING: cargo build of $st-peer failed (cmake, clang, go installed?)" >&2
+  fi
+  if [[ -x $bin ]]; then RP_STATE[$st]=ok; return 0; fi
+  echo "SKIPPING $st scenarios: $bin missing" >&2
+  RP_STATE[$st]=skip; return 1
+}
+# rp_client KIND NAME PORT VERSION CERT   (boring-peer / s2n-peer client -> Postfix, key log from the client)
+rp_client() {
+  local kind=$1 name=$2 port=$3 ver=$4 cert=$5
+  wanted "$name" || return 0; rust_peer_ready "$kind" || return 0
+  srv_client_args "$kind" "$port" "$ver" "$cert" "$name"
+  run "$name" "$port" keylog "${CL[@]}"
+}
+# rp_srv KIND NAME none|ask|require VERSION CERT [CLIENT=openssl] [SERVER-FLAGS...]: boring-peer (2607) / s2n-peer
+# (2608) server: client certificate verified against the Lab Root CA for client use (clientAuth EKU)
+rp_srv() {
+  local kind=$1 name=$2 mode=$3 ver=$4 cert=$5 ckind=${6:-openssl}; shift 5; [[ $# -gt 0 ]] && shift
+  wanted "$name" || return 0; rust_peer_ready "$kind" || return 0
+  [[ $ckind == boring || $ckind == s2n ]] && { rust_peer_ready "$ckind" || return 0; }
+  [[ $ckind == wolfssl ]] && { wolfssl_ready || return 0; }
+  local port=2607; [[ $kind == s2n ]] && port=2608
+  srv_client_args "$ckind" "$port" "$ver" "$cert" "$name"
+  rm -f "$W/logs/$name.server.keylog"
+  peer_srv "$name" "$port" timeout 30 "$PEERS_CARGO_TARGET/release/$kind-peer" server --host "$SRV" --port "$port" \
+      --tls "$ver" --client-auth "$mode" --keylog "$W/logs/$name.server.keylog" "$@" -- "${CL[@]}"
+}
+for st in boring s2n; do
+  # clients -> Postfix (2525 no request, 2526 ask_ccert, 2527 req_ccert, 2530 P-384 only: HelloRetryRequest).
+  # TLS 1.2 (CertificateRequest and certificates in plaintext) only for refusals: each test run costs ~1.5 s
+  # a capture (tshark), so the matrix keeps what the inference and the outcome need.
+  rp_client "$st" "pf-noask-tls13-$st-nocert" 2525 1.3 nocert
+  for v in nocert serveronly both; do
+    rp_client "$st" "pf-askccert-tls13-$st-$v" 2526 1.3 "$v"
+    rp_client "$st" "pf-reqccert-tls13-$st-$v" 2527 1.3 "$v"
+  done
+  rp_client "$st" "pf-reqccert-tls13-$st-untrusted" 2527 1.3 untrusted   # unknown CA: 421 after the handshake
+  rp_client "$st" "pf-hrr-tls13-$st-both"           2530 1.3 both
+  rp_client "$st" "pf-reqccert-tls12-$st-serveronly" 2527 1.2 serveronly
+  # servers <- openssl s_client -starttls smtp (client key log)
+  rp_srv "$st" "$st-noask-tls13-openssl-nocert"         none    1.3 nocert
+  rp_srv "$st" "$st-ask-tls13-openssl-nocert"           ask     1.3 nocert
+  rp_srv "$st" "$st-ask-tls13-openssl-serveronly"       ask     1.3 serveronly   # EKU: refused although optional
+  rp_srv "$st" "$st-require-tls13-openssl-both"         require 1.3 both
+  rp_srv "$st" "$st-require-tls13-openssl-serveronly"   require 1.3 serveronly   # EKU: refused
+  rp_srv "$st" "$st-require-tls13-openssl-nocert"       require 1.3 nocert       # certificate missing
+  rp_srv "$st" "$st-require-tls13-openssl-untrusted"    require 1.3 untrusted    # unknown CA
+  rp_srv "$st" "$st-require-tls12-openssl-serveronly"   require 1.2 serveronly
+  # each against itself
+  rp_srv "$st" "$st-ask-tls13-$st-nocert"               ask     1.3 nocert     "$st"
+  rp_srv "$st" "$st-require-tls13-$st-both"             require 1.3 both       "$st"
+  rp_srv "$st" "$st-require-tls13-$st-serveronly"       require 1.3 serveronly "$st"
+  # clients -> openssl s_server (2600) and gnutls-serv (2601), implicit TLS, client certificate required
+  # (gnutls-serv does not check the EKU: a serverAuth-only leaf is accepted like "both", not captured)
+  for v in both serveronly nocert; do
+    ossl_srv "ossl-verify-tls13-$st-$v" 1.3 "$v" "$st"
+  done
+  gnutls_srv "gnutls-verify-tls13-$st-both"   1.3 both   "$st"
+  gnutls_srv "gnutls-verify-tls13-$st-nocert" 1.3 nocert "$st"
+done
+# BoringSSL server with P-384 only: s_client key-shares X25519 first -> HelloRetryRequest
+rp_srv boring boring-require-tls13-openssl-both-hrr require 1.3 both openssl --groups P-384
+
+# ---- wolfSSL (Debian libwolfssl-dev 5.5.4): tests/helpers/wolfssl-peer/wolfssl-peer.c, the go-peer command line in
+# C, built with cc. Debian's wolfSSL has no key-log (secret) callback: its client sessions against Postfix are
+# checked against the configuration and Postfix's log; as a server (2609) the client's (s_client) key log is used.
+WOLFSSL_PEER="$PEERS_DIR/wolfssl/wolfssl-peer"; WOLFSSL_STATE=
+wolfssl_ready() {
+  [[ $WOLFSSL_STATE == ok ]] && return 0; [[ $WOLFSSL_STATE == skip ]] && return 1
+  if [[ -f /usr/include/wolfssl/ssl.h ]] && command -v cc >/dev/null; then
+    mkdir -p "$PEERS_DIR/wolfssl"
+    cc -O2 -Wall -o "$WOLFSSL_PEER" "$here/../tests/helpers/wolfssl-peer/wolfssl-peer.c" -lwolfssl >&2 \
+      || echo "WARNING: cc of wolfssl-peer.c failed" >&2
+  fi
+  if [[ -x $WOLFSSL_PEER ]]; then WOLFSSL_STATE=ok; return 0; fi
+  echo "SKIPPING wolfssl scenarios: no wolfssl-peer (apt-get install libwolfssl-dev)" >&2
+  WOLFSSL_STATE=skip; return 1
+}
+wolfssl_client() {  # wolfssl_client NAME PORT VERSION CERT
+  local name=$1 port=$2 ver=$3 cert=$4
+  wanted "$name" || return 0; wolfssl_ready || return 0
+  srv_client_args wolfssl "$port" "$ver" "$cert" "$name"
+  run "$name" "$port" - "${CL[@]}"
+}
+wolfssl_srv() {  # wolfssl_srv NAME none|ask|require VERSION CERT: wolfssl-peer server on 2609 <- s_client (key log)
+  local name=$1 mode=$2 ver=$3 cert=$4
+  wanted "$name" || return 0; wolfssl_ready || return 0
+  srv_client_args openssl 2609 "$ver" "$cert" "$name"
+  peer_srv "$name" 2609 timeout 30 "$WOLFSSL_PEER" server --host "$SRV" --port 2609 --tls "$ver" --client-auth "$mode" -- "${CL[@]}"
+}
+wolfssl_client pf-noask-tls13-wolfssl-nocert 2525 1.3 nocert
+for v in nocert serveronly both; do
+  wolfssl_client "pf-askccert-tls13-wolfssl-$v" 2526 1.3 "$v"
+  wolfssl_client "pf-reqccert-tls13-wolfssl-$v" 2527 1.3 "$v"
+done
+wolfssl_client pf-hrr-tls13-wolfssl-both 2530 1.3 both
+wolfssl_srv wolfssl-noask-tls13-openssl-nocert         none    1.3 nocert
+wolfssl_srv wolfssl-ask-tls13-openssl-nocert           ask     1.3 nocert
+wolfssl_srv wolfssl-require-tls13-openssl-both         require 1.3 both
+wolfssl_srv wolfssl-require-tls13-openssl-serveronly   require 1.3 serveronly
+wolfssl_srv wolfssl-require-tls13-openssl-nocert       require 1.3 nocert
+wolfssl_srv wolfssl-require-tls13-openssl-untrusted    require 1.3 untrusted
+wolfssl_srv wolfssl-require-tls12-openssl-serveronly   require 1.2 serveronly
+# across stacks: BoringSSL's coalesced client flight against s2n-tls's one-message-per-record server and back;
+# wolfSSL as a client against the BoringSSL server, whose key log decrypts it (the wolfSSL client writes none)
+rp_srv s2n    s2n-ask-tls13-boring-nocert            ask     1.3 nocert     boring
+rp_srv s2n    s2n-require-tls13-boring-both          require 1.3 both       boring
+rp_srv boring boring-ask-tls13-s2n-nocert            ask     1.3 nocert     s2n
+rp_srv boring boring-require-tls13-s2n-both          require 1.3 both       s2n
+rp_srv boring boring-ask-tls13-wolfssl-nocert        ask     1.3 nocert     wolfssl
+rp_srv boring boring-require-tls13-wolfssl-both      require 1.3 both       wolfssl
+rp_srv boring boring-require-tls13-wolfssl-serveronly require 1.3 serveronly wolfssl
 
 # ---------------------------------------------------------------- mail transactions after STARTTLS
 # (pf-mail-*: Postfix services 2531-2534; exim-mail-*: Exim 4.96 on 2540/2541). Client: captures/smtp-client.py

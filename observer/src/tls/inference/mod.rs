@@ -4,8 +4,10 @@
 //! 1. The client's flight ([`Flights::client_record`], [`Flights::server_record`]): the client's
 //!    encrypted records up to the first whose length is the Finished record's (or the coalesced
 //!    empty Certificate + Finished), or — for a coalescing client — everything it sent before the
-//!    server spoke again. With the client's key the decrypted Finished ends it instead
-//!    ([`Flights::client_finished_decrypted`]).
+//!    server spoke again; a record after a coalesced flight with a certificate that is too short
+//!    for a CertificateVerify is the client's first application record
+//!    ([`Flights::after_coalesced_flight`]). With the client's key the decrypted Finished ends it
+//!    instead ([`Flights::client_finished_decrypted`]).
 //! 2. The rules table ([`Flights::infer`]): `[F]`, `[25, F]`, `[F + 8]`, `[L > F + 8 + 200]`,
 //!    `[C, V, F]`, PSK, anything else `unknown`.
 //! 3. The cross-check with the server's flight (5 records with a CR, 4 without, for stacks that
@@ -14,9 +16,13 @@
 //!    record after the client's flight means the server accepted the handshake
 //!    ([`Flights::complete`]).
 //!
-//! Record lengths here are the record header's length field (inner plaintext + 1 + AEAD tag).
+//! Record lengths here are the record header's length field (inner plaintext + 1 + AEAD tag);
+//! the lengths the rules compare with are in `lengths.rs`, the rules' unit tests in `tests.rs`.
 
 use super::facts::{CertStatus, Evidence};
+
+mod lengths;
+pub use lengths::{alert_len, app_overhead, finished_len};
 
 /// Client encrypted-record lengths kept for the inference (counts are kept in a `u8`).
 pub const MAX_ENC_RECORDS: usize = 64;
@@ -26,70 +32,14 @@ const _: () = assert!(MAX_ENC_RECORDS < u8::MAX as usize);
 /// holds a certificate (the smallest real certificates are ~300 bytes; a CertificateVerify ≤ 520).
 const COALESCED_CERT_MIN: u16 = 200;
 
+/// The shortest CertificateVerify plaintext: 4 (header) + 2 (scheme) + 2 (length) + a 64-byte
+/// Ed25519 signature (every other scheme signs longer). A client record shorter than this plus
+/// the record overhead cannot follow a non-empty Certificate.
+const MIN_CERT_VERIFY: u16 = 4 + 2 + 2 + 64;
+
 /// Record padding (RFC 8446 §5.4) a stack may add to every record, as far as the length rules
 /// follow it: SunJSSE adds 16 bytes to each record; larger padding makes the flight `unknown`.
 pub const MAX_PAD: u16 = 64;
-
-/// Encrypted Finished record: hash-length verify_data + 4 (header) + 1 (inner type) + 16 (tag).
-pub fn finished_len(cipher: Option<u16>) -> Option<u16> {
-    match cipher? {
-        0x1301 | 0x1303 | 0x1304 | 0x1305 => Some(32 + 21),
-        0x1302 => Some(48 + 21),
-        _ => None,
-    }
-}
-
-/// Encrypted alert record: 2 bytes + inner type + AEAD tag (8 bytes for TLS_AES_128_CCM_8_SHA256).
-pub fn alert_len(cipher: Option<u16>) -> usize {
-    match cipher {
-        Some(0x1305) => 2 + 1 + 8,
-        _ => 2 + 1 + 16,
-    }
-}
-
-/// Per-record overhead of an application-data record (inner content type, explicit nonce, AEAD
-/// tag) and whether it is exact: AEAD suites yes (TLS 1.3 padding assumed absent); CBC suites
-/// only a lower bound (IV 16 + MAC 20 + 1 byte of padding).
-pub fn app_overhead(tls13: bool, cipher: Option<u16>) -> (u16, bool) {
-    if tls13 {
-        return (
-            if cipher == Some(0x1305) {
-                1 + 8
-            } else {
-                1 + 16
-            },
-            true,
-        );
-    }
-    // TLS 1.2 AEAD suites by code (IANA registry): no name lookup per record
-    match cipher.unwrap_or(0) {
-        // CCM_8
-        0xC0A0..=0xC0A3 | 0xC0A8..=0xC0AB | 0xC0AE | 0xC0AF => (8 + 8, true),
-        // GCM (RSA/DH/DHE/PSK, ECDHE), CCM, ARIA-GCM, Camellia-GCM
-        0x009C..=0x00AD
-        | 0xC02B..=0xC032
-        | 0xC09C..=0xC09F
-        | 0xC0A4..=0xC0A7
-        | 0xC0AC
-        | 0xC0AD
-        | 0xC050..=0xC071
-            if is_gcm_or_ccm(cipher) =>
-        {
-            (8 + 16, true)
-        }
-        // ChaCha20-Poly1305
-        0xCCA8..=0xCCAE => (16, true),
-        _ => (16 + 20 + 1, false),
-    }
-}
-
-/// ARIA/Camellia code points mix CBC and GCM suites: only the GCM ones (even codes from 0xC050).
-fn is_gcm_or_ccm(cipher: Option<u16>) -> bool {
-    match cipher.unwrap_or(0) {
-        c @ 0xC050..=0xC071 => matches!(c, 0xC050..=0xC05F | 0xC06A..=0xC071),
-        _ => true,
-    }
-}
 
 /// What the inference says: CertificateRequest present, client certificate status, its
 /// approximate size, and the evidence.
@@ -249,6 +199,12 @@ impl Flights {
                 self.end_flight_at_last();
                 return ClientRecord::FlightUnrecognised;
             };
+            if self.after_coalesced_flight(len, fin, cipher) {
+                // The client's first application record, written before the server answered
+                // (BoringSSL): its coalesced flight was the record before.
+                self.client_flight_end = Some(0);
+                return ClientRecord::Application;
+            }
             if len == fin || len == fin + 8 {
                 self.end_flight_at_last();
             } else if let Some(pad) = self.padded_flight_end(len, fin) {
@@ -268,6 +224,19 @@ impl Flights {
         } else {
             ClientRecord::Application
         }
+    }
+
+    /// Whether the client's second record (of `len`, the last in `client_enc`) is application
+    /// data after a coalesced flight: the first record is longer than any Certificate-less flight
+    /// (so it carries a certificate), and a non-empty Certificate must be followed by a
+    /// CertificateVerify, which no record this short can hold (nor a Finished). TLS 1.3 lets the
+    /// client write application data right after its Finished, before the server speaks again.
+    /// (A Finished cannot follow a non-empty Certificate either.)
+    fn after_coalesced_flight(&self, len: u16, fin: u16, cipher: Option<u16>) -> bool {
+        let overhead = u16::try_from(alert_len(cipher) - 2).unwrap_or(17);
+        matches!(*self.client_enc, [a, b] if b == len
+            && a > fin + 8 + COALESCED_CERT_MIN + MAX_PAD
+            && len < MIN_CERT_VERIFY + overhead)
     }
 
     /// The client's record of `len` (the last in `client_enc`) ends a flight whose records all
@@ -423,186 +392,4 @@ impl Flights {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const AES128: Option<u16> = Some(0x1301);
-
-    fn flight(lens: &[u16], server_flight: u8) -> Inferred {
-        let mut f = Flights::default();
-        for _ in 0..server_flight {
-            f.count(false, 100, AES128);
-        }
-        for &l in lens {
-            f.count(true, l, AES128);
-            f.client_record(l, AES128, false);
-        }
-        f.server_record(200, AES128, false);
-        f.infer(false, AES128)
-    }
-
-    /// The rules table of docs/inference.md, row by row.
-    #[test]
-    fn rules_table() {
-        assert_eq!(flight(&[53], 4).0, Some(false));
-        assert_eq!(flight(&[25, 53], 5).1, CertStatus::Empty);
-        assert_eq!(flight(&[61], 1).1, CertStatus::Empty);
-        assert_eq!(flight(&[900], 1).1, CertStatus::Presented);
-        assert_eq!(
-            flight(&[700, 80, 53], 5),
-            (
-                Some(true),
-                CertStatus::Presented,
-                Some(675),
-                Evidence::Inferred
-            )
-        );
-        assert_eq!(Flights::default().infer(true, AES128).0, Some(false));
-        assert_eq!(flight(&[30, 40], 5), UNKNOWN);
-        // cross-check with the server's flight
-        assert_eq!(flight(&[53], 5), UNKNOWN);
-        assert_eq!(flight(&[25, 53], 4), UNKNOWN);
-    }
-
-    const AES256: Option<u16> = Some(0x1302);
-
-    /// Padded flights (SunJSSE adds 16 bytes to every record): docs/inference.md, "Padding".
-    #[test]
-    fn padded_flights() {
-        let padded = |lens: &[u16], server_flight: u8| {
-            let mut f = Flights::default();
-            for _ in 0..server_flight {
-                f.count(false, 100, AES256);
-            }
-            for &l in lens {
-                f.count(true, l, AES256);
-                f.client_record(l, AES256, false);
-            }
-            f.server_record(250, AES256, false);
-            (f.infer(false, AES256), f.pad(true, AES256))
-        };
-        // no CR: the server's one-message-per-record flight of 4 says so; the Finished is 69 + 16
-        assert_eq!(
-            padded(&[85], 4),
-            (
-                (Some(false), CertStatus::Absent, None, Evidence::Inferred),
-                16
-            )
-        );
-        assert_eq!(
-            padded(&[85], 1).0,
-            UNKNOWN,
-            "a coalescing server says nothing"
-        );
-        // empty Certificate and Finished: 25 + 16, 69 + 16
-        assert_eq!(padded(&[41, 85], 5).0 .1, CertStatus::Empty);
-        // Certificate, CertificateVerify, Finished, each + 16: the chain is 1010 - 25 - 16
-        assert_eq!(
-            padded(&[1010, 112, 85], 5),
-            (
-                (
-                    Some(true),
-                    CertStatus::Presented,
-                    Some(969),
-                    Evidence::Inferred
-                ),
-                16
-            )
-        );
-        assert_eq!(padded(&[1010, 112, 85 + MAX_PAD + 1], 5).0, UNKNOWN);
-    }
-
-    /// Go sends its NewSessionTicket after the client's CertificateVerify and before its
-    /// Finished, and its alert right after an empty Certificate.
-    #[test]
-    fn server_records_inside_the_client_flight() {
-        let mut f = Flights::default();
-        for _ in 0..5 {
-            f.count(false, 100, AES128);
-        }
-        for l in [1010, 112] {
-            f.count(true, l, AES128);
-            assert_eq!(f.client_record(l, AES128, false), ClientRecord::Flight);
-        }
-        assert_eq!(f.server_record(1116, AES128, false), ServerRecord::Flight);
-        assert!(!f.client_flight_over());
-        f.count(true, 69, AES128);
-        assert_eq!(f.client_record(69, AES128, false), ClientRecord::Flight);
-        assert!(f.client_flight_over());
-        assert_eq!(f.infer(false, AES128).1, CertStatus::Presented);
-        assert_eq!(
-            f.client_record(52, AES128, false),
-            ClientRecord::Application
-        );
-        assert_eq!(f.client_record(35, AES128, false), ClientRecord::Alert);
-
-        let mut f = Flights::default();
-        for _ in 0..5 {
-            f.count(false, 100, AES128);
-        }
-        f.count(true, 41, AES128);
-        f.client_record(41, AES128, false);
-        assert_eq!(f.server_record(19, AES128, false), ServerRecord::Alert);
-        assert!(!f.client_flight_over());
-        assert_eq!(f.infer(false, AES128).1, CertStatus::Empty, "cut short");
-    }
-
-    /// Go without client authentication: EE, Certificate, CertificateVerify, Finished and an early
-    /// NewSessionTicket (RFC 8446 §4.6.1) — 5 records, no CR.
-    #[test]
-    fn early_ticket_in_the_server_flight() {
-        let with_last = |last: u16, client: &[u16]| {
-            let mut f = Flights::default();
-            for l in [23, 980, 96, 53, last] {
-                f.count(false, l, AES128);
-            }
-            for &l in client {
-                f.count(true, l, AES128);
-                f.client_record(l, AES128, false);
-            }
-            f.server_record(64, AES128, false);
-            f.infer(false, AES128).0
-        };
-        assert_eq!(with_last(147, &[53]), Some(false), "early ticket");
-        assert_eq!(
-            with_last(53, &[53]),
-            None,
-            "5 records ending with Finished: a CR"
-        );
-        assert_eq!(with_last(147, &[69]), Some(false), "padded Finished, no CR");
-    }
-
-    /// A padded server (SunJSSE) alerts with 19 + its padding.
-    #[test]
-    fn padded_server_alert() {
-        let mut f = Flights::default();
-        for l in [65, 162, 996, 111, 85] {
-            f.count(false, l, AES256);
-        }
-        f.count(true, 25, AES256);
-        f.client_record(25, AES256, false);
-        f.count(true, 69, AES256);
-        f.client_record(69, AES256, false);
-        assert_eq!(f.server_pad(AES256), 16);
-        assert_eq!(f.server_record(35, AES256, false), ServerRecord::Alert);
-        assert!(!f.complete());
-    }
-
-    #[test]
-    fn alerts_and_completion() {
-        let mut f = Flights::default();
-        f.count(true, 53, AES128);
-        assert_eq!(f.client_record(53, AES128, false), ClientRecord::Flight);
-        assert!(f.client_flight_over() && !f.complete());
-        assert_eq!(f.server_record(19, AES128, false), ServerRecord::Alert);
-        assert!(!f.complete(), "an alert is not the server accepting");
-        assert_eq!(f.server_record(200, AES128, false), ServerRecord::Other);
-        assert!(f.complete());
-        assert_eq!(f.client_record(19, AES128, false), ClientRecord::Alert);
-        assert_eq!(
-            f.client_record(30, AES128, false),
-            ClientRecord::Application
-        );
-        assert_eq!(alert_len(Some(0x1305)), 11);
-    }
-}
+mod tests;
