@@ -35,6 +35,27 @@ fn stack_of(name: &str) -> String {
     format!("{client} / {server}")
 }
 
+/// The tables in docs/inference.md are this test's own output: each table printed here must be
+/// there, row for row (a changed capture set or inference result changes the doc, or this fails).
+fn assert_in_docs(table: &str) {
+    let doc = std::fs::read_to_string(repo().join("docs/inference.md")).unwrap();
+    assert!(
+        doc.contains(table),
+        "docs/inference.md does not hold this run's table; replace it with:\n{table}"
+    );
+}
+
+/// The matrix (client / server, truth, inferred, sessions) as printed and documented.
+fn print_matrix(header: &str, matrix: &BTreeMap<(String, String, String), u32>) {
+    let mut t =
+        format!("| client / server | {header} | inferred | sessions |\n|---|---|---|---|\n");
+    for ((stack, truth, guess), n) in matrix {
+        t.push_str(&format!("| {stack} | {truth} | {guess} | {n} |\n"));
+    }
+    print!("{t}");
+    assert_in_docs(&t);
+}
+
 /// Per stack and role: sessions, answered, right (inferred = truth), unknown.
 fn print_per_stack(matrix: &BTreeMap<(String, String, String), u32>) {
     let mut per: BTreeMap<(String, &str), [u32; 4]> = BTreeMap::new();
@@ -58,12 +79,16 @@ fn print_per_stack(matrix: &BTreeMap<(String, String, String), u32>) {
             }
         }
     }
-    println!(
-        "\n| stack | role | sessions | answered | right | unknown |\n|---|---|---|---|---|---|"
+    let mut t = String::from(
+        "| stack | role | sessions | answered | right | unknown |\n|---|---|---|---|---|---|\n",
     );
     for ((stack, role), [n, answered, right, unknown]) in &per {
-        println!("| {stack} | {role} | {n} | {answered} | {right} | {unknown} |");
+        t.push_str(&format!(
+            "| {stack} | {role} | {n} | {answered} | {right} | {unknown} |\n"
+        ));
     }
+    print!("\n{t}");
+    assert_in_docs(&t);
 }
 
 fn label(cr: &Value, cc: &Value) -> String {
@@ -137,10 +162,7 @@ fn inference_agrees_with_decryption() {
             }
         }
     }
-    println!("| client / server | decrypted truth | inferred | sessions |\n|---|---|---|---|");
-    for ((stack, truth, guess), n) in &matrix {
-        println!("| {stack} | {truth} | {guess} | {n} |");
-    }
+    print_matrix("decrypted truth", &matrix);
     print_per_stack(&matrix);
     assert!(
         checked >= 10,
@@ -240,10 +262,7 @@ fn keyless_stacks_agree_with_their_configuration() {
         }
     }
     println!("keyless sessions checked against their configuration: {checked:?}");
-    println!("| client / server | configured truth | inferred | sessions |\n|---|---|---|---|");
-    for ((stack, truth, guess), n) in &matrix {
-        println!("| {stack} | {truth} | {guess} | {n} |");
-    }
+    print_matrix("configured truth", &matrix);
     print_per_stack(&matrix);
     assert!(
         checked.values().sum::<u32>() >= 10,
