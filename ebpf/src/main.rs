@@ -509,17 +509,11 @@ fn follow(
         if after(end, passed) {
             st.exp[d] = end;
         }
-        send_packet(
-            ctx,
-            st,
-            d,
-            now,
-            egress,
-            kind::IN_ORDER,
-            passed,
-            u32::MAX,
-            wake,
-        );
+        // The claim is needed only where bytes were skipped (summarising); made without need
+        // it would be wrong when two CPUs hand packets of a direction to the ring out of the
+        // order they updated the flow in.
+        let k = if summarise { kind::IN_ORDER } else { 0 };
+        send_packet(ctx, st, d, now, egress, k, passed, u32::MAX, wake);
         return;
     }
     let end = p.seq.wrapping_add(p.payload_len);
@@ -575,23 +569,14 @@ fn follow(
     if !ok {
         st.flags &= !sum_flag;
         count(counter::SUMMARY_EXITS, 1);
-        send_packet(
-            ctx,
-            st,
-            d,
-            now,
-            egress,
-            kind::IN_ORDER,
-            p.seq,
-            u32::MAX,
-            wake,
-        );
+        let k = if summarise { kind::IN_ORDER } else { 0 };
+        send_packet(ctx, st, d, now, egress, k, p.seq, u32::MAX, wake);
         return;
     }
     st.hdr[d] = hdr;
     if !summarise {
-        let k = kind::IN_ORDER | kind::FOLLOWING;
-        send_packet(ctx, st, d, now, egress, k, p.seq, u32::MAX, wake);
+        // Nothing was skipped: a plain packet (and the kernel follows the direction).
+        send_packet(ctx, st, d, now, egress, kind::FOLLOWING, 0, u32::MAX, wake);
         return;
     }
     if n == 0 {

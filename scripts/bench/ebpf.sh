@@ -41,6 +41,9 @@ cleanup() { ip link del "$A" 2>/dev/null || true; }
 trap cleanup EXIT
 cleanup
 ip link add "$A" type veth peer name "$B"
+# The templates come from loopback captures with segments of up to 64 KB: at the default MTU
+# tcpreplay fails to send those frames ("Failed packets") and both backends see a gap.
+ip link set "$A" mtu 65535; ip link set "$B" mtu 65535
 ip link set "$A" up; ip link set "$B" up
 sysctl -qw kernel.bpf_stats_enabled=1
 
