@@ -196,6 +196,9 @@ pub(super) fn analyze(a: AnalyzeArgs) -> Result<()> {
     let mut cfg = file.flow_config();
     cfg.local_nets.extend(a.local_net.iter().copied());
     cfg.smtp_ports.extend(&a.ports);
+    if let Some(o) = &a.observer {
+        cfg.observer = crate::event::Observer::new(o);
+    }
     let (top_peers, watch) = a.labels.resolve(&file);
     let events_to_stdout = a
         .events

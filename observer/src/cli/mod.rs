@@ -74,6 +74,9 @@ struct AlreadyReported(usize);
 pub enum Command {
     /// Analyze pcap/pcapng files or directories of them.
     Analyze(AnalyzeArgs),
+    /// Per-peer report from session events (JSON Lines from `analyze --events` or `live --events`,
+    /// plain or gzip, of one observer or many): the same report and verdicts as `analyze`.
+    Report(ReportArgs),
     /// Check a configuration file (unknown keys are errors) and exit.
     CheckConfig {
         /// The TOML file.
@@ -96,6 +99,7 @@ mod args;
 #[cfg(feature = "live")]
 mod live;
 mod logging;
+mod report;
 
 pub use args::*;
 pub use logging::AboveBar;
@@ -116,6 +120,7 @@ pub fn main() -> ExitCode {
     }
     let r = match cli.command {
         Command::Analyze(a) => analyze::analyze(a),
+        Command::Report(a) => report::report(a),
         Command::CheckConfig { file } => check_config(&file),
         #[cfg(feature = "live")]
         Command::Live(a) => live::live(a),

@@ -14,6 +14,7 @@ pub fn json_report(
         "peers": book.peers().iter().map(|p| serde_json::json!({
             "peer": p.peer,
             "direction": p.direction,
+            "observers": p.observers,
             "hosts": p.hosts,
             "ips": p.ips,
             "verdict": p.verdict(),
