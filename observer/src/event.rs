@@ -92,6 +92,9 @@ pub struct SessionEvent {
     pub client: Endpoint,
     pub server: Endpoint,
     pub direction: Direction,
+    /// What this session tells about its peer (its name and its share of the per-peer counts;
+    /// [`crate::peers::session_peer`]).
+    pub peer: crate::peers::SessionPeer,
     pub smtp: Option<SmtpFacts>,
     pub tls: Option<TlsFacts>,
     /// What happened to the mail (SMTP sessions: plaintext, decrypted or inferred).
@@ -168,7 +171,7 @@ pub(crate) fn build(
             });
         }
     }
-    SessionEvent {
+    let mut ev = SessionEvent {
         kind: "session",
         observer: observer.clone(),
         ts: rfc3339_micros(first_ts),
@@ -189,7 +192,10 @@ pub(crate) fn build(
         weirds,
         packets: packets.map(u64::from),
         payload_bytes,
-    }
+        peer: Default::default(),
+    };
+    ev.peer = crate::peers::session_peer(&ev);
+    ev
 }
 
 pub fn rfc3339_micros(ts_ns: i64) -> String {

@@ -62,7 +62,10 @@ pub fn parse_line(
         return Ok(None);
     }
     let w: WireEvent = serde_json::from_slice(line)?;
-    w.into_event(observers).map(Some)
+    let mut ev = w.into_event(observers)?;
+    // The line's own `peer` is not trusted: made again from the facts, as when the event was made.
+    ev.peer = super::session_peer(&ev);
+    Ok(Some(ev))
 }
 
 /// A contract name (`named_enum!`) back to its value.
@@ -181,6 +184,7 @@ impl WireEvent {
             weirds: anomalies("weirds", &self.weirds)?,
             packets: self.packets,
             payload_bytes: self.payload_bytes,
+            peer: Default::default(),
         })
     }
 }

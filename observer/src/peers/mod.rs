@@ -22,11 +22,13 @@
 mod explain;
 pub mod from_events;
 mod rules;
+pub mod session;
 mod stats;
 #[cfg(test)]
 mod tests;
 
 pub use explain::class_words;
+pub use session::{session_peer, SessionPeer};
 pub use stats::{messages, ClassMail, Message, PeerStats};
 
 use crate::event::{Direction, SessionEvent};
@@ -181,19 +183,25 @@ impl<const N: usize> std::fmt::Write for StackStr<N> {
 }
 
 impl PeerBook {
+    /// Adds one session to its peer (named by the event's `peer`, [`session::session_peer`]).
     pub fn add(&mut self, ev: &SessionEvent) {
-        let host = peer_name(ev);
-        let domain = registered_domain(&host);
-        // The peer's name is copied only when the peer is new.
-        let p =
-            self.peers
-                .entry((ev.direction, domain))
-                .or_insert_with_key(|(direction, domain)| PeerStats {
-                    peer: domain.clone(),
-                    direction: direction.as_str(),
-                    ..Default::default()
-                });
-        add_capped(&mut p.hosts, &host);
+        let p = self
+            .peers
+            .entry((ev.direction, ev.peer.domain.clone()))
+            .or_insert_with_key(|(direction, domain)| PeerStats {
+                peer: domain.clone(),
+                direction: direction.as_str(),
+                ..Default::default()
+            });
+        p.add_session(ev, &ev.peer.host);
+    }
+}
+
+impl PeerStats {
+    /// Adds one session of this peer (`host`: the peer's name in this session).
+    fn add_session(&mut self, ev: &SessionEvent, host: &str) {
+        let p = self;
+        add_capped(&mut p.hosts, host);
         let observer = ev.observer.as_str();
         if p.observers.len() < MAX_OBSERVERS && !p.observers.contains(observer) {
             p.observers.insert(observer.to_string());
@@ -266,7 +274,9 @@ impl PeerBook {
             *p.client_certs.entry(key).or_default() += 1;
         }
     }
+}
 
+impl PeerBook {
     /// Peers, busiest first.
     pub fn peers(&self) -> Vec<&PeerStats> {
         let mut v: Vec<&PeerStats> = self.peers.values().collect();
