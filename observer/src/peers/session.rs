@@ -45,8 +45,9 @@ pub struct SessionPeer {
     pub class: Option<String>,
     /// Trust anchor of that chain, or the issuer of its last certificate.
     pub issuer: Option<String>,
-    /// 1 for a TLS handshake, 0 without TLS; `resumed` likewise.
-    pub tls: u32,
+    /// 1 for a TLS handshake, 0 without TLS; `resumed` likewise (not `tls`: that key is the
+    /// event's `tls` object, which `visitParamExtractRaw(event, 'tls')` must find).
+    pub handshakes: u32,
     pub resumed: u32,
     /// Non-resumed handshakes whose CR presence is known (0/1), and with a CR.
     pub cr_known: u32,
@@ -112,7 +113,7 @@ pub fn session_peer(ev: &SessionEvent) -> SessionPeer {
             .and(ev.tls.as_ref())
             .and_then(super::rules::chain_issuer),
         class,
-        tls: n(p.tls_handshakes),
+        handshakes: n(p.tls_handshakes),
         resumed: n(p.resumed),
         cr_known: n(p.cr_known),
         cr_present: n(p.cr_present),
