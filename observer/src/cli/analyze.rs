@@ -321,11 +321,7 @@ pub(super) fn analyze(a: AnalyzeArgs) -> Result<()> {
             "{}",
             text_report(&book, &pipe.stats, &pipe.flows.stats)
         )?,
-        ReportFormat::Json => writeln!(
-            out,
-            "{}",
-            serde_json::to_string_pretty(&json_report(&book, &pipe.stats, &pipe.flows.stats))?
-        )?,
+        ReportFormat::Json => write_json_report(&mut out, &book, &pipe.stats, &pipe.flows.stats)?,
         ReportFormat::Markdown => write!(
             out,
             "{}",

@@ -13,7 +13,9 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::peers::PeerBook;
 use crate::pipeline::Pipeline;
-use crate::sink::{csv_report, html_report, json_report, markdown_report, text_report, JsonlSink};
+use crate::sink::{
+    csv_report, html_report, markdown_report, text_report, write_json_report, JsonlSink,
+};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use ipnet::IpNet;

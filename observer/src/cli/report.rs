@@ -144,11 +144,7 @@ pub(super) fn report(a: ReportArgs) -> Result<()> {
     let mut out = std::io::stdout().lock();
     match a.report {
         ReportFormat::Text => write!(out, "{}", text_report(&book, &stats, &flows))?,
-        ReportFormat::Json => writeln!(
-            out,
-            "{}",
-            serde_json::to_string_pretty(&json_report(&book, &stats, &flows))?
-        )?,
+        ReportFormat::Json => write_json_report(&mut out, &book, &stats, &flows)?,
         ReportFormat::Markdown => write!(out, "{}", markdown_report(&book, &stats, &flows))?,
         ReportFormat::Html => write!(out, "{}", html_report(&book, &stats, &flows))?,
         ReportFormat::Csv => write!(out, "{}", csv_report(&book))?,
