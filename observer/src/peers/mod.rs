@@ -74,7 +74,8 @@ pub fn client_eku_label(t: Option<&TlsFacts>) -> &'static str {
 
 #[derive(Debug, Default)]
 pub struct PeerBook {
-    peers: BTreeMap<(Direction, String), PeerStats>,
+    /// By direction, then registered domain (looked up by `&str`: no copy of the name per event).
+    peers: BTreeMap<Direction, BTreeMap<String, PeerStats>>,
 }
 
 /// Registered domain of a host name (`mx1.mail.example.co.uk` → `example.co.uk`); IPs stay IPs.
@@ -185,14 +186,17 @@ impl<const N: usize> std::fmt::Write for StackStr<N> {
 impl PeerBook {
     /// Adds one session to its peer (named by the event's `peer`, [`session::session_peer`]).
     pub fn add(&mut self, ev: &SessionEvent) {
-        let p = self
-            .peers
-            .entry((ev.direction, ev.peer.domain.clone()))
-            .or_insert_with_key(|(direction, domain)| PeerStats {
-                peer: domain.clone(),
-                direction: direction.as_str(),
-                ..Default::default()
-            });
+        let peers = self.peers.entry(ev.direction).or_default();
+        let p = match peers.get_mut(ev.peer.domain.as_str()) {
+            Some(p) => p,
+            None => peers
+                .entry(ev.peer.domain.clone())
+                .or_insert_with(|| PeerStats {
+                    peer: ev.peer.domain.clone(),
+                    direction: ev.direction.as_str(),
+                    ..Default::default()
+                }),
+        };
         p.add_session(ev, &ev.peer.host);
     }
 }
@@ -200,6 +204,44 @@ impl PeerBook {
 impl PeerStats {
     /// Adds one session of this peer (`host`: the peer's name in this session).
     fn add_session(&mut self, ev: &SessionEvent, host: &str) {
+        self.add_counts(ev);
+        self.add_labels(ev, host);
+    }
+
+    /// What the verdict and the rates count ([`session::session_peer`] needs only this).
+    fn add_counts(&mut self, ev: &SessionEvent) {
+        let p = self;
+        p.sessions += 1;
+        if let Some(m) = &ev.mail {
+            p.count_mail(m, cr_label(ev));
+        }
+        let Some(t) = &ev.tls else { return };
+        p.tls_handshakes += 1;
+        if t.resumed == Some(true) {
+            p.resumed += 1;
+        } else {
+            match t.certificate_request.present {
+                Some(true) => {
+                    p.cr_known += 1;
+                    p.cr_present += 1;
+                }
+                Some(false) => p.cr_known += 1,
+                None => p.cr_unknown += 1,
+            }
+        }
+        if t.outcome.result == OutcomeResult::Established {
+            p.established += 1;
+            if t.certificate_request.present == Some(true) {
+                p.established_with_cr += 1;
+            }
+        }
+        if t.certificate_request.present == Some(true) && t.resumed != Some(true) {
+            p.count_answers(t, ev.mail.as_ref());
+        }
+    }
+
+    /// Names and breakdowns for the reports (hosts, addresses, versions, outcomes, ...).
+    fn add_labels(&mut self, ev: &SessionEvent, host: &str) {
         let p = self;
         add_capped(&mut p.hosts, host);
         let observer = ev.observer.as_str();
@@ -215,7 +257,6 @@ impl PeerStats {
             &mut p.ips,
             StackStr::<48>::format(format_args!("{ip}")).as_str(),
         );
-        p.sessions += 1;
         bump(
             &mut p.starttls,
             ev.smtp.as_ref().map_or("none", |s| s.starttls.as_str()),
@@ -223,42 +264,17 @@ impl PeerStats {
         if ev.smtp.as_ref().is_some_and(|s| s.plaintext_fallback) {
             p.plaintext_fallbacks += 1;
         }
-        if let Some(m) = &ev.mail {
-            p.count_mail(m, cr_label(ev));
-        }
         let Some(t) = &ev.tls else { return };
-        p.tls_handshakes += 1;
         bump(
             &mut p.tls_versions,
             t.version.as_deref().unwrap_or("unknown"),
         );
         bump(&mut p.outcomes, t.outcome.result.as_str());
         bump(&mut p.evidence, t.certificate_request.evidence.as_str());
-        if t.resumed == Some(true) {
-            p.resumed += 1;
-        } else {
-            match t.certificate_request.present {
-                Some(true) => {
-                    p.cr_known += 1;
-                    p.cr_present += 1;
-                }
-                Some(false) => p.cr_known += 1,
-                None => p.cr_unknown += 1,
-            }
-        }
         for n in &t.certificate_request.ca_names {
             if p.ca_names.len() < MAX_CA_NAMES && !p.ca_names.contains(n) {
                 p.ca_names.insert(n.clone());
             }
-        }
-        if t.outcome.result == OutcomeResult::Established {
-            p.established += 1;
-            if t.certificate_request.present == Some(true) {
-                p.established_with_cr += 1;
-            }
-        }
-        if t.certificate_request.present == Some(true) && t.resumed != Some(true) {
-            p.count_answers(t, ev.mail.as_ref());
         }
         let cc = &t.client_certificate;
         if let Some(c) = &cc.chain_class {
@@ -279,7 +295,7 @@ impl PeerStats {
 impl PeerBook {
     /// Peers, busiest first.
     pub fn peers(&self) -> Vec<&PeerStats> {
-        let mut v: Vec<&PeerStats> = self.peers.values().collect();
+        let mut v: Vec<&PeerStats> = self.peers.values().flat_map(|m| m.values()).collect();
         v.sort_by(|a, b| {
             b.sessions
                 .cmp(&a.sessions)

@@ -73,29 +73,26 @@ pub fn session_peer(ev: &SessionEvent) -> SessionPeer {
     let host = peer_name(ev);
     let domain = registered_domain(&host);
     let mut p = PeerStats::default();
-    p.add_session(ev, &host);
-    let (class, answers) = match p.mail_by_class.keys().next() {
-        Some(class) => {
-            let get = |kind: &str| {
-                n(p.answers
-                    .get(&format!("{class}/{kind}"))
-                    .copied()
-                    .unwrap_or(0))
-            };
-            let answers = Answers {
-                accepted: get("accepted"),
-                rejected_eku: get("rejected_eku"),
-                rejected_trust: get("rejected_trust"),
-                rejected_no_cert: get("rejected_no_cert"),
-                rejected_ambiguous: get("rejected_ambiguous"),
-                recipient_refused: get("recipient_refused"),
-                no_message: get("no_message"),
-                unfinished: get("unfinished"),
-            };
-            (Some(class.clone()), answers)
-        }
-        None => (None, Answers::default()),
-    };
+    p.add_counts(ev);
+    // one class per session: every answer key is `<class>/<kind>`
+    let mut answers = Answers::default();
+    for (key, count) in &p.answers {
+        let slot = match key.rsplit_once('/').map_or("", |(_, kind)| kind) {
+            "accepted" => &mut answers.accepted,
+            "rejected_eku" => &mut answers.rejected_eku,
+            "rejected_trust" => &mut answers.rejected_trust,
+            "rejected_no_cert" => &mut answers.rejected_no_cert,
+            "rejected_ambiguous" => &mut answers.rejected_ambiguous,
+            "recipient_refused" => &mut answers.recipient_refused,
+            "no_message" => &mut answers.no_message,
+            "unfinished" => &mut answers.unfinished,
+            // every kind `count_answers` gives is above; a new one must be added to `Answers`
+            // (observer/tests/clickhouse.rs compares these with the report's answers)
+            _ => continue,
+        };
+        *slot = slot.saturating_add(n(*count));
+    }
+    let class = p.mail_by_class.into_keys().next();
     let mut tentative = Tentative::default();
     for ((_, kind, _), count) in &p.tentative {
         let slot = match *kind {
