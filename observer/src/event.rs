@@ -93,7 +93,9 @@ pub struct SessionEvent {
     pub server: Endpoint,
     pub direction: Direction,
     /// What this session tells about its peer (its name and its share of the per-peer counts;
-    /// [`crate::peers::session_peer`]).
+    /// [`crate::peers::session_peer`]). Derived from the rest of the event when it is built, and
+    /// what [`crate::peers::PeerBook::add`] names the peer by: whoever changes an event's facts
+    /// makes it again with `session_peer`.
     pub peer: crate::peers::SessionPeer,
     pub smtp: Option<SmtpFacts>,
     pub tls: Option<TlsFacts>,
