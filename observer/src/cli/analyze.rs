@@ -21,10 +21,7 @@ impl Outputs {
         for ev in pipe.drain_events() {
             self.book.add(&ev);
             if let Some(m) = &mut self.metrics {
-                m.observe(
-                    &ev,
-                    &crate::peers::registered_domain(&crate::peers::peer_name(&ev)),
-                );
+                m.observe(&ev, &ev.peer.domain);
             }
             // After a failed write (e.g. EPIPE: the reader of standard output is gone) nothing more
             // is written; the error ends the run.
