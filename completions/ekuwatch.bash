@@ -28,6 +28,9 @@ _ekuwatch() {
             ekuwatch,live)
                 cmd="ekuwatch__subcmd__live"
                 ;;
+            ekuwatch,report)
+                cmd="ekuwatch__subcmd__report"
+                ;;
             ekuwatch__subcmd__help,analyze)
                 cmd="ekuwatch__subcmd__help__subcmd__analyze"
                 ;;
@@ -40,6 +43,9 @@ _ekuwatch() {
             ekuwatch__subcmd__help,live)
                 cmd="ekuwatch__subcmd__help__subcmd__live"
                 ;;
+            ekuwatch__subcmd__help,report)
+                cmd="ekuwatch__subcmd__help__subcmd__report"
+                ;;
             *)
                 ;;
         esac
@@ -47,7 +53,7 @@ _ekuwatch() {
 
     case "${cmd}" in
         ekuwatch)
-            opts="-h -V --log-format --help --version analyze check-config live help"
+            opts="-h -V --log-format --help --version analyze report check-config live help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -65,7 +71,7 @@ _ekuwatch() {
             return 0
             ;;
         ekuwatch__subcmd__analyze)
-            opts="-h --events --keylog --local-net --report --port --config --openmetrics --top-peers --watch --log-format --help"
+            opts="-h --events --keylog --local-net --report --port --config --openmetrics --observer --top-peers --watch --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -96,6 +102,10 @@ _ekuwatch() {
                     return 0
                     ;;
                 --openmetrics)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --observer)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -137,7 +147,7 @@ _ekuwatch() {
             return 0
             ;;
         ekuwatch__subcmd__help)
-            opts="analyze check-config live help"
+            opts="analyze report check-config live help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -206,8 +216,22 @@ _ekuwatch() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        ekuwatch__subcmd__help__subcmd__report)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         ekuwatch__subcmd__live)
-            opts="-h --config --interface --backend --ebpf-budget --ebpf-ring-mib --filter --port --listen --local-net --events --top-peers --watch --user --linger --log-format --help"
+            opts="-h --config --interface --backend --ebpf-budget --ebpf-ring-mib --filter --port --listen --local-net --events --top-peers --watch --user --observer --linger --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -265,8 +289,34 @@ _ekuwatch() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --observer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --linger)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ekuwatch__subcmd__report)
+            opts="-h --report --log-format --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --report)
+                    COMPREPLY=($(compgen -W "text json markdown html csv none" -- "${cur}"))
                     return 0
                     ;;
                 --log-format)

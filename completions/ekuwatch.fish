@@ -29,6 +29,7 @@ json\t'One JSON object per line: timestamp, level, fields (message and values), 
 complete -c ekuwatch -n "__fish_ekuwatch_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c ekuwatch -n "__fish_ekuwatch_needs_command" -s V -l version -d 'Print version'
 complete -c ekuwatch -n "__fish_ekuwatch_needs_command" -f -a "analyze" -d 'Analyze pcap/pcapng files or directories of them'
+complete -c ekuwatch -n "__fish_ekuwatch_needs_command" -f -a "report" -d 'Per-peer report from session events (JSON Lines from `analyze --events` or `live --events`, plain or gzip, of one observer or many): the same report and verdicts as `analyze`'
 complete -c ekuwatch -n "__fish_ekuwatch_needs_command" -f -a "check-config" -d 'Check a configuration file (unknown keys are errors) and exit'
 complete -c ekuwatch -n "__fish_ekuwatch_needs_command" -f -a "live" -d 'Capture live on an interface (libpcap) and export metrics (build with `--features live`)'
 complete -c ekuwatch -n "__fish_ekuwatch_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -44,11 +45,21 @@ none\t''"
 complete -c ekuwatch -n "__fish_ekuwatch_using_subcommand analyze" -l port -d 'Extra SMTP server ports (25, 465, 587 are always SMTP); used to call implicit TLS SMTP' -r
 complete -c ekuwatch -n "__fish_ekuwatch_using_subcommand analyze" -l config -d 'Configuration file (TOML; flags extend or override it)' -r -F
 complete -c ekuwatch -n "__fish_ekuwatch_using_subcommand analyze" -l openmetrics -d 'Write the metrics as timestamped OpenMetrics (one snapshot per minute of packet time) for `promtool tsdb create-blocks-from openmetrics FILE DATA_DIR`' -r -F
+complete -c ekuwatch -n "__fish_ekuwatch_using_subcommand analyze" -l observer -d 'Name of this observer, written into every event\'s `observer` (default: the host name, or `observer` in the configuration file)' -r
 complete -c ekuwatch -n "__fish_ekuwatch_using_subcommand analyze" -l top-peers -d 'Peers that get their own `peer` label in metrics (besides the watch-list; default 100)' -r
 complete -c ekuwatch -n "__fish_ekuwatch_using_subcommand analyze" -l watch -d 'Registered domains that always get their own `peer` label (repeatable)' -r
 complete -c ekuwatch -n "__fish_ekuwatch_using_subcommand analyze" -l log-format -d 'Log lines on standard error: text, or one JSON object per line for log collectors. The level comes from EKUWATCH_LOG (default warn; e.g. info, debug, ekuwatch=trace)' -r -f -a "text\t'Human-readable lines (coloured on a terminal unless NO_COLOR is set)'
 json\t'One JSON object per line: timestamp, level, fields (message and values), target'"
 complete -c ekuwatch -n "__fish_ekuwatch_using_subcommand analyze" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c ekuwatch -n "__fish_ekuwatch_using_subcommand report" -l report -d 'Per-peer report format on standard output' -r -f -a "text\t''
+json\t''
+markdown\t''
+html\t''
+csv\t''
+none\t''"
+complete -c ekuwatch -n "__fish_ekuwatch_using_subcommand report" -l log-format -d 'Log lines on standard error: text, or one JSON object per line for log collectors. The level comes from EKUWATCH_LOG (default warn; e.g. info, debug, ekuwatch=trace)' -r -f -a "text\t'Human-readable lines (coloured on a terminal unless NO_COLOR is set)'
+json\t'One JSON object per line: timestamp, level, fields (message and values), target'"
+complete -c ekuwatch -n "__fish_ekuwatch_using_subcommand report" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c ekuwatch -n "__fish_ekuwatch_using_subcommand check-config" -l log-format -d 'Log lines on standard error: text, or one JSON object per line for log collectors. The level comes from EKUWATCH_LOG (default warn; e.g. info, debug, ekuwatch=trace)' -r -f -a "text\t'Human-readable lines (coloured on a terminal unless NO_COLOR is set)'
 json\t'One JSON object per line: timestamp, level, fields (message and values), target'"
 complete -c ekuwatch -n "__fish_ekuwatch_using_subcommand check-config" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -66,11 +77,13 @@ complete -c ekuwatch -n "__fish_ekuwatch_using_subcommand live" -l events -d 'Wr
 complete -c ekuwatch -n "__fish_ekuwatch_using_subcommand live" -l top-peers -d 'Peers that get their own `peer` label in metrics (besides the watch-list; default 100)' -r
 complete -c ekuwatch -n "__fish_ekuwatch_using_subcommand live" -l watch -d 'Registered domains that always get their own `peer` label (repeatable)' -r
 complete -c ekuwatch -n "__fish_ekuwatch_using_subcommand live" -l user -d 'User to switch to once the capture and the exporter socket are open (when started as root; default `nobody`). `-` keeps the current user' -r
+complete -c ekuwatch -n "__fish_ekuwatch_using_subcommand live" -l observer -d 'Name of this observer, written into every event\'s `observer` (default: the host name, or `observer` in the configuration file)' -r
 complete -c ekuwatch -n "__fish_ekuwatch_using_subcommand live" -l linger -d 'Seconds the final counters stay served after SIGINT/SIGTERM' -r
 complete -c ekuwatch -n "__fish_ekuwatch_using_subcommand live" -l log-format -d 'Log lines on standard error: text, or one JSON object per line for log collectors. The level comes from EKUWATCH_LOG (default warn; e.g. info, debug, ekuwatch=trace)' -r -f -a "text\t'Human-readable lines (coloured on a terminal unless NO_COLOR is set)'
 json\t'One JSON object per line: timestamp, level, fields (message and values), target'"
 complete -c ekuwatch -n "__fish_ekuwatch_using_subcommand live" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c ekuwatch -n "__fish_ekuwatch_using_subcommand help; and not __fish_seen_subcommand_from analyze check-config live help" -f -a "analyze" -d 'Analyze pcap/pcapng files or directories of them'
-complete -c ekuwatch -n "__fish_ekuwatch_using_subcommand help; and not __fish_seen_subcommand_from analyze check-config live help" -f -a "check-config" -d 'Check a configuration file (unknown keys are errors) and exit'
-complete -c ekuwatch -n "__fish_ekuwatch_using_subcommand help; and not __fish_seen_subcommand_from analyze check-config live help" -f -a "live" -d 'Capture live on an interface (libpcap) and export metrics (build with `--features live`)'
-complete -c ekuwatch -n "__fish_ekuwatch_using_subcommand help; and not __fish_seen_subcommand_from analyze check-config live help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c ekuwatch -n "__fish_ekuwatch_using_subcommand help; and not __fish_seen_subcommand_from analyze report check-config live help" -f -a "analyze" -d 'Analyze pcap/pcapng files or directories of them'
+complete -c ekuwatch -n "__fish_ekuwatch_using_subcommand help; and not __fish_seen_subcommand_from analyze report check-config live help" -f -a "report" -d 'Per-peer report from session events (JSON Lines from `analyze --events` or `live --events`, plain or gzip, of one observer or many): the same report and verdicts as `analyze`'
+complete -c ekuwatch -n "__fish_ekuwatch_using_subcommand help; and not __fish_seen_subcommand_from analyze report check-config live help" -f -a "check-config" -d 'Check a configuration file (unknown keys are errors) and exit'
+complete -c ekuwatch -n "__fish_ekuwatch_using_subcommand help; and not __fish_seen_subcommand_from analyze report check-config live help" -f -a "live" -d 'Capture live on an interface (libpcap) and export metrics (build with `--features live`)'
+complete -c ekuwatch -n "__fish_ekuwatch_using_subcommand help; and not __fish_seen_subcommand_from analyze report check-config live help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -9,7 +9,8 @@ a non-empty expr and unique refIds; panel ids unique; no two panels overlap; eve
 used is in the metric catalogue and every label it is matched on exists for it; every `by (...)`
 label is a catalogue label of a metric in the expression (or instance/job); each expression
 aggregates (sum/max/count/topk by ...) so several observers merge; queries.json holds exactly the
-dashboard's targets with $__rate_interval→5m, $__range→1h, $direction→outbound.
+dashboard's targets with $__rate_interval→5m, $__range→1h, $direction→outbound, $job/$instance→.*;
+the job and instance variables exist and every ekuwatch_ selector is limited by them.
 If promtool is on PATH, every queries.json expression is also parsed by it (as a recording rule).
 """
 import json
@@ -23,7 +24,10 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 DASHBOARD = os.path.join(HERE, "grafana", "ekuwatch.json")
 QUERIES = os.path.join(HERE, "grafana", "queries.json")
-SUBST = [("$__rate_interval", "5m"), ("$__range", "1h"), ("$direction", "outbound")]
+SUBST = [("$__rate_interval", "5m"), ("$__range", "1h"), ("$direction", "outbound"),
+         ("$job", ".*"), ("$instance", ".*")]
+SCOPE = 'job=~"$job",instance=~"$instance"'
+
 DS_UID = "${DS_PROMETHEUS}"
 
 # The metric catalogue (contract with the exporter): name -> label names.
@@ -108,6 +112,9 @@ def check_expr(where, expr):
         for lab in [x.strip() for x in grp.split(",") if x.strip()]:
             if lab not in labels_here:
                 bad(f"{where}: grouping label {lab!r} is not a label of {sorted(set(metrics))}")
+    for m, body in re.findall(r"\b(ekuwatch_[a-z0-9_]+)\s*(\{[^}]*\})?", expr):
+        if not body.startswith("{" + SCOPE):
+            bad(f"{where}: {m} is not limited to the observers chosen ({SCOPE}) in {expr!r}")
     if not re.search(r"\b(sum|max|min|count|avg|topk|bottomk)\b", expr):
         bad(f"{where}: expression does not aggregate across instances: {expr!r}")
     if expr.count("(") != expr.count(")") or expr.count("{") != expr.count("}"):
@@ -148,6 +155,14 @@ def main():
             bad(f"templating: direction query is {q!r}")
         if (dv.get("datasource") or {}).get("uid") != DS_UID:
             bad("templating: direction variable does not use ${DS_PROMETHEUS}")
+
+    for name, q_want in (("job", "label_values(ekuwatch_build_info, job)"),
+                         ("instance", 'label_values(ekuwatch_build_info{job=~"$job"}, instance)')):
+        v = variables.get(name)
+        q = (v or {}).get("query")
+        q = q.get("query") if isinstance(q, dict) else q
+        if not v or q != q_want or not v.get("includeAll") or v.get("allValue") != ".*":
+            bad(f"templating: need variable {name!r} ({q_want}, All = .*) for several observers")
 
     ids, boxes, expected = set(), [], []
     for i, p in enumerate(dash.get("panels", [])):
@@ -193,7 +208,7 @@ def main():
                 bad(f"{where}: target {ref} has no expr")
                 continue
             for var in re.findall(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", expr):
-                if var not in ("__rate_interval", "__range", "direction"):
+                if var not in ("__rate_interval", "__range", "direction", "job", "instance"):
                     bad(f"{where}: target {ref} uses unknown variable ${var}")
             check_expr(f"{where} target {ref}", expr)
             flat = expr

@@ -25,6 +25,9 @@ command -v swaks >/dev/null || need_apt+=(swaks)
 # swaks --tls needs Net::SSLeay, only a "Recommends" of swaks (not installed with --no-install-recommends)
 perl -MNet::SSLeay -e1 2>/dev/null || need_apt+=(libnet-ssleay-perl)
 command -v systemd-analyze >/dev/null || need_apt+=(systemd)   # the unit is verified (tests/deployment.rs)
+# the fleet event store: observer/tests/clickhouse.rs runs deploy/clickhouse/*.sql on a real server
+# (Debian 12: ClickHouse 18.16; the test starts its own instance on free loopback ports)
+[ -x /usr/sbin/clickhouse-server ] || command -v clickhouse >/dev/null || need_apt+=(clickhouse-server)
 command -v gnutls-cli >/dev/null || need_apt+=(gnutls-bin)                    # peak-RSS checks on hostile captures
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]} (apt)"

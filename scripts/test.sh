@@ -29,6 +29,8 @@ CARGO_TARGET_DIR="${EKUWATCH_BENCH_TARGET_DIR:-target/test-bench}" \
 python3 dashboards/check.py
 promtool check rules dashboards/prometheus/alerts.yml
 promtool test rules dashboards/prometheus/alerts_test.yml
+promtool check rules dashboards/prometheus/recording.yml
+promtool test rules dashboards/prometheus/recording_test.yml
 ./scripts/fuzz.sh "${EKUWATCH_FUZZ_SECONDS:-60}" all
 if [ -s "$EKUWATCH_SKIP_LOG" ]; then
   echo "all tests that ran passed; some were skipped (listed below)"

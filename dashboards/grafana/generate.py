@@ -12,7 +12,19 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 DS = {"type": "prometheus", "uid": "${DS_PROMETHEUS}"}
 
 # Substitutions used to turn dashboard expressions into plain PromQL (queries.json).
-SUBST = [("$__rate_interval", "5m"), ("$__range", "1h"), ("$direction", "outbound")]
+SUBST = [("$__rate_interval", "5m"), ("$__range", "1h"), ("$direction", "outbound"),
+         ("$job", ".*"), ("$instance", ".*")]
+# Every ekuwatch_ selector is limited to the observers chosen in the job and instance variables
+# (several observers, one per MTA: all by default, or one to compare it with the fleet).
+SCOPE = 'job=~"$job",instance=~"$instance"'
+
+
+def scoped(expr):
+    """expr with every ekuwatch_ selector limited to $job and $instance."""
+    import re
+    return re.sub(r"\b(ekuwatch_[a-z0-9_]+)(\{)?",
+                  lambda m: f"{m.group(1)}{{{SCOPE}," if m.group(2) else f"{m.group(1)}{{{SCOPE}}}",
+                  expr)
 
 RI = "$__rate_interval"
 RG = "$__range"
@@ -25,7 +37,7 @@ _next_id = [1]
 
 
 def target(expr, legend="", ref=None, instant=False, fmt=None):
-    t = {"datasource": DS, "expr": expr, "legendFormat": legend or "__auto", "range": not instant,
+    t = {"datasource": DS, "expr": scoped(expr), "legendFormat": legend or "__auto", "range": not instant,
          "instant": instant, "editorMode": "code"}
     if fmt:
         t["format"] = fmt
@@ -419,6 +431,44 @@ dashboard = {
             "options": [],
             "refresh": 1,
             "skipUrlSync": False,
+        },
+        {
+            "name": "job",
+            "label": "Job",
+            "type": "query",
+            "datasource": DS,
+            "definition": "label_values(ekuwatch_build_info, job)",
+            "query": {"qryType": 1, "query": "label_values(ekuwatch_build_info, job)",
+                      "refId": "PrometheusVariableQueryEditor-VariableQuery"},
+            "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
+            "hide": 0,
+            "includeAll": True,
+            "allValue": ".*",
+            "multi": True,
+            "options": [],
+            "refresh": 2,
+            "regex": "",
+            "skipUrlSync": False,
+            "sort": 1,
+        },
+        {
+            "name": "instance",
+            "label": "Observer",
+            "type": "query",
+            "datasource": DS,
+            "definition": "label_values(ekuwatch_build_info{job=~\"$job\"}, instance)",
+            "query": {"qryType": 1, "query": "label_values(ekuwatch_build_info{job=~\"$job\"}, instance)",
+                      "refId": "PrometheusVariableQueryEditor-VariableQuery"},
+            "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
+            "hide": 0,
+            "includeAll": True,
+            "allValue": ".*",
+            "multi": True,
+            "options": [],
+            "refresh": 2,
+            "regex": "",
+            "skipUrlSync": False,
+            "sort": 1,
         },
         {
             "name": "direction",

@@ -26,6 +26,8 @@ pub struct Config {
     pub filter: Option<String>,
     /// User to switch to after the capture is open (live, when started as root).
     pub user: Option<String>,
+    /// Name written into every event's `observer` (default: the host name).
+    pub observer: Option<String>,
     #[serde(default)]
     pub limits: Limits,
     /// TLS and basic auth on the exporter (live), in the shape of the Prometheus exporter-toolkit's
@@ -113,6 +115,9 @@ impl Config {
             ..FlowConfig::default()
         };
         f.smtp_ports.extend(&self.ports);
+        if let Some(o) = &self.observer {
+            f.observer = crate::event::Observer::new(o);
+        }
         let l = &self.limits;
         if let Some(v) = l.max_flows {
             f.max_flows = v;

@@ -9,6 +9,46 @@ use ipnet::IpNet;
 use serde::Serialize;
 use sha1::{Digest, Sha1};
 use std::net::IpAddr;
+use std::sync::Arc;
+
+/// Who observed a session (the event's `observer`): the host name by default, `--observer NAME`
+/// or `observer` in the configuration file. Shared by every event of a run (one allocation).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Observer(Arc<str>);
+
+impl Observer {
+    pub fn new(name: &str) -> Self {
+        Observer(Arc::from(name))
+    }
+
+    /// This host's name (Linux: `/proc/sys/kernel/hostname`; else `$HOSTNAME`), `unknown` when
+    /// neither says.
+    pub fn host() -> Self {
+        let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .map(|n| n.trim().to_string())
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "unknown".to_string());
+        Observer::new(&name)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for Observer {
+    fn default() -> Self {
+        Observer::host()
+    }
+}
+
+impl Serialize for Observer {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Endpoint {
@@ -44,12 +84,19 @@ impl Direction {
 pub struct SessionEvent {
     #[serde(rename = "type")]
     pub kind: &'static str,
+    /// Who observed the session (host name by default; `--observer`).
+    pub observer: Observer,
     /// Time of the connection's first packet (RFC 3339, microseconds, UTC).
     pub ts: String,
     pub community_id: String,
     pub client: Endpoint,
     pub server: Endpoint,
     pub direction: Direction,
+    /// What this session tells about its peer (its name and its share of the per-peer counts;
+    /// [`crate::peers::session_peer`]). Derived from the rest of the event when it is built, and
+    /// what [`crate::peers::PeerBook::add`] names the peer by: whoever changes an event's facts
+    /// makes it again with `session_peer`.
+    pub peer: crate::peers::SessionPeer,
     pub smtp: Option<SmtpFacts>,
     pub tls: Option<TlsFacts>,
     /// What happened to the mail (SMTP sessions: plaintext, decrypted or inferred).
@@ -92,9 +139,14 @@ pub(crate) struct Observed {
     pub payload_bytes: [u64; 2],
 }
 
-/// The event of a connection. `smtp_ports`: TLS from the first byte to one of them is implicit
+/// The event of a connection, as `observer` saw it. `smtp_ports`: TLS from the first byte to one of them is implicit
 /// TLS SMTP; `local_nets` give its direction.
-pub(crate) fn build(o: Observed, local_nets: &[IpNet], smtp_ports: &[u16]) -> SessionEvent {
+pub(crate) fn build(
+    o: Observed,
+    observer: &Observer,
+    local_nets: &[IpNet],
+    smtp_ports: &[u16],
+) -> SessionEvent {
     let Observed {
         client,
         server,
@@ -121,8 +173,9 @@ pub(crate) fn build(o: Observed, local_nets: &[IpNet], smtp_ports: &[u16]) -> Se
             });
         }
     }
-    SessionEvent {
+    let mut ev = SessionEvent {
         kind: "session",
+        observer: observer.clone(),
         ts: rfc3339_micros(first_ts),
         community_id: community_id(client.0, client.1, server.0, server.1),
         client: Endpoint {
@@ -141,7 +194,10 @@ pub(crate) fn build(o: Observed, local_nets: &[IpNet], smtp_ports: &[u16]) -> Se
         weirds,
         packets: packets.map(u64::from),
         payload_bytes,
-    }
+        peer: Default::default(),
+    };
+    ev.peer = crate::peers::session_peer(&ev);
+    ev
 }
 
 pub fn rfc3339_micros(ts_ns: i64) -> String {

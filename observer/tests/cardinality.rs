@@ -40,6 +40,8 @@ fn series_stay_bounded_while_the_peer_table_keeps_everyone() {
                 tls.sni = Some(name);
             }
             ev.server.ip = std::net::Ipv4Addr::from(0x0a00_0000 + i).into();
+            // `peer` is derived from the rest of the event: made again after changing it
+            ev.peer = ekuwatch::peers::session_peer(&ev);
             book.add(&ev);
             metrics.observe(&ev, &registered_domain(&peer_name(&ev)));
         }

@@ -39,17 +39,22 @@ fn prom_scalar(port: u16, q: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
-/// A real Prometheus (Debian package) scraping the given exporter ports every second.
+/// A real Prometheus (Debian package) scraping the given exporter ports every second, evaluating
+/// the fleet recording rules (dashboards/prometheus/recording.yml) every second too.
 fn start_prometheus(dir: &Path, exporters: &[u16], port: u16) -> Kill {
     let cfg = dir.join("prometheus.yml");
     let targets: Vec<String> = exporters
         .iter()
         .map(|p| format!("'127.0.0.1:{p}'"))
         .collect();
+    let rules = std::fs::read_to_string(repo().join("dashboards/prometheus/recording.yml"))
+        .unwrap()
+        .replace("interval: 1m", "interval: 1s");
+    std::fs::write(dir.join("recording.yml"), rules).unwrap();
     std::fs::write(
         &cfg,
         format!(
-            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nscrape_configs:\n  - job_name: ekuwatch\n    static_configs: [{{targets: [{}]}}]\n",
+            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nrule_files: [recording.yml]\nscrape_configs:\n  - job_name: ekuwatch\n    static_configs: [{{targets: [{}]}}]\n",
             targets.join(", ")
         ),
     )
@@ -475,6 +480,27 @@ fn two_observers_aggregate_in_one_prometheus() {
         prom_scalar(prom_port, "sum(ekuwatch_certificate_requests_total)"),
         Some(a + b)
     );
+    // The fleet recording rules run on what the two observers export: every rule healthy, and the
+    // peers-per-verdict series equals its expression evaluated on the raw gauges.
+    wait_for("recording rules evaluated", 30, || {
+        let r = http_get(prom_port, "/api/v1/rules").unwrap_or_default();
+        let v: Value = serde_json::from_str(&r).unwrap_or(Value::Null);
+        let rules: Vec<&Value> = v["data"]["groups"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|g| g["rules"].as_array().into_iter().flatten())
+            .collect();
+        rules.len() == 8
+            && rules
+                .iter()
+                .all(|r| r["health"] == "ok" && r["lastEvaluation"] != "0001-01-01T00:00:00Z")
+    });
+    let raw = "count(max by (peer, verdict) (ekuwatch_peer_verdict == 1))";
+    wait_for("recorded peers per verdict", 30, || {
+        prom_scalar(prom_port, "sum(verdict:ekuwatch_peers:count)") == prom_scalar(prom_port, raw)
+            && prom_scalar(prom_port, raw).is_some()
+    });
     // The capture interface disappears under observer A: it stops with an error, but what it had
     // counted is still served (linger) and equals its events.
     assert!(sh(&format!("ip link del {veth}")));

@@ -21,10 +21,7 @@ impl Outputs {
         for ev in pipe.drain_events() {
             self.book.add(&ev);
             if let Some(m) = &mut self.metrics {
-                m.observe(
-                    &ev,
-                    &crate::peers::registered_domain(&crate::peers::peer_name(&ev)),
-                );
+                m.observe(&ev, &ev.peer.domain);
             }
             // After a failed write (e.g. EPIPE: the reader of standard output is gone) nothing more
             // is written; the error ends the run.
@@ -196,6 +193,9 @@ pub(super) fn analyze(a: AnalyzeArgs) -> Result<()> {
     let mut cfg = file.flow_config();
     cfg.local_nets.extend(a.local_net.iter().copied());
     cfg.smtp_ports.extend(&a.ports);
+    if let Some(o) = &a.observer {
+        cfg.observer = crate::event::Observer::new(o);
+    }
     let (top_peers, watch) = a.labels.resolve(&file);
     let events_to_stdout = a
         .events
@@ -318,11 +318,7 @@ pub(super) fn analyze(a: AnalyzeArgs) -> Result<()> {
             "{}",
             text_report(&book, &pipe.stats, &pipe.flows.stats)
         )?,
-        ReportFormat::Json => writeln!(
-            out,
-            "{}",
-            serde_json::to_string_pretty(&json_report(&book, &pipe.stats, &pipe.flows.stats))?
-        )?,
+        ReportFormat::Json => write_json_report(&mut out, &book, &pipe.stats, &pipe.flows.stats)?,
         ReportFormat::Markdown => write!(
             out,
             "{}",

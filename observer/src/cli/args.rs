@@ -44,6 +44,10 @@ pub struct LiveArgs {
     /// default `nobody`). `-` keeps the current user.
     #[arg(long, value_name = "USER")]
     pub user: Option<String>,
+    /// Name of this observer, written into every event's `observer` (default: the host name, or
+    /// `observer` in the configuration file).
+    #[arg(long, value_name = "NAME")]
+    pub observer: Option<String>,
     /// Seconds the final counters stay served after SIGINT/SIGTERM.
     #[arg(long, default_value_t = 2)]
     pub linger: u64,
@@ -129,9 +133,34 @@ pub struct AnalyzeArgs {
     /// `promtool tsdb create-blocks-from openmetrics FILE DATA_DIR`.
     #[arg(long, value_name = "FILE")]
     pub openmetrics: Option<PathBuf>,
+    /// Name of this observer, written into every event's `observer` (default: the host name, or
+    /// `observer` in the configuration file).
+    #[arg(long, value_name = "NAME")]
+    pub observer: Option<String>,
     #[command(flatten)]
     pub labels: PeerLabelArgs,
     /// pcap/pcapng files, directories of them (recursive), or `-` for standard input.
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
+}
+
+/// `ekuwatch report --help`, after the options.
+pub(super) const REPORT_AFTER_HELP: &str = "\
+EVENTS: files of session events, one JSON object per line (docs/events.md), as `analyze --events`
+and `live --events` write them; gzip-compressed files are recognised by their magic number. `-`
+reads standard input. Events of several observers (their `observer` field) are merged per peer.
+
+Exit status: 0 on success. 1 when an input could not be read or a line is not a session event
+(each said as FILE:LINE: why, at most 10 per file, then their count); the other lines and inputs are
+still reported. 2 on a usage error.";
+
+#[derive(clap::Args, Debug)]
+#[command(after_help = REPORT_AFTER_HELP)]
+pub struct ReportArgs {
+    /// Per-peer report format on standard output.
+    #[arg(long, value_enum, default_value = "text")]
+    pub report: ReportFormat,
+    /// Event files (JSON Lines, plain or gzip), or `-` for standard input.
+    #[arg(required = true, value_name = "EVENTS")]
+    pub events: Vec<PathBuf>,
 }

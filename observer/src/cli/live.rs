@@ -27,6 +27,10 @@ pub(super) fn live(a: LiveArgs) -> Result<()> {
     let mut local_nets = file.nets().map_err(anyhow::Error::msg)?;
     local_nets.extend(a.local_net);
     let (top_peers, watch) = a.labels.resolve(&file);
+    let mut flow = file.flow_config();
+    if let Some(o) = &a.observer {
+        flow.observer = crate::event::Observer::new(o);
+    }
     let web = crate::exporter::Web::load(&file.web).map_err(|e| anyhow::anyhow!("[web]: {e}"))?;
     crate::live::run(crate::live::LiveConfig {
         interface,
@@ -42,7 +46,7 @@ pub(super) fn live(a: LiveArgs) -> Result<()> {
         top_peers,
         watch,
         user: a.user.or(file.user.clone()),
-        flow: file.flow_config(),
+        flow,
         linger: std::time::Duration::from_secs(a.linger),
         backend: if a.backend == "ebpf" {
             crate::live::Backend::Ebpf

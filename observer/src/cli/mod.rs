@@ -13,7 +13,9 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::peers::PeerBook;
 use crate::pipeline::Pipeline;
-use crate::sink::{csv_report, html_report, json_report, markdown_report, text_report, JsonlSink};
+use crate::sink::{
+    csv_report, html_report, markdown_report, text_report, write_json_report, JsonlSink,
+};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use ipnet::IpNet;
@@ -74,6 +76,9 @@ struct AlreadyReported(usize);
 pub enum Command {
     /// Analyze pcap/pcapng files or directories of them.
     Analyze(AnalyzeArgs),
+    /// Per-peer report from session events (JSON Lines from `analyze --events` or `live --events`,
+    /// plain or gzip, of one observer or many): the same report and verdicts as `analyze`.
+    Report(ReportArgs),
     /// Check a configuration file (unknown keys are errors) and exit.
     CheckConfig {
         /// The TOML file.
@@ -96,6 +101,7 @@ mod args;
 #[cfg(feature = "live")]
 mod live;
 mod logging;
+mod report;
 
 pub use args::*;
 pub use logging::AboveBar;
@@ -116,6 +122,7 @@ pub fn main() -> ExitCode {
     }
     let r = match cli.command {
         Command::Analyze(a) => analyze::analyze(a),
+        Command::Report(a) => report::report(a),
         Command::CheckConfig { file } => check_config(&file),
         #[cfg(feature = "live")]
         Command::Live(a) => live::live(a),

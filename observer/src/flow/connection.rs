@@ -131,7 +131,7 @@ impl Flow {
             packets: self.packets,
             payload_bytes: self.bytes,
         };
-        event::build(observed, &cfg.local_nets, &cfg.smtp_ports)
+        event::build(observed, &cfg.observer, &cfg.local_nets, &cfg.smtp_ports)
     }
 }
 

@@ -48,6 +48,8 @@ pub struct FlowConfig {
     /// Remember connections whose analysis is over ([`FlowTable::take_finished_analysis`]), for a
     /// capture backend that can stop delivering their packets (eBPF).
     pub report_done: bool,
+    /// Written into every event (`observer`): the host name unless configured.
+    pub observer: crate::event::Observer,
 }
 
 impl Default for FlowConfig {
@@ -60,6 +62,7 @@ impl Default for FlowConfig {
             local_nets: Vec::new(),
             smtp_ports: vec![25, 465, 587],
             report_done: false,
+            observer: crate::event::Observer::host(),
         }
     }
 }
@@ -79,7 +82,7 @@ pub struct FlowStats {
 }
 
 impl FlowStats {
-    fn count_event(&mut self, ev: &SessionEvent) {
+    pub(crate) fn count_event(&mut self, ev: &SessionEvent) {
         self.events += 1;
         for w in ev.anomalies().names() {
             *self.weirds.entry(w).or_default() += 1;

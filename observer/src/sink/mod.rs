@@ -10,7 +10,7 @@ mod text;
 
 pub use csv::csv_report;
 pub use html::{html_report, VERDICT_COLOURS};
-pub use json::json_report;
+pub use json::{json_report, write_json_report};
 pub use markdown::markdown_report;
 pub use text::text_report;
 

@@ -7,6 +7,10 @@ use ekuwatch::pipeline::Pipeline;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
+/// The observer name tests give (`--observer`, `FlowConfig::observer`): goldens must not depend on
+/// the host name.
+pub const OBSERVER: &str = "test-observer";
+
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -79,7 +83,13 @@ pub fn analyze_with(path: &Path, cfg: FlowConfig) -> Vec<Value> {
     analyze_keyed(path, cfg, None)
 }
 
+/// Events carry `observer` = [`OBSERVER`] (not this host's name), so goldens are the same on
+/// every machine.
 fn analyze_keyed(path: &Path, cfg: FlowConfig, keylog: Option<&[u8]>) -> Vec<Value> {
+    let cfg = FlowConfig {
+        observer: ekuwatch::event::Observer::new(OBSERVER),
+        ..cfg
+    };
     let mut p = Pipeline::new(cfg);
     if let Some(k) = keylog {
         p.flows.add_keylog(k);
