@@ -485,8 +485,8 @@ const SUMMARISE: u8 = 4;
 /// [`ArmRequest`]).
 fn arm(flow: &mut Flow, arms: &mut Vec<ArmRequest>) {
     let mut next = [None, None];
-    let summarise = flow.armed & SUMMARISE == 0 && flow.conv.summarisable();
-    if summarise {
+    let summarise_now = flow.armed & SUMMARISE == 0 && flow.conv.summarisable();
+    if summarise_now {
         flow.armed |= SUMMARISE;
     }
     for dir in [Dir::ToServer, Dir::ToClient] {
@@ -502,13 +502,15 @@ fn arm(flow: &mut Flow, arms: &mut Vec<ArmRequest>) {
             *dir.of_mut(&mut next) = Some(seq);
         }
     }
-    if next != [None, None] || summarise {
+    if next != [None, None] || summarise_now {
         let (client, server) = flow.roles();
         arms.push(ArmRequest {
             client,
             server,
             next_header_seq: next,
-            summarise,
+            // Every request after the first to summarise says so too: a later request for the
+            // flow replaces an earlier one in the kernel's map before it is applied.
+            summarise: flow.armed & SUMMARISE != 0,
         });
     }
 }
