@@ -84,7 +84,11 @@ fn pcapng_with_secrets(pkts: &[Packet], linktype: u32, keylog: Option<&[u8]>) ->
 }
 
 fn events_of(bytes: &[u8]) -> (Vec<Value>, Vec<String>) {
-    let mut p = Pipeline::new(FlowConfig::default());
+    // The same observer name as `analyze` gives (common::OBSERVER).
+    let mut p = Pipeline::new(FlowConfig {
+        observer: ekuwatch::event::Observer::new(OBSERVER),
+        ..FlowConfig::default()
+    });
     let _ = p.read(CaptureReader::new(Path::new("mem"), bytes), |_, _| {});
     p.finish();
     let ev = p
