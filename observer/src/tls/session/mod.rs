@@ -8,17 +8,20 @@
 //! handshakes in flight): hello facts as boxed slices, the CertificateRequest as its wire body,
 //! alerts as numbers, decryption state in one box only when a key log is given; names and strings
 //! are built by [`TlsSession::facts`].
+//!
+//! Files: this one holds the state and the record layer; `messages.rs` what each handshake message
+//! changes; `report.rs` the facts; `kernel.rs` the hooks of the eBPF record summaries.
 
-use super::cert_request::{CrCheck, HeldCr};
-use super::certificate::{read_certificate_list, HeldCert};
-use super::facts::{
-    CertStatus, CertificateFacts, CertificateRequestFacts, Evidence, Outcome, TlsFacts,
-};
-use super::handshake;
-use super::hello::{read_client_hello, read_server_hello, ServerHello};
+mod kernel;
+mod messages;
+mod report;
+
+use super::cert_request::HeldCr;
+use super::certificate::HeldCert;
+use super::facts::Evidence;
 use super::inference::{self, ClientRecord, Flights, ServerRecord};
 use super::keys::{Decryption, Keys};
-use super::names::{cipher_name, is_grease, version_name, ContentType, HandshakeType};
+use super::names::ContentType;
 use super::outcome::{Ending, Progress, RawAlert};
 use super::record::{RecordReader, Step};
 use super::Context;
@@ -196,35 +199,6 @@ impl TlsSession {
         if !s.records.on_gap(len) && !was_lost {
             self.weird(Anomaly::TlsLostSyncAfterGap);
         }
-    }
-
-    /// Bytes the eBPF program skipped as record bodies: they must lie inside the body being
-    /// skipped; if not, the kernel and user space disagree on where records are (counted) and
-    /// the direction is lost like after a gap.
-    pub fn on_skipped(&mut self, dir: Dir, len: u64) {
-        let s = self.side_mut(dir);
-        let was_lost = s.records.lost();
-        if !s.records.on_gap(len) && !was_lost {
-            self.weird(Anomaly::EbpfSummaryMismatch);
-        }
-    }
-
-    /// Bytes of `dir` until its next record header, when that is known (in sync, not inside a
-    /// header or a body being read): where the kernel may start following the records.
-    pub fn next_header_in(&self, dir: Dir) -> Option<u64> {
-        self.side(dir).records.next_header_in()
-    }
-
-    /// Only record sizes and order are read from now on (the kernel may send summaries of the
-    /// application records): without a key log, once both sides encrypt (TLS 1.3: after the
-    /// ServerHello; ≤ 1.2: after both ChangeCipherSpecs) — the certificates and the
-    /// CertificateRequest are behind; with one, once the outcome is known and no application
-    /// data is decrypted any more.
-    pub fn summarisable(&self) -> bool {
-        if self.keys.is_some() {
-            return self.done && !self.app_decrypting();
-        }
-        self.done || self.sides.iter().all(|s| s.phase != Phase::Plaintext)
     }
 
     /// The TCP connection was closed (FIN or RST) by one side.
@@ -494,268 +468,6 @@ impl TlsSession {
             }
             ContentType::Handshake => self.handshake_bytes(ctx, dir, body, Evidence::Plaintext),
             _ => {}
-        }
-    }
-
-    /// ≤1.2 only: CCS switches this side to encryption. Before a ServerHello (a middlebox-compat
-    /// CCS around a HelloRetryRequest) or in TLS 1.3 it changes nothing.
-    fn change_cipher_spec(&mut self, dir: Dir) {
-        self.side_mut(dir).ccs = true;
-        if !self.server_hello || self.tls13() {
-            self.drop_pending12(dir);
-            return;
-        }
-        self.arm_tls12(dir);
-        let s = self.side_mut(dir);
-        if s.phase == Phase::Plaintext {
-            s.phase = Phase::Encrypted;
-        }
-        if dir == Dir::ToClient && !self.sides[1].certificate_seen && !self.server_kex_seen {
-            self.resumed = Some(true);
-        }
-    }
-
-    /// Handshake-layer bytes of one direction (plaintext or decrypted).
-    pub(super) fn handshake_bytes(
-        &mut self,
-        ctx: &mut Context,
-        dir: Dir,
-        data: &[u8],
-        evidence: Evidence,
-    ) {
-        let mut held = std::mem::take(&mut self.side_mut(dir).hs);
-        let r = handshake::reassemble(&mut held, data, |msg| {
-            self.handshake_message(ctx, dir, msg, evidence);
-            let s = self.side(dir);
-            // TLS 1.3: anything after ServerHello in these bytes would be encrypted; never
-            // happens with a conforming peer.
-            !((evidence == Evidence::Plaintext && s.phase != Phase::Plaintext) || s.records.lost())
-        });
-        self.side_mut(dir).hs = held;
-        if r.is_err() {
-            self.side_mut(dir).records.lose();
-            self.weird(Anomaly::TlsHandshakeTooLarge);
-        }
-    }
-
-    fn handshake_message(&mut self, ctx: &mut Context, dir: Dir, msg: &[u8], evidence: Evidence) {
-        let (Some(&ty), Some(body)) = (msg.first(), msg.get(4..)) else {
-            return;
-        };
-        match (dir, HandshakeType::from(ty)) {
-            (Dir::ToServer, HandshakeType::ClientHello) => self.client_hello(ctx, msg),
-            (Dir::ToClient, HandshakeType::ServerHello) => self.server_hello(ctx, msg),
-            (_, HandshakeType::Certificate) => self.certificate(ctx, dir, body, evidence),
-            (Dir::ToClient, HandshakeType::CertificateRequest) => {
-                self.certificate_request(body, evidence)
-            }
-            (Dir::ToClient, HandshakeType::ServerKeyExchange | HandshakeType::ServerHelloDone) => {
-                self.server_kex_seen = true
-            }
-            (_, HandshakeType::Finished) if evidence == Evidence::Decrypted => {
-                self.decrypted_finished(ctx, dir)
-            }
-            _ => {}
-        }
-    }
-
-    fn client_hello(&mut self, ctx: &Context, msg: &[u8]) {
-        if self.client_hello {
-            return; // second ClientHello after HelloRetryRequest: keep the first for JA4
-        }
-        self.client_hello = true;
-        let Some(ch) = read_client_hello(msg) else {
-            self.weird(Anomaly::TlsBadClientHello);
-            return;
-        };
-        if let (false, Some(random)) = (ctx.keylog.is_empty(), ch.random) {
-            self.keys = Some(Box::new(Keys::new(random)));
-        }
-        if ch.bad_extensions {
-            self.weird(Anomaly::TlsBadExtensions);
-        }
-        self.client_session_id = ch.session_id;
-        self.sni = ch.sni;
-        self.offered_versions = ch.offered_versions;
-        self.post_handshake_auth = ch.post_handshake_auth;
-        self.ja4 = Some(ch.ja4);
-    }
-
-    fn server_hello(&mut self, ctx: &Context, msg: &[u8]) {
-        let sh = match read_server_hello(msg) {
-            None => {
-                self.weird(Anomaly::TlsBadServerHello);
-                return;
-            }
-            Some(ServerHello::RetryRequest) => {
-                self.hrr = true;
-                return;
-            }
-            Some(ServerHello::Hello(sh)) => sh,
-        };
-        self.server_hello = true;
-        self.version = Some(sh.version);
-        self.cipher = Some(sh.cipher);
-        self.ja4s = Some(sh.ja4s);
-        if let Some(alpn) = &sh.alpn {
-            self.alpn = alpn.clone();
-        }
-        if sh.version == 0x0304 {
-            self.resumed = Some(sh.psk);
-            for s in &mut self.sides {
-                s.phase = Phase::Encrypted;
-            }
-        }
-        self.keys_for_server_hello(ctx, &sh);
-        if sh.version != 0x0304
-            && !sh.session_id.is_empty()
-            && sh.session_id == std::mem::take(&mut self.client_session_id)
-        {
-            self.resumed = Some(true);
-        }
-    }
-
-    fn certificate(&mut self, ctx: &mut Context, dir: Dir, body: &[u8], evidence: Evidence) {
-        let tls13 = self.tls13();
-        self.side_mut(dir).certificate_seen = true;
-        let held = match read_certificate_list(body, tls13) {
-            Err(_) => {
-                self.weird(Anomaly::TlsBadCertificateMessage);
-                HeldCert {
-                    status: CertStatus::Unknown,
-                    evidence,
-                    chain: None,
-                    at: self.ts_secs,
-                    size_bytes: None,
-                }
-            }
-            Ok(list) => {
-                if list.total > list.certs.len() {
-                    self.weird(Anomaly::TlsChainTooLong);
-                }
-                let shared = ctx.chains.shared(&list.certs, self.ts_secs);
-                if shared.0.iter().any(|c| c.parse_error.is_some()) {
-                    self.weird(Anomaly::X509ParseError);
-                }
-                HeldCert {
-                    status: if list.total == 0 {
-                        CertStatus::Empty
-                    } else {
-                        CertStatus::Presented
-                    },
-                    evidence,
-                    chain: Some(shared),
-                    at: self.ts_secs,
-                    size_bytes: Some(u32::try_from(list.size).unwrap_or(u32::MAX)),
-                }
-            }
-        };
-        match dir {
-            Dir::ToServer => self.client_cert = Some(Box::new(held)),
-            Dir::ToClient => self.server_cert = Some(Box::new(held)),
-        }
-    }
-
-    fn certificate_request(&mut self, body: &[u8], evidence: Evidence) {
-        let (held, check) = HeldCr::check(body, self.version, evidence);
-        match check {
-            CrCheck::Ok => {}
-            CrCheck::TooManyCaNames => self.weird(Anomaly::TlsTooManyCaNames),
-            CrCheck::Malformed(_) => self.weird(Anomaly::TlsBadCertificateRequest),
-        }
-        self.cr = Some(Box::new(held));
-    }
-
-    /// The facts, as complete as the wire allowed.
-    pub fn facts(&self) -> TlsFacts {
-        let tls13 = self.tls13();
-        let mut cr = self.cr.as_deref().map_or(
-            CertificateRequestFacts::bare(None, Evidence::Unknown),
-            HeldCr::facts,
-        );
-        let mut client = self.client_cert.as_deref().map(HeldCert::facts);
-        let mut server = self.server_cert.as_deref().map(HeldCert::facts);
-        let [client_side, server_side] = &self.sides;
-        if tls13 {
-            let (present, status, size, ev) =
-                self.flights.infer(self.resumed == Some(true), self.cipher);
-            if self.cr.is_none() && server_side.phase == Phase::Finished {
-                // The server's whole flight was decrypted: no CertificateRequest in it.
-                cr.present = Some(false);
-                cr.evidence = Evidence::Decrypted;
-            } else if self.cr.is_none() {
-                cr.present = present;
-                cr.evidence = ev;
-            }
-            if client.is_none() && client_side.phase == Phase::Finished {
-                client = Some(CertificateFacts::bare(
-                    CertStatus::Absent,
-                    Evidence::Decrypted,
-                    None,
-                ));
-            }
-            if client.is_none() {
-                client = Some(CertificateFacts::bare(status, ev, size));
-            }
-        } else if self.server_hello {
-            // ≤1.2: everything is in plaintext. We can say "absent" once the server finished its
-            // part of the handshake (ServerHelloDone or CCS) without a CR.
-            let server_flight_over = self.server_kex_seen || server_side.ccs;
-            if self.cr.is_none() && server_flight_over && !server_side.records.lost() {
-                cr.present = Some(false);
-                cr.evidence = Evidence::Plaintext;
-            }
-            if client.is_none()
-                && (client_side.ccs || client_side.phase == Phase::Finished)
-                && !client_side.records.lost()
-            {
-                client = Some(CertificateFacts::bare(
-                    CertStatus::Absent,
-                    Evidence::Plaintext,
-                    None,
-                ));
-            }
-        }
-        if server.is_none() && !tls13 && self.resumed == Some(true) {
-            server = Some(CertificateFacts::bare(
-                CertStatus::Absent,
-                Evidence::Plaintext,
-                None,
-            ));
-        }
-        let unknown = || CertificateFacts::bare(CertStatus::Unknown, Evidence::Unknown, None);
-        let (result, alert) = self
-            .ending
-            .result(self.handshake_complete(), self.client_hello);
-        TlsFacts {
-            version: self.version.map(version_name),
-            cipher: self.cipher.map(cipher_name),
-            cipher_id: self.cipher.map(|c| format!("0x{c:04x}")),
-            sni: self.sni.as_deref().map(String::from),
-            alpn: self.alpn.as_deref().map(String::from),
-            offered_versions: self
-                .offered_versions
-                .iter()
-                .filter(|v| !is_grease(**v))
-                .map(|v| version_name(*v))
-                .collect(),
-            post_handshake_auth: self.post_handshake_auth,
-            hello_retry_request: self.hrr,
-            resumed: self
-                .resumed
-                .or(if self.server_hello { Some(false) } else { None }),
-            ja4: self.ja4.map(|a| String::from_utf8_lossy(&a).into_owned()),
-            ja4s: self.ja4s.map(|a| String::from_utf8_lossy(&a).into_owned()),
-            certificate_request: cr,
-            client_certificate: client.unwrap_or_else(unknown),
-            server_certificate: server.unwrap_or_else(unknown),
-            outcome: Outcome {
-                result,
-                alert,
-                closed_by: self.ending.closed_by(),
-            },
-            decryption: self.decryption.fact(),
-            smtp_reply_after_tls: None,
         }
     }
 }
