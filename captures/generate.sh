@@ -233,7 +233,7 @@ gnu() {
   local klf=/dev/null; [[ $kl == keylog ]] && klf="$here/$name.keylog"
   run "$name" "$port" "$kl" bash -c '"$@"' _ sh_pipe 1.5 env SSLKEYLOGFILE="$klf" timeout 30 gnutls-cli \
     --starttls-proto=smtp --port "$port" --sni-hostname mx.lab.test --verify-hostname mx.lab.test \
-    --x509cafile root.cert.pem --priority "NORMAL:-VERS-ALL:+VERS-TLS$ver${GNU_PRIO_EXTRA:-}" "${certargs[@]}" --crlf "$SRV"
+    --x509cafile root.cert.pem --priority "NORMAL:-VERS-ALL:+VERS-TLS$ver${GNU_PRIO_EXTRA:-}" "${certargs[@]}" ${GNU_EXTRA:-} --crlf "$SRV"
 }
 # sh_pipe DELAY CMD...: feed the SMTP dialog into CMD's stdin
 sh_pipe() { local d=$1; shift; dialog "$d" | "$@"; }
@@ -258,6 +258,33 @@ ossl_resumed() {
       -tls1_3 "${certargs[@]}" -sess_out "$sess" -ign_eof ) > "$W/logs/$name.first.client" 2>&1 || true
   [[ -s $sess ]] || echo "WARNING: $name: first session saved no session" >&2
   OSSL_EXTRA="-sess_in $sess" ossl "$name" "$port" 1.3 "$cert" keylog
+}
+
+# TLS 1.3 KeyUpdate: s_client's command letters (not with -ign_eof) send a KeyUpdate on a line "k"
+# (update_not_requested) or "K" (update_requested: Postfix answers with its own KeyUpdate). SMTP
+# commands that start with Q or R would be taken as s_client commands: they go in lower case.
+dialog_ku() {
+  sleep "$1"
+  printf 'EHLO out.lab.test\r\n'; sleep 0.4
+  printf 'K\n'; sleep 0.3
+  printf 'MAIL FROM:<%s>\r\n' "$FROM"; sleep 0.3
+  printf 'k\n'; sleep 0.3
+  printf 'rcpt TO:<%s>\r\n' "$RCPT"; sleep 0.3
+  printf 'DATA\r\n'; sleep 0.3
+  printf 'Subject: ekuwatch test %s\r\n\r\nhello from %s\r\n.\r\n' "$NAME" "$NAME"; sleep 0.6
+  printf 'K\n'; sleep 0.3
+  printf 'quit\r\n'; sleep 1.5
+}
+ku_pipe() { local d=$1; shift; dialog_ku "$d" | "$@"; }
+export -f dialog_ku ku_pipe
+# ossl_ku NAME PORT CERT: s_client -starttls smtp -tls1_3 with KeyUpdates in both directions, key log
+ossl_ku() {
+  local name=$1 port=$2 cert=$3 certargs=()
+  [[ $cert != nocert ]] && certargs=(-cert "client-$cert.cert.pem" -key "client-$cert.key.pem")
+  [[ $cert == both ]] && certargs+=(-cert_chain inter.cert.pem)
+  run "$name" "$port" keylog bash -c '"$@"' _ ku_pipe 1.2 timeout 30 openssl s_client -starttls smtp -name out.lab.test \
+    -bind "$CLI:0" -connect "$SRV:$port" -servername mx.lab.test -CAfile root.cert.pem -verify_hostname mx.lab.test \
+    -tls1_3 "${certargs[@]}" -keylogfile "$here/$name.keylog"
 }
 
 # Non-SMTP scenarios against a plain TLS server (openssl s_server / gnutls-serv) on 127.0.0.1.
@@ -424,6 +451,11 @@ ossl pf-hrr-tls13-openssl-nocert          2530 1.3 nocert keylog
 # PSK resumption (session ticket from an uncaptured first session): no CertificateRequest, no certificates
 ossl_resumed pf-askccert-tls13-openssl-both-resumed 2526 both
 ossl_resumed pf-noask-tls13-openssl-nocert-resumed  2525 nocert
+# KeyUpdate after the handshake (client "K"/"k", Postfix answers each "K"); gnutls-cli --rehandshake
+# in TLS 1.3 sends a KeyUpdate right after the handshake
+ossl_ku pf-askccert-tls13-openssl-both-keyupdate   2526 both
+ossl_ku pf-noask-tls13-openssl-nocert-keyupdate    2525 nocert
+GNU_EXTRA=--rehandshake gnu pf-askccert-tls13-gnutls-nocert-keyupdate 2526 1.3 nocert keylog
 # openssl s_server (port 2600, implicit TLS, not SMTP): client cert required, clientAuth EKU checked
 ossl_srv ossl-verify-tls13-openssl-serveronly 1.3 serveronly   # alert 43 unsupported_certificate (encrypted)
 ossl_srv ossl-verify-tls13-openssl-both       1.3 both         # accepted, one line echoed reversed

@@ -132,6 +132,8 @@ anomalies! {
         "more than 8 alerts in a session (the first 8 are kept)";
     TlsTooManyCaNames = "tls_too_many_ca_names", Tls,
         "more than 256 CA names in a CertificateRequest (the first 256 are kept)";
+    TlsUnexpectedKeyUpdate = "tls_unexpected_key_update", Tls,
+        "a decrypted KeyUpdate before the sender's Finished, in TLS 1.2, or not followed (that direction is no longer decrypted)";
     TlsWithoutStarttls = "tls_without_starttls", Smtp,
         "a ClientHello sent instead of an SMTP command (followed as TLS)";
     TruncatedPacket = "truncated_packet", Tcp,

@@ -37,12 +37,48 @@ fn stack_of(name: &str) -> String {
 
 /// The tables in docs/inference.md are this test's own output: each table printed here must be
 /// there, row for row (a changed capture set or inference result changes the doc, or this fails).
+/// `UPDATE_DOCS=1` writes the table into the doc instead, in place of the table with the same
+/// header that shares most rows with it (as `UPDATE_GOLDEN=1` does for the goldens).
 fn assert_in_docs(table: &str) {
-    let doc = std::fs::read_to_string(repo().join("docs/inference.md")).unwrap();
-    assert!(
-        doc.contains(table),
-        "docs/inference.md does not hold this run's table; replace it with:\n{table}"
-    );
+    let path = repo().join("docs/inference.md");
+    let doc = std::fs::read_to_string(&path).unwrap();
+    if doc.contains(table) {
+        return;
+    }
+    if std::env::var_os("UPDATE_DOCS").is_some() {
+        if let Some(updated) = replace_table(&doc, table) {
+            std::fs::write(&path, updated).unwrap();
+            eprintln!("docs/inference.md: table updated");
+            return;
+        }
+    }
+    panic!("docs/inference.md does not hold this run's table (UPDATE_DOCS=1 writes it); replace it with:\n{table}");
+}
+
+/// `doc` with the Markdown table most like `table` (same header line, most rows in common)
+/// replaced by it.
+fn replace_table(doc: &str, table: &str) -> Option<String> {
+    let header = table.lines().next()?;
+    let rows: std::collections::HashSet<&str> = table.lines().collect();
+    let lines: Vec<&str> = doc.lines().collect();
+    let mut best: Option<(usize, usize, usize)> = None; // (common rows, start, end)
+    for (i, l) in lines.iter().enumerate() {
+        if *l != header {
+            continue;
+        }
+        let end = (i..lines.len())
+            .find(|j| !lines[*j].starts_with('|'))
+            .unwrap_or(lines.len());
+        let common = lines[i..end].iter().filter(|l| rows.contains(*l)).count();
+        if best.is_none_or(|(c, _, _)| common > c) {
+            best = Some((common, i, end));
+        }
+    }
+    let (_, start, end) = best?;
+    let mut out: Vec<&str> = lines[..start].to_vec();
+    out.extend(table.trim_end().lines());
+    out.extend(&lines[end..]);
+    Some(out.join("\n") + "\n")
 }
 
 /// The matrix (client / server, truth, inferred, sessions) as printed and documented.

@@ -138,6 +138,8 @@ pub fn prf12(
 pub struct RecordDecryptor(Box<State>);
 
 struct State {
+    /// TLS 1.3: the suite and traffic secret the key came from (for KeyUpdate).
+    secret: Option<(u16, Vec<u8>)>,
     cipher: Cipher,
     iv: [u8; 12],
     /// TLS 1.2 AES-GCM: 4-byte implicit salt + 8-byte explicit nonce in the record.
@@ -166,6 +168,7 @@ impl RecordDecryptor {
         let key = hkdf_expand_label(hash, secret, "key", &[], key_len(aead))?;
         let iv = hkdf_expand_label(hash, secret, "iv", &[], 12)?;
         Some(RecordDecryptor(Box::new(State {
+            secret: Some((suite_id, secret.to_vec())),
             cipher: Cipher::new(aead, &key)?,
             iv: iv.try_into().ok()?,
             explicit_nonce: false,
@@ -201,6 +204,7 @@ impl RecordDecryptor {
             let mut full = [0u8; 12];
             full.get_mut(..iv.len())?.copy_from_slice(iv);
             Some(RecordDecryptor(Box::new(State {
+                secret: None,
                 cipher: Cipher::new(aead, key)?,
                 iv: full,
                 explicit_nonce: aead != AeadKind::ChaCha20Poly1305,
@@ -209,6 +213,26 @@ impl RecordDecryptor {
             })))
         };
         Some((mk(ck, civ)?, mk(sk, siv)?))
+    }
+
+    /// TLS 1.3 KeyUpdate: move to the next traffic secret (`"traffic upd"`, RFC 8446 §7.2), its key
+    /// and IV, and sequence number 0. False for TLS 1.2 decryptors (which have no KeyUpdate).
+    pub fn next_secret(&mut self) -> bool {
+        let Some((suite_id, secret)) = self.0.secret.as_ref() else {
+            return false;
+        };
+        let Some((_, hash, _)) = suite(*suite_id) else {
+            return false;
+        };
+        let next = hkdf_expand_label(hash, secret, "traffic upd", &[], secret.len())
+            .and_then(|s| Self::tls13(*suite_id, &s));
+        match next {
+            Some(n) => {
+                *self = n;
+                true
+            }
+            None => false,
+        }
     }
 
     /// A record of this direction passed by without decryption: keep the sequence number right.
@@ -302,6 +326,35 @@ mod tests {
         );
         // sequence number advanced: the same record no longer decrypts
         assert_eq!(d.open(&header, &ct), None);
+    }
+
+    /// KeyUpdate: the next decryptor is the one of HKDF-Expand-Label(secret, "traffic upd", "",
+    /// Hash.length) (RFC 8446 §7.2), from sequence number 0; TLS 1.2 decryptors have none.
+    #[test]
+    fn key_update_moves_to_the_next_secret() {
+        let secret = [9u8; 48];
+        let next = hkdf_expand_label(HashKind::Sha384, &secret, "traffic upd", &[], 48).unwrap();
+        let mut d = RecordDecryptor::tls13(0x1302, &secret).unwrap();
+        d.skip();
+        assert!(d.next_secret());
+        let key = hkdf_expand_label(HashKind::Sha384, &next, "key", &[], 32).unwrap();
+        let iv = hkdf_expand_label(HashKind::Sha384, &next, "iv", &[], 12).unwrap();
+        let c = Aes256Gcm::new_from_slice(&key).unwrap();
+        let header = [23u8, 3, 3, 0, 6 + 16];
+        let nonce: [u8; 12] = iv.try_into().unwrap();
+        let ct = c
+            .encrypt(
+                (&nonce).into(),
+                Payload {
+                    msg: b"DATA\r\x17",
+                    aad: &header,
+                },
+            )
+            .unwrap();
+        assert_eq!(d.open(&header, &ct), Some((0x17, b"DATA\r".to_vec())));
+        let (mut c12, _) =
+            RecordDecryptor::tls12_pair(0xc02f, &[1; 48], &[2; 32], &[3; 32]).unwrap();
+        assert!(!c12.next_secret());
     }
 
     #[test]

@@ -189,6 +189,22 @@ impl TlsSession {
         }
     }
 
+    /// A decrypted KeyUpdate (TLS 1.3, RFC 8446 §4.6.3): this direction's later records use the
+    /// next traffic secret. A KeyUpdate before the Finished, or one we cannot follow, stops
+    /// decryption of that direction (counted).
+    pub(super) fn decrypted_key_update(&mut self, dir: Dir) {
+        let finished = self.side(dir).phase == Phase::Finished && self.tls13();
+        let Some(k) = self.keys.as_mut() else {
+            return;
+        };
+        let slot = dir.of_mut(&mut k.dec);
+        let updated = finished && slot.as_mut().is_some_and(RecordDecryptor::next_secret);
+        if !updated {
+            *slot = None;
+            self.weird(Anomaly::TlsUnexpectedKeyUpdate);
+        }
+    }
+
     /// A decrypted Finished: TLS 1.3 switches this direction to its application traffic key.
     pub(super) fn decrypted_finished(&mut self, ctx: &Context, dir: Dir) {
         self.side_mut(dir).phase = Phase::Finished;

@@ -27,6 +27,7 @@ enum_with_unknown! {
         CertificateVerify = 15 => "certificate_verify",
         ClientKeyExchange = 16 => "client_key_exchange",
         Finished = 20 => "finished",
+        KeyUpdate = 24 => "key_update",
     }
 }
 

@@ -18,6 +18,12 @@ pub fn alert_len(cipher: Option<u16>) -> usize {
     }
 }
 
+/// Encrypted KeyUpdate record: the 5-byte message (4-byte header + `request_update`) + inner type
+/// + AEAD tag.
+pub fn key_update_len(cipher: Option<u16>) -> usize {
+    alert_len(cipher) + 3
+}
+
 /// Per-record overhead of an application-data record (inner content type, explicit nonce, AEAD
 /// tag) and whether it is exact: AEAD suites yes (TLS 1.3 padding assumed absent); CBC suites
 /// only a lower bound (IV 16 + MAC 20 + 1 byte of padding).

@@ -22,7 +22,7 @@
 use super::facts::{CertStatus, Evidence};
 
 mod lengths;
-pub use lengths::{alert_len, app_overhead, finished_len};
+pub use lengths::{alert_len, app_overhead, finished_len, key_update_len};
 
 /// Client encrypted-record lengths kept for the inference (counts are kept in a `u8`).
 pub const MAX_ENC_RECORDS: usize = 64;
@@ -57,6 +57,9 @@ pub enum ClientRecord {
     FlightUnrecognised,
     /// After the flight: an encrypted alert.
     Alert,
+    /// After the flight: a record of a KeyUpdate's size (5 bytes of plaintext, which no SMTP
+    /// command is).
+    KeyUpdate,
     /// After the flight: application data.
     Application,
 }
@@ -67,6 +70,8 @@ pub enum ServerRecord {
     /// Before the client's flight ended (the server's own flight).
     Flight,
     Alert,
+    /// After the client's flight: a record of a KeyUpdate's size (no SMTP reply is 5 bytes).
+    KeyUpdate,
     Other,
 }
 
@@ -163,6 +168,15 @@ impl Flights {
         len == base || (pad > 0 && len == base + pad)
     }
 
+    /// Whether a record of `len` from that side after the handshake can be a KeyUpdate (RFC 8446
+    /// §4.6.3): 5 bytes + inner type + tag, unpadded or with the side's padding. SMTP has no
+    /// 5-byte command or reply, so such a record is taken for one (with keys it is decrypted).
+    pub fn key_update_sized(&self, client: bool, len: usize, cipher: Option<u16>) -> bool {
+        let base = key_update_len(cipher);
+        let pad = usize::from(self.pad(client, cipher));
+        len == base || (pad > 0 && len == base + pad)
+    }
+
     /// Whether the client's records so far can be its whole flight (TLS 1.3: [Finished],
     /// [empty Certificate, Finished], [Certificate, CertificateVerify, Finished] or one coalesced
     /// record; each record with the same padding). A server record before that (Go sends its
@@ -221,6 +235,8 @@ impl Flights {
             // An encrypted alert (close_notify or fatal); 1-2 byte application records do not
             // occur in SMTP, whose shortest line is 3 bytes.
             ClientRecord::Alert
+        } else if self.key_update_sized(true, usize::from(len), cipher) {
+            ClientRecord::KeyUpdate
         } else {
             ClientRecord::Application
         }
@@ -279,6 +295,9 @@ impl Flights {
             } else {
                 ServerRecord::Flight
             };
+        }
+        if self.key_update_sized(false, usize::from(len), cipher) {
+            return ServerRecord::KeyUpdate;
         }
         self.server_spoke_after_client_flight |= !alert;
         if alert {

@@ -215,3 +215,24 @@ fn alerts_and_completion() {
     );
     assert_eq!(alert_len(Some(0x1305)), 11);
 }
+
+/// KeyUpdates (22-byte records, 14 with CCM_8) after the flights are neither application data nor
+/// the server speaking; a record one byte longer is (a 6-byte `DATA` CRLF).
+#[test]
+fn key_updates_after_the_flights() {
+    let mut f = Flights::default();
+    f.count(true, 53, AES128);
+    assert_eq!(f.client_record(53, AES128, false), ClientRecord::Flight);
+    assert_eq!(f.client_record(22, AES128, false), ClientRecord::KeyUpdate);
+    assert_eq!(f.server_record(22, AES128, false), ServerRecord::KeyUpdate);
+    assert!(
+        !f.complete(),
+        "a server KeyUpdate is no answer to the client"
+    );
+    assert_eq!(
+        f.client_record(23, AES128, false),
+        ClientRecord::Application
+    );
+    assert_eq!(f.server_record(23, AES128, false), ServerRecord::Other);
+    assert_eq!(key_update_len(Some(0x1305)), 14);
+}

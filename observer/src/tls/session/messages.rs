@@ -72,6 +72,9 @@ impl TlsSession {
             (_, HandshakeType::Finished) if evidence == Evidence::Decrypted => {
                 self.decrypted_finished(ctx, dir)
             }
+            (_, HandshakeType::KeyUpdate) if evidence == Evidence::Decrypted => {
+                self.decrypted_key_update(dir)
+            }
             _ => {}
         }
     }

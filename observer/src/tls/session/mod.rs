@@ -289,18 +289,12 @@ impl TlsSession {
             s.records.read_body(len);
             return;
         }
-        // Once the SMTP replies are known, only records that may be alerts are decrypted (TLS 1.3:
-        // alert-sized; ≤1.2: alert type): message content is never decrypted.
-        let may_be_alert = if tls13 {
-            ct == ContentType::ApplicationData
-                && self
-                    .flights
-                    .alert_sized(dir == Dir::ToServer, len, self.cipher)
-        } else {
-            ct == ContentType::Alert
-        };
+        // Once the SMTP replies are known, only records that may be alerts or KeyUpdates are
+        // decrypted (TLS 1.3: of their sizes; ≤1.2: alert type): message content is never
+        // decrypted.
         let handshake_over = s.phase == Phase::Finished;
-        let wanted = !handshake_over || self.want_app_data || may_be_alert;
+        let may_be_control = self.control_sized(dir, ct, len);
+        let wanted = !handshake_over || self.want_app_data || may_be_control;
         // (bookkeeping below as without keys)
         self.encrypted_body(dir, len, wanted);
         // An encrypted record. Only TLS 1.3 reads the lengths (≤ 1.2 spends no memory on them).
@@ -385,20 +379,27 @@ impl TlsSession {
     /// mail dialogue.
     fn tail_record(&mut self, ctx: &mut Context, dir: Dir, ty: u8, len: usize) {
         let ct = ContentType::from(ty);
-        let alert_sized = if self.tls13() {
-            ct == ContentType::ApplicationData
-                && self
-                    .flights
-                    .alert_sized(dir == Dir::ToServer, len, self.cipher)
-        } else {
-            ct == ContentType::Alert
-        };
-        let app = ct == ContentType::ApplicationData && !alert_sized;
-        let want = self.want_app_data && (app || alert_sized);
+        let control = self.control_sized(dir, ct, len);
+        let app = ct == ContentType::ApplicationData && !control;
+        // KeyUpdates are decrypted whenever keys are held: the records after them need the
+        // next key.
+        let want = (self.want_app_data && app) || control;
         self.encrypted_body(dir, len, want);
         if app {
             self.app_record(ctx, dir, len);
         }
+    }
+
+    /// Whether an encrypted record can be an alert or (TLS 1.3) a KeyUpdate, from its size: only
+    /// these are decrypted once the SMTP dialogue is no longer followed.
+    fn control_sized(&self, dir: Dir, ct: ContentType, len: usize) -> bool {
+        if !self.tls13() {
+            return ct == ContentType::Alert;
+        }
+        let client = dir == Dir::ToServer;
+        ct == ContentType::ApplicationData
+            && (self.flights.alert_sized(client, len, self.cipher)
+                || self.flights.key_update_sized(client, len, self.cipher))
     }
 
     /// With keys: the server's first SMTP reply after TLS (from the decrypted dialogue).
@@ -429,6 +430,7 @@ impl TlsSession {
                     self.weird(Anomaly::Tls13ClientFlightUnrecognised)
                 }
                 ClientRecord::Alert => self.push_encrypted_alert(dir),
+                ClientRecord::KeyUpdate => {}
                 ClientRecord::Application => {
                     self.count_app_record(ctx, Dir::ToServer, usize::from(len))
                 }
@@ -436,6 +438,7 @@ impl TlsSession {
             Dir::ToClient => match self.flights.server_record(len, self.cipher, client_keyed) {
                 ServerRecord::Flight => {}
                 ServerRecord::Alert => self.push_encrypted_alert(dir),
+                ServerRecord::KeyUpdate => {}
                 ServerRecord::Other => {
                     self.count_app_record(ctx, dir, usize::from(len));
                     self.tail_check();
