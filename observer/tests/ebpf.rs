@@ -92,10 +92,23 @@ fn replay(
     mark_done: bool,
     arm: bool,
 ) -> Replay {
+    replay_keyed(cap, frames, cfg, mark_done, arm, b"")
+}
+
+/// [`replay`] with a key log (`keylog` empty: none).
+fn replay_keyed(
+    cap: &mut EbpfCapture,
+    frames: &[Packet],
+    cfg: FlowConfig,
+    mark_done: bool,
+    arm: bool,
+    keylog: &[u8],
+) -> Replay {
     let mut pipe = Pipeline::new(FlowConfig {
         report_done: true,
         ..cfg
     });
+    pipe.flows.add_keylog(keylog);
     let mut forwarded = Vec::new();
     let mut summaries = Vec::new();
     let mut batch = Vec::new();
@@ -347,6 +360,52 @@ fn disorder_while_summarising_gives_the_same_events() {
         }
     }
     assert!(summarised > 0, "no summaries were sent");
+}
+
+/// With a key log the SMTP dialogue is decrypted to its end, so user space asks for no summaries
+/// and the kernel sends keyed sessions whole: the events equal the file's with the same key log,
+/// KeyUpdates in both directions included (a session summarised after its outcome would stop
+/// decrypting at the first record the kernel kept: `TlsSession::on_skipped`).
+#[test]
+fn keyed_sessions_through_the_kernel_give_the_same_events() {
+    let cfg = FlowConfig {
+        smtp_ports: vec![25, 465, 587, 2465],
+        ..FlowConfig::default()
+    };
+    for name in [
+        "pf-askccert-tls13-openssl-both-keyupdate",
+        "pf-noask-tls13-openssl-nocert-keyupdate",
+        "pf-askccert-tls13-gnutls-nocert-keyupdate",
+        "pf-mail-multi-tls13-py-both",
+        "exim-mail-multi-tls13-py-both",
+        "pf-reqccert-tls13-openssl-serveronly",
+        "pf-mail-1mb-tls13-py-both",
+    ] {
+        let path = captures().join(format!("{name}.pcap"));
+        let keylog = std::fs::read(captures().join(format!("{name}.keylog"))).unwrap();
+        let fr = resegment(&frames(&path), 1448);
+        let mut p = Pipeline::new(cfg.clone());
+        p.flows.add_keylog(&keylog);
+        for f in &fr {
+            p.packet(f);
+        }
+        p.finish();
+        let want = untimed(p.take_events());
+        let ports: Vec<u16> = want
+            .iter()
+            .map(|e| e["server"]["port"].as_u64().unwrap() as u16)
+            .collect();
+        let Some(mut cap) = load(&ports, 64 * 1024) else {
+            return;
+        };
+        let r = replay_keyed(&mut cap, &fr, cfg.clone(), true, true, &keylog);
+        assert_eq!(r.events, want, "{name}");
+        assert!(
+            want.iter().all(|e| e["tls"]["decryption"] == "ok"),
+            "{name}: {want:?}"
+        );
+        assert!(r.summaries.is_empty(), "{name}: summaries while decrypting");
+    }
 }
 
 /// Ethernet/IPv4/TCP frames with more than `mss` payload bytes cut into segments of `mss` (the

@@ -90,6 +90,17 @@ impl RecordReader {
         self.body.clear();
     }
 
+    /// The body asked for will not come (the eBPF program skipped it): skip it instead. True when
+    /// nothing of it had arrived yet, so the direction stays in sync.
+    pub fn abandon_body(&mut self) -> bool {
+        if self.hdr_len != 5 || self.body_need == 0 || !self.body.is_empty() {
+            return false;
+        }
+        self.skip = self.body_need;
+        self.body_need = 0;
+        true
+    }
+
     /// Skip the current record's body.
     pub fn skip_body(&mut self, len: usize) {
         self.skip = u16::try_from(len).unwrap_or(u16::MAX);
@@ -184,6 +195,26 @@ impl RecordReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A body asked for that the eBPF program kept: skipped instead when none of it came, so the
+    /// next header is read in sync; not once part of it was read.
+    #[test]
+    fn abandoned_body_is_skipped_in_sync() {
+        let mut r = RecordReader::default();
+        let mut d: &[u8] = &[23, 3, 3, 0, 19];
+        assert!(matches!(r.step(&mut d), Step::Header { len: 19, .. }));
+        r.read_body(19);
+        assert!(r.abandon_body());
+        assert!(r.on_gap(19));
+        let mut d: &[u8] = &[21, 3, 3, 0, 2, 1, 0];
+        assert!(matches!(r.step(&mut d), Step::Header { ty: 21, len: 2 }));
+        let mut r = RecordReader::default();
+        let mut d: &[u8] = &[23, 3, 3, 0, 19, 1, 2];
+        assert!(matches!(r.step(&mut d), Step::Header { len: 19, .. }));
+        r.read_body(19);
+        let _ = r.step(&mut d);
+        assert!(!r.abandon_body(), "part of the body was read");
+    }
 
     /// Headers and bodies split anywhere read the same; skipped bodies are never reported.
     #[test]

@@ -11,6 +11,15 @@ impl TlsSession {
     /// the direction is lost like after a gap.
     pub fn on_skipped(&mut self, dir: Dir, len: u64) {
         let s = self.side_mut(dir);
+        if s.decrypting && s.records.abandon_body() {
+            // A record kept for decryption (an alert or KeyUpdate by its size, after the outcome)
+            // was summarised: this direction can no longer follow its keys.
+            s.decrypting = false;
+            if let Some(k) = self.keys.as_mut() {
+                *dir.of_mut(&mut k.dec) = None;
+            }
+        }
+        let s = self.side_mut(dir);
         let was_lost = s.records.lost();
         if !s.records.on_gap(len) && !was_lost {
             self.weird(Anomaly::EbpfSummaryMismatch);
