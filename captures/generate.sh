@@ -472,6 +472,8 @@ rl_client pf-askccert-tls13-rustls-nocert     2526 nocert
 rl_client pf-askccert-tls13-rustls-both       2526 both         # leaf + intermediate (client-both.chain.pem)
 rl_client pf-askccert-tls13-rustls-serveronly 2526 serveronly   # leaf only (client-serveronly.chain.pem)
 rl_client pf-noask-tls13-rustls-nocert        2525 nocert
+# two connections with one session cache: the second resumes (TLS 1.3 PSK)
+rl_client pf-askccert-tls13-rustls-both-resumed 2526 both --sessions 2
 # EHLO and QUIT written at once against req_ccert: Postfix answers 421 to the EHLO and closes while
 # the client's QUIT is already on its way (closed_after_handshake, not established)
 rl_client pf-reqccert-tls13-rustls-serveronly-eager 2527 serveronly --eager-quit
@@ -533,7 +535,7 @@ go_client() {
   wanted "$name" || return 0; go_ready || return 0
   peer_cert_args "$cert"
   run "$name" "$port" keylog timeout 30 "$GO_PEER" client --bind "$CLI" --host "$SRV" --port "$port" --tls "$ver" \
-    "${PCA[@]}" --keylog "$here/$name.keylog"
+    "${PCA[@]}" --keylog "$here/$name.keylog" --sessions "${SESSIONS:-1}"
 }
 # java_client NAME PORT VERSION CERT   (Java client -> Postfix, no key log)
 java_client() {
@@ -590,7 +592,7 @@ srv_client_args() {
         "-tls${ver/./_}" "${c[@]}" -keylogfile "$here/$name.keylog" -ign_eof) ;;
     go) peer_cert_args "$cert"
       CL=(env NAME="$name" timeout 30 "$GO_PEER" client --bind "$CLI" --host "$SRV" --port "$port" --tls "$ver" "${PCA[@]}" \
-        --keylog "$here/$name.keylog") ;;
+        --keylog "$here/$name.keylog" --sessions "${SESSIONS:-1}") ;;
     java) peer_cert_args "$cert"
       CL=(env NAME="$name" timeout 30 "${JAVA_PEER[@]}" client --bind "$CLI" --host "$SRV" --port "$port" --tls "$ver" "${PCA[@]}") ;;
     nss) local nick=(); [[ $cert != nocert ]] && nick=(-n client)
@@ -612,7 +614,7 @@ go_srv() {
   srv_client_args "$kind" 2603 "$ver" "$cert" "$name"
   rm -f "$W/logs/$name.server.keylog"
   peer_srv "$name" 2603 timeout 30 "$GO_PEER" server --host "$SRV" --port 2603 --tls "$ver" --client-auth "$mode" \
-      --keylog "$W/logs/$name.server.keylog" -- "${CL[@]}"
+      --keylog "$W/logs/$name.server.keylog" --sessions "${SESSIONS:-1}" -- "${CL[@]}"
 }
 # java_srv NAME ask|require VERSION CERT [CLIENT=openssl]: java-peer server on 2604 (setWantClientAuth /
 # setNeedClientAuth, PKIX trust manager with the Lab Root CA: clientAuth EKU checked by SunJSSE)
@@ -678,6 +680,15 @@ java_srv java-require-tls13-java-serveronly require 1.3 serveronly java
 go_client   pf-hrr-tls13-go-both     2530 1.3 both
 java_client pf-hrr-tls13-java-nocert 2530 1.3 nocert
 nss_client  pf-hrr-tls13-nss-both    2530 1.3 both
+# Resumption across stacks (SESSIONS=2: the peer makes or accepts two connections sharing its session
+# cache or ticket key; the second resumes): TLS 1.3 PSK (no CertificateRequest can come) and TLS 1.2
+# session tickets (abbreviated handshake: no Certificate, no CertificateRequest)
+SESSIONS=2 go_client pf-askccert-tls13-go-both-resumed   2526 1.3 both
+SESSIONS=2 go_client pf-askccert-tls12-go-both-resumed   2526 1.2 both
+SESSIONS=2 go_client pf-noask-tls12-go-nocert-resumed    2525 1.2 nocert
+SESSIONS=2 go_srv    go-require-tls13-go-both-resumed    require 1.3 both   go
+SESSIONS=2 go_srv    go-ask-tls13-go-nocert-resumed      ask     1.3 nocert go
+SESSIONS=2 go_srv    go-require-tls12-go-both-resumed    require 1.2 both   go
 # NSS sends no serverAuth-only certificate (its serveronly scenarios are anonymous): an untrusted one
 nss_client pf-askccert-tls13-nss-untrusted 2526 1.3 untrusted
 nss_client pf-reqccert-tls13-nss-untrusted 2527 1.3 untrusted
@@ -923,6 +934,24 @@ exm() {
     --pki "$pki" --keylog "$here/$name.keylog" "$@"
   mail_outputs "$name" exim "$before"
 }
+# exm_peer NAME PORT VERSION CERT KIND: another stack's SMTP client (srv_client_args KIND: go, boring, s2n with their
+# key logs; java, nss, wolfssl without) -> Exim; the peer's own dialogue (one message); truth from Exim's log
+exm_peer() {
+  local name=$1 port=$2 ver=$3 cert=$4 kind=$5 kl=-
+  wanted "$name" || return 0
+  case $kind in
+    go) go_ready || return 0; kl=keylog ;;
+    boring|s2n) rust_peer_ready "$kind" || return 0; kl=keylog ;;
+    java) java_ready || return 0 ;;
+    nss) nss_ready || return 0 ;;
+    wolfssl) wolfssl_ready || return 0 ;;
+  esac
+  exim_start || return 0
+  srv_client_args "$kind" "$port" "$ver" "$cert" "$name"
+  local before; before=$(wc -l < "$W/exim/log/mainlog" 2>/dev/null || echo 0)
+  run "$name" "$port" "$kl" "${CL[@]}"
+  mail_outputs "$name" exim "$before"
+}
 # The Postfix smtp client (transport relaylab, TLS with the "both" client cert, connection reuse) delivers
 # several queued messages to port 2534 over one connection. No key log (the smtp client/tlsproxy cannot write one).
 # Messages are queued while relaylab is in defer_transports, then "postqueue -f" hands them to qmgr at once.
@@ -1000,6 +1029,13 @@ exm exim-mail-multi-tls13-py-both 2541 1.3 both \
   "rcpt=root@lab.test,abort=1" \
   "rcpt=root@lab.test,size=200000,bdat=65536"
 exm exim-mail-bdat-tls12-py-both 2541 1.2 both "rcpt=root@lab.test,size=10000,bdat=4096" "rcpt=root@lab.test,size=3000,bdat=100000,pipe=1"
+# Every other stack as an Exim client (port 2540: RCPT refused unless the client certificate verified; Exim asks
+# every client): a certificate, none (refused at RCPT after a completed handshake), and TLS 1.2
+for st in go boring s2n java nss wolfssl; do
+  exm_peer "exim-mail-rcptverify-tls13-$st-both"   2540 1.3 both   "$st"
+  exm_peer "exim-mail-rcptverify-tls13-$st-nocert" 2540 1.3 nocert "$st"
+  exm_peer "exim-mail-rcptverify-tls12-$st-both"   2540 1.2 both   "$st"
+done
 
 stop_all
 trap - EXIT

@@ -12,7 +12,10 @@
 //	RequireAndVerifyClientCert against root.cert.pem: Go checks the clientAuth EKU), then
 //	answer the SMTP dialogue inside TLS.
 //
-// Both write an NSS key log (--keylog PATH; tls.Config.KeyLogWriter). Lab use only.
+// Both write an NSS key log (--keylog PATH; tls.Config.KeyLogWriter). --sessions N: the client
+// makes N connections one after the other with one session cache (the later ones resume with the
+// server's ticket: TLS 1.3 PSK, TLS 1.2 session ticket); the server accepts N connections with one
+// configuration (one ticket key). Lab use only.
 package main
 
 import (
@@ -104,7 +107,7 @@ func expect(r io.Reader, want int) error {
 
 type opts struct {
 	host, bind, ca, sni, cert, key, keylog, name, clientAuth, version string
-	port                                                              int
+	port, sessions                                                    int
 }
 
 func tlsVersions(v string) (uint16, uint16) {
@@ -169,6 +172,19 @@ func client(o *opts) error {
 	} else if w != nil {
 		cfg.KeyLogWriter = w
 	}
+	cfg.ClientSessionCache = tls.NewLRUClientSessionCache(8)
+	for i := 0; i < o.sessions; i++ {
+		if i > 0 {
+			time.Sleep(300 * time.Millisecond)
+		}
+		if err := clientSession(o, cfg); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func clientSession(o *opts, cfg *tls.Config) error {
 	d := net.Dialer{Timeout: 10 * time.Second}
 	if o.bind != "" {
 		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(o.bind)}
@@ -203,7 +219,7 @@ func client(o *opts) error {
 		return fmt.Errorf("TLS handshake: %w", err)
 	}
 	st := c.ConnectionState()
-	logf("TLS established: version 0x%04x cipher %s\n", st.Version, tls.CipherSuiteName(st.CipherSuite))
+	logf("TLS established: version 0x%04x cipher %s resumed %v\n", st.Version, tls.CipherSuiteName(st.CipherSuite), st.DidResume)
 	r := bufio.NewReader(c)
 	body := fmt.Sprintf("Subject: ekuwatch test %s\r\n\r\nhello from %s\r\n.\r\n", o.name, o.name)
 	steps := []struct {
@@ -270,11 +286,19 @@ func server(o *opts) error {
 		return err
 	}
 	logf("listening on %s:%d (client auth: %s)\n", o.host, o.port, o.clientAuth)
-	tcp, err := ln.Accept()
-	ln.Close()
-	if err != nil {
-		return err
+	defer ln.Close()
+	var last error
+	for i := 0; i < o.sessions; i++ {
+		tcp, err := ln.Accept()
+		if err != nil {
+			return err
+		}
+		last = serverSession(cfg, tcp)
 	}
+	return last
+}
+
+func serverSession(cfg *tls.Config, tcp net.Conn) error {
 	defer tcp.Close()
 	logf("connection from %s\n", tcp.RemoteAddr())
 	tcp.SetDeadline(time.Now().Add(30 * time.Second))
@@ -310,8 +334,8 @@ tlsStart:
 		return err
 	}
 	st := c.ConnectionState()
-	logf("TLS established: version 0x%04x cipher %s, client certificates: %d\n",
-		st.Version, tls.CipherSuiteName(st.CipherSuite), len(st.PeerCertificates))
+	logf("TLS established: version 0x%04x cipher %s, client certificates: %d, resumed %v\n",
+		st.Version, tls.CipherSuiteName(st.CipherSuite), len(st.PeerCertificates), st.DidResume)
 	r := bufio.NewReader(c)
 	inData := false
 	for {
@@ -353,7 +377,7 @@ tlsStart:
 func main() {
 	if len(os.Args) < 2 || (os.Args[1] != "client" && os.Args[1] != "server") {
 		fmt.Fprintln(os.Stderr, "usage: go-peer client|server --port N [--host 127.0.0.1] [--bind 127.0.0.2] [--tls 1.2|1.3|any]\n"+
-			"  [--ca root.cert.pem] [--sni mx.lab.test] [--cert chain.pem --key key.pem] [--keylog PATH]\n"+
+			"  [--ca root.cert.pem] [--sni mx.lab.test] [--cert chain.pem --key key.pem] [--keylog PATH] [--sessions N]\n"+
 			"  server: [--client-auth none|ask|require] (cert/key default server.chain.pem / server.key.pem)")
 		os.Exit(2)
 	}
@@ -372,6 +396,7 @@ func main() {
 	fs.StringVar(&o.clientAuth, "client-auth", "none", "server: none|ask|require")
 	fs.StringVar(&o.version, "tls", "1.3", "1.2|1.3|any")
 	fs.StringVar(&o.name, "name", os.Getenv("NAME"), "scenario name (message subject)")
+	fs.IntVar(&o.sessions, "sessions", 1, "connections, one after the other, sharing TLS sessions")
 	fs.Parse(os.Args[2:])
 	if o.port == 0 {
 		fmt.Fprintln(os.Stderr, "--port is required")

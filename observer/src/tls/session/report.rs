@@ -60,12 +60,15 @@ impl TlsSession {
                 ));
             }
         }
-        if server.is_none() && !tls13 && self.resumed == Some(true) {
-            server = Some(CertificateFacts::bare(
-                CertStatus::Absent,
-                Evidence::Plaintext,
-                None,
-            ));
+        if server.is_none() && self.resumed == Some(true) {
+            // A resumed handshake authenticates with the session: no server Certificate (≤ 1.2:
+            // abbreviated handshake; TLS 1.3: PSK, RFC 8446 §4.4.2), as for the CR.
+            let ev = if tls13 {
+                cr.evidence
+            } else {
+                Evidence::Plaintext
+            };
+            server = Some(CertificateFacts::bare(CertStatus::Absent, ev, None));
         }
         let unknown = || CertificateFacts::bare(CertStatus::Unknown, Evidence::Unknown, None);
         let (result, alert) = self

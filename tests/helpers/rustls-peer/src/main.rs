@@ -37,6 +37,7 @@ const USAGE: &str = "usage:
   rustls-peer client --port N [--host 127.0.0.1] [--bind 127.0.0.2] [--ca root.cert.pem]
                      [--sni mx.lab.test] [--cert chain.pem --key key.pem] [--keylog PATH] [--name NAME]
                     [--eager-quit]   (after TLS: EHLO and QUIT written at once, as two records)
+                    [--sessions N]   (N connections sharing the session cache: later ones resume)
   rustls-peer server --port N [--host 127.0.0.1] [--chain server.chain.pem] [--key server.key.pem]
                      [--ca root.cert.pem] [--ask-client-cert | --require-client-cert] [--keylog PATH]
 Key log: --keylog PATH, else SSLKEYLOGFILE (rustls::KeyLogFile).";
@@ -73,6 +74,9 @@ struct Opts {
     client_auth: ClientAuth,
     /// Client: after TLS, write EHLO and QUIT at once (two records) and read whatever comes back.
     eager_quit: bool,
+    /// Client: connections one after the other with one configuration (its in-memory session
+    /// cache: the later ones resume with the server's ticket).
+    sessions: u32,
 }
 
 #[derive(PartialEq, Clone, Copy, Debug)]
@@ -101,6 +105,7 @@ fn parse_args() -> Res<Opts> {
         name: std::env::var("NAME").unwrap_or_else(|_| "rustls-peer".into()),
         client_auth: ClientAuth::None,
         eager_quit: false,
+        sessions: 1,
     };
     while let Some(k) = a.next() {
         let mut v = || a.next().ok_or_else(|| format!("{k} needs a value"));
@@ -117,6 +122,7 @@ fn parse_args() -> Res<Opts> {
             "--ask-client-cert" => o.client_auth = ClientAuth::Ask,
             "--require-client-cert" => o.client_auth = ClientAuth::Require,
             "--eager-quit" => o.eager_quit = true,
+            "--sessions" => o.sessions = v()?.parse()?,
             "-h" | "--help" => return Err(USAGE.into()),
             _ => return Err(format!("unknown argument {k}\n{USAGE}").into()),
         }
@@ -248,7 +254,17 @@ fn client(o: &Opts) -> Res<()> {
         _ => return Err("--cert and --key go together".into()),
     };
     cfg.key_log = key_log(o)?;
+    let cfg = Arc::new(cfg);
+    for i in 0..o.sessions {
+        if i > 0 {
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        client_session(o, &cfg)?;
+    }
+    Ok(())
+}
 
+fn client_session(o: &Opts, cfg: &Arc<ClientConfig>) -> Res<()> {
     let addr: SocketAddr = format!("{}:{}", o.host, o.port).parse()?;
     let sock = socket2::Socket::new(
         socket2::Domain::for_address(addr),
@@ -273,16 +289,17 @@ fn client(o: &Opts) -> Res<()> {
     expect(&mut tcp, 220)?;
 
     let sni = ServerName::try_from(o.sni.clone())?;
-    let conn = ClientConnection::new(Arc::new(cfg), sni)?;
+    let conn = ClientConnection::new(cfg.clone(), sni)?;
     let mut tls = StreamOwned::new(conn, tcp);
     // drive the handshake to completion before the first SMTP command
     while tls.conn.is_handshaking() {
         tls.conn.complete_io(&mut tls.sock)?;
     }
     eprintln!(
-        "TLS established: {:?} {:?}",
+        "TLS established: {:?} {:?} {:?}",
         tls.conn.protocol_version(),
-        tls.conn.negotiated_cipher_suite().map(|s| s.suite())
+        tls.conn.negotiated_cipher_suite().map(|s| s.suite()),
+        tls.conn.handshake_kind()
     );
 
     if o.eager_quit {
