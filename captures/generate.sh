@@ -1030,10 +1030,12 @@ exm exim-mail-multi-tls13-py-both 2541 1.3 both \
   "rcpt=root@lab.test,size=200000,bdat=65536"
 exm exim-mail-bdat-tls12-py-both 2541 1.2 both "rcpt=root@lab.test,size=10000,bdat=4096" "rcpt=root@lab.test,size=3000,bdat=100000,pipe=1"
 # Every other stack as an Exim client (port 2540: RCPT refused unless the client certificate verified; Exim asks
-# every client): a certificate, none (refused at RCPT after a completed handshake), and TLS 1.2
+# every client): a certificate, none (refused at RCPT after a completed handshake), and TLS 1.2. Not NSS without
+# a certificate: tstclnt writes the whole dialogue whatever the replies (the body after a refused RCPT and 503
+# to DATA), which no SMTP client does (Exim drops it with a plaintext 421 after four unknown commands)
 for st in go boring s2n java nss wolfssl; do
   exm_peer "exim-mail-rcptverify-tls13-$st-both"   2540 1.3 both   "$st"
-  exm_peer "exim-mail-rcptverify-tls13-$st-nocert" 2540 1.3 nocert "$st"
+  [[ $st != nss ]] && exm_peer "exim-mail-rcptverify-tls13-$st-nocert" 2540 1.3 nocert "$st"
   exm_peer "exim-mail-rcptverify-tls12-$st-both"   2540 1.2 both   "$st"
 done
 
