@@ -104,6 +104,21 @@ fn replay_keyed(
     arm: bool,
     keylog: &[u8],
 ) -> Replay {
+    replay_lagging(cap, frames, cfg, mark_done, arm, keylog, 1)
+}
+
+/// [`replay_keyed`] with user space behind the kernel: the ring is read, and done marks and arm
+/// requests sent, only every `lag` frames (the kernel has gone on meanwhile, as on a busy host:
+/// arms refer to headers it may already have passed).
+fn replay_lagging(
+    cap: &mut EbpfCapture,
+    frames: &[Packet],
+    cfg: FlowConfig,
+    mark_done: bool,
+    arm: bool,
+    keylog: &[u8],
+    lag: usize,
+) -> Replay {
     let mut pipe = Pipeline::new(FlowConfig {
         report_done: true,
         ..cfg
@@ -115,6 +130,9 @@ fn replay_keyed(
     for (i, f) in frames.iter().enumerate() {
         let egress = i % 2 == 1; // both hooks see traffic
         assert_eq!(cap.test_run(&f.data, egress).unwrap(), NO_VERDICT);
+        if (i + 1) % lag != 0 && i + 1 != frames.len() {
+            continue;
+        }
         batch.clear();
         cap.poll(Duration::ZERO, &mut batch).unwrap();
         for (p, hint) in &batch {
@@ -406,6 +424,42 @@ fn keyed_sessions_through_the_kernel_give_the_same_events() {
         );
         assert!(r.summaries.is_empty(), "{name}: summaries while decrypting");
     }
+}
+
+/// User space lagging behind the kernel (it reads the ring and sends its arms only every few
+/// frames, in the middle of records and while the kernel already follows or summarises): the
+/// events equal the file's, for lags from 2 to 40 frames, with summaries used.
+#[test]
+fn lagging_user_space_gives_the_same_events() {
+    let cfg = FlowConfig {
+        smtp_ports: vec![25, 465, 587, 2465, 2531, 2532, 2540, 2541],
+        ..FlowConfig::default()
+    };
+    let mut summarised = 0;
+    for name in [
+        "pf-mail-delivered-tls12-py-both",
+        "pf-mail-multi-tls13-py-both",
+        "exim-mail-multi-tls13-py-both",
+        "pf-mail-1mb-tls13-py-both",
+        "pf-mail-bdat-tls13-py-both",
+        "pf-askccert-tls13-openssl-both-keyupdate",
+    ] {
+        let fr = resegment(&frames(&captures().join(format!("{name}.pcap"))), 1448);
+        let want = direct_frames(&fr, cfg.clone());
+        let ports: Vec<u16> = want
+            .iter()
+            .map(|e| e["server"]["port"].as_u64().unwrap() as u16)
+            .collect();
+        for lag in [2, 3, 7, 16, 40] {
+            let Some(mut cap) = load(&ports, 64 * 1024) else {
+                return;
+            };
+            let r = replay_lagging(&mut cap, &fr, cfg.clone(), true, true, b"", lag);
+            assert_eq!(r.events, want, "{name} with user space {lag} frames behind");
+            summarised += r.summaries.len();
+        }
+    }
+    assert!(summarised > 0, "no summaries were sent");
 }
 
 /// Ethernet/IPv4/TCP frames with more than `mss` payload bytes cut into segments of `mss` (the
