@@ -600,7 +600,7 @@ srv_client_args() {
         -d "sql:$PEERS_DIR/nssdb-$cert" "${nick[@]}" -V "tls$ver:tls$ver") ;;
     wolfssl) peer_cert_args "$cert"   # no key log (Debian's wolfSSL has no secret callback)
       CL=(env NAME="$name" timeout 30 "$WOLFSSL_PEER" client --bind "$CLI" --host "$SRV" --port "$port" --tls "$ver" "${PCA[@]}") ;;
-    boring|s2n) peer_cert_args "$cert"
+    boring|s2n|mbedtls) peer_cert_args "$cert"
       CL=(env NAME="$name" timeout 30 "$PEERS_CARGO_TARGET/release/$kind-peer" client --bind "$CLI" --host "$SRV" --port "$port" \
         --tls "$ver" "${PCA[@]}" --keylog "$here/$name.keylog") ;;
   esac
@@ -713,13 +713,13 @@ done
 # from the client) and server (boring-peer on 2607, s2n-peer on 2608; its key log in $W/logs/NAME.server.keylog).
 PEERS_CARGO_TARGET=${EKUWATCH_PEERS_CARGO_TARGET:-$PEERS_DIR/cargo-target}
 declare -A RP_STATE
-rust_peer_ready() {  # rust_peer_ready boring|s2n
+rust_peer_ready() {  # rust_peer_ready boring|s2n|mbedtls
   local st=$1 bin="$PEERS_CARGO_TARGET/release/$1-peer"
   [[ ${RP_STATE[$st]:-} == ok ]] && return 0; [[ ${RP_STATE[$st]:-} == skip ]] && return 1
   if command -v cargo >/dev/null; then
     echo "building $st-peer (cargo build --release --locked, target dir $PEERS_CARGO_TARGET)" >&2
     ( cd "$here/../tests/helpers/$st-peer" && CARGO_TARGET_DIR="$PEERS_CARGO_TARGET" cargo build --release --locked ) >&2 \
-      || echo "WARNING: cargo build of $st-peer failed (cmake, clang, go installed?)" >&2
+      || echo "WARNING: cargo build of $st-peer failed (cmake, ninja, clang, libclang, go installed?)" >&2
   fi
   if [[ -x $bin ]]; then RP_STATE[$st]=ok; return 0; fi
   echo "SKIPPING $st scenarios: $bin missing" >&2
@@ -733,13 +733,14 @@ rp_client() {
   run "$name" "$port" keylog "${CL[@]}"
 }
 # rp_srv KIND NAME none|ask|require VERSION CERT [CLIENT=openssl] [SERVER-FLAGS...]: boring-peer (2607) / s2n-peer
-# (2608) server: client certificate verified against the Lab Root CA for client use (clientAuth EKU)
+# (2608) / mbedtls-peer (2611) server: client certificate verified against the Lab Root CA for client use
+# (clientAuth EKU)
 rp_srv() {
   local kind=$1 name=$2 mode=$3 ver=$4 cert=$5 ckind=${6:-openssl}; shift 5; [[ $# -gt 0 ]] && shift
   wanted "$name" || return 0; rust_peer_ready "$kind" || return 0
-  [[ $ckind == boring || $ckind == s2n ]] && { rust_peer_ready "$ckind" || return 0; }
+  [[ $ckind == boring || $ckind == s2n || $ckind == mbedtls ]] && { rust_peer_ready "$ckind" || return 0; }
   [[ $ckind == wolfssl ]] && { wolfssl_ready || return 0; }
-  local port=2607; [[ $kind == s2n ]] && port=2608
+  local port=2607; [[ $kind == s2n ]] && port=2608; [[ $kind == mbedtls ]] && port=2611
   srv_client_args "$ckind" "$port" "$ver" "$cert" "$name"
   rm -f "$W/logs/$name.server.keylog"
   peer_srv "$name" "$port" timeout 30 "$PEERS_CARGO_TARGET/release/$kind-peer" server --host "$SRV" --port "$port" \
@@ -830,6 +831,26 @@ rp_srv boring boring-require-tls13-s2n-both          require 1.3 both       s2n
 rp_srv boring boring-ask-tls13-wolfssl-nocert        ask     1.3 nocert     wolfssl
 rp_srv boring boring-require-tls13-wolfssl-both      require 1.3 both       wolfssl
 rp_srv boring boring-require-tls13-wolfssl-serveronly require 1.3 serveronly wolfssl
+
+# ---- mbedTLS 3.6 (Debian's libmbedtls 2.28 has no TLS 1.3): tests/helpers/mbedtls-peer, a Rust peer on the
+# mbedtls-rs-sys crate, which builds its bundled mbedTLS with cmake, ninja and clang (bindgen: libclang). Built like
+# boring-peer into $PEERS_CARGO_TARGET; skipped when it cannot be. Key log from mbedtls_ssl_set_export_keys_cb, on
+# either side. Server on 2611: ask = MBEDTLS_SSL_VERIFY_OPTIONAL (the handshake completes whatever the verification
+# says), require = MBEDTLS_SSL_VERIFY_REQUIRED; a verify callback checks the clientAuth EKU.
+rp_client mbedtls pf-noask-tls13-mbedtls-nocert 2525 1.3 nocert
+for v in nocert serveronly both; do
+  rp_client mbedtls "pf-askccert-tls13-mbedtls-$v" 2526 1.3 "$v"
+done
+for v in nocert serveronly; do
+  rp_client mbedtls "pf-reqccert-tls13-mbedtls-$v" 2527 1.3 "$v"
+done
+rp_client mbedtls pf-askccert-tls12-mbedtls-both 2526 1.2 both
+rp_srv mbedtls mbedtls-ask-tls13-openssl-nocert           ask     1.3 nocert
+rp_srv mbedtls mbedtls-require-tls13-openssl-both         require 1.3 both
+rp_srv mbedtls mbedtls-require-tls13-openssl-serveronly   require 1.3 serveronly   # EKU: refused
+rp_srv mbedtls mbedtls-require-tls13-openssl-nocert       require 1.3 nocert       # certificate missing
+rp_srv mbedtls mbedtls-require-tls12-openssl-serveronly   require 1.2 serveronly
+rp_srv mbedtls mbedtls-require-tls13-mbedtls-both         require 1.3 both       mbedtls
 
 # ---------------------------------------------------------------- mail transactions after STARTTLS
 # (pf-mail-*: Postfix services 2531-2534; exim-mail-*: Exim 4.96 on 2540/2541). Client: captures/smtp-client.py

@@ -133,7 +133,7 @@ pub fn smtp(data: &[u8]) {
         let _ = s.feed(dir, chunk);
         t.feed(dir, chunk);
         match dir {
-            Dir::ToServer => inf.client_record(chunk.len() as u64),
+            Dir::ToServer => inf.client_record(chunk.len() as u64, chunk.len() % 2 == 1),
             Dir::ToClient => inf.server_record(),
         }
     }

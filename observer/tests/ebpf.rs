@@ -1034,9 +1034,13 @@ fn two_cpus_at_once_lose_nothing_silently() {
             }
             let weirds = g["weirds"].to_string();
             assert!(
-                ["content_gap", "tls_lost_sync_after_gap", "ebpf_summary_mismatch"]
-                    .iter()
-                    .any(|x| weirds.contains(x)),
+                [
+                    "content_gap",
+                    "tls_lost_sync_after_gap",
+                    "ebpf_summary_mismatch"
+                ]
+                .iter()
+                .any(|x| weirds.contains(x)),
                 "{name}: an event differs from the file's without a gap weird: {g}"
             );
             flagged += 1;

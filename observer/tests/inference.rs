@@ -1,7 +1,7 @@
 //! TLS 1.3 keyless inference, measured: every capture with a key log is analysed twice — without
 //! keys (facts inferred from record lengths) and with keys (decrypted truth). Inference must never
 //! contradict the truth, must answer on every capture of a known stack (OpenSSL, GnuTLS, rustls,
-//! Go, SunJSSE, NSS, BoringSSL, s2n-tls, wolfSSL, Python, Postfix), and the outcome must not depend on the keys. Sessions of
+//! Go, SunJSSE, NSS, BoringSSL, s2n-tls, wolfSSL, mbedTLS, Python, Postfix), and the outcome must not depend on the keys. Sessions of
 //! stacks without a key log are checked against their configuration and the server's log. Prints
 //! the confusion matrix and a per-stack table (docs/inference.md quotes them).
 
@@ -25,6 +25,7 @@ fn stack_of(name: &str) -> String {
         Some("boring") => "boring-server",
         Some("s2n") => "s2n-server",
         Some("wolfssl") => "wolfssl-server",
+        Some("mbedtls") => "mbedtls-server",
         _ => return "other".into(),
     };
     let client = parts
@@ -328,7 +329,7 @@ fn keyless_stacks_agree_with_their_configuration() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// Go, Java, BoringSSL, s2n-tls and wolfSSL servers (tests/helpers/*-peer) refuse a missing, untrusted or
+/// Go, Java, BoringSSL, s2n-tls, wolfSSL and mbedTLS servers (tests/helpers/*-peer) refuse a missing, untrusted or
 /// serverAuth-only client certificate inside the handshake; their own log says which sessions
 /// they refused ("TLS handshake failed") and which they accepted ("TLS established"). The outcome
 /// must say the same, with and without keys, in TLS 1.3 and 1.2; and the CertificateRequest must
@@ -342,7 +343,7 @@ fn peer_servers_refuse_inside_the_handshake() {
     let mut failures = Vec::new();
     for f in pcaps_in(&captures()) {
         let name = f.file_stem().unwrap().to_string_lossy().to_string();
-        if !["go-", "java-", "boring-", "s2n-", "wolfssl-"]
+        if !["go-", "java-", "boring-", "s2n-", "wolfssl-", "mbedtls-"]
             .iter()
             .any(|p| name.starts_with(p))
         {

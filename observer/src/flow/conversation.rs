@@ -334,7 +334,7 @@ impl Conversation {
                     .inferred
                     .get_or_insert_with(|| MailInference::new(r.exact));
                 match r.dir {
-                    Dir::ToServer => inf.client_record(u64::from(r.plaintext)),
+                    Dir::ToServer => inf.client_record(u64::from(r.plaintext), r.block),
                     Dir::ToClient => inf.server_record(),
                 }
             }

@@ -72,6 +72,8 @@ pub struct MailInference {
     incomplete: bool,
     /// Plaintext bytes per record are exact (AEAD overhead known, no padding assumed).
     exact: bool,
+    /// The client pads its records to blocks (TLS 1.3, mbedTLS): sizes are upper bounds.
+    block: bool,
     /// Client bytes of the turn being written, and whether one is.
     burst: u64,
     burst_open: bool,
@@ -94,6 +96,7 @@ impl MailInference {
             ehlo_accepted: None,
             incomplete: false,
             exact,
+            block: false,
             burst: 0,
             burst_open: false,
             turns: 0,
@@ -104,11 +107,13 @@ impl MailInference {
         }
     }
 
-    /// An application record of the client with `len` plaintext bytes (estimate).
-    pub fn client_record(&mut self, len: u64) {
+    /// An application record of the client with `len` plaintext bytes (estimate; with `block`
+    /// padding an upper bound, at most a block above).
+    pub fn client_record(&mut self, len: u64, block: bool) {
         if self.ended {
             return;
         }
+        self.block = block;
         if !self.burst_open {
             self.burst_open = true;
             self.burst = 0;
@@ -131,7 +136,10 @@ impl MailInference {
     }
 
     fn kind(&self, bytes: u64) -> Kind {
-        if self.exact && BARE_VERB.contains(&bytes) {
+        // block-padded: a turn of one block (≤ 15 bytes with its type byte) holds no command with
+        // an argument that a transaction's later turns send (RCPT lines are longer)
+        let one_block = self.block && (1..u64::from(crate::tls::inference::BLOCK)).contains(&bytes);
+        if (self.exact && BARE_VERB.contains(&bytes)) || one_block {
             Kind::BareVerb
         } else if bytes > LONGEST_COMMAND {
             Kind::Bulk
@@ -340,10 +348,10 @@ mod tests {
     /// (client bytes, answered) turns after the EHLO turn.
     fn run(turns: &[u64], last_answered: bool) -> MailFacts {
         let mut m = MailInference::new(true);
-        m.client_record(20); // EHLO
+        m.client_record(20, false); // EHLO
         m.server_record();
         for (i, &b) in turns.iter().enumerate() {
-            m.client_record(b);
+            m.client_record(b, false);
             if i + 1 < turns.len() || last_answered {
                 m.server_record();
             }
@@ -404,7 +412,7 @@ mod tests {
     #[test]
     fn only_ehlo() {
         let mut m = MailInference::new(true);
-        m.client_record(20);
+        m.client_record(20, false);
         m.server_record();
         let f = m.finish(false);
         assert!(f.transactions.is_empty());

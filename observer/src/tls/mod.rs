@@ -36,7 +36,7 @@ pub mod decrypt;
 pub mod facts;
 mod handshake;
 mod hello;
-mod inference;
+pub(crate) mod inference;
 mod ja4;
 pub mod keylog;
 mod keys;
@@ -80,4 +80,6 @@ pub struct AppRecord {
     pub plaintext: u32,
     /// The overhead is exact (AEAD; TLS 1.3 padding assumed absent), not a CBC lower bound.
     pub exact: bool,
+    /// TLS 1.3 block padding (mbedTLS): `plaintext` is an upper bound, at most a block above.
+    pub block: bool,
 }

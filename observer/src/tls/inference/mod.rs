@@ -41,6 +41,25 @@ const MIN_CERT_VERIFY: u16 = 4 + 2 + 2 + 64;
 /// follow it: SunJSSE adds 16 bytes to each record; larger padding makes the flight `unknown`.
 pub const MAX_PAD: u16 = 64;
 
+/// Block padding (RFC 8446 §5.4 leaves the policy to the sender): every record's inner plaintext
+/// (content + type byte) padded to a multiple of this. mbedTLS 3.x does it
+/// (`MBEDTLS_SSL_CID_TLS1_3_PADDING_GRANULARITY`, 16 by default).
+pub const BLOCK: u16 = 16;
+
+/// A record's length when its inner plaintext of `inner` bytes (content + type byte) is padded to
+/// a multiple of [`BLOCK`], with a 16-byte tag.
+pub fn block_len(inner: u16) -> u16 {
+    inner
+        .div_ceil(BLOCK)
+        .saturating_mul(BLOCK)
+        .saturating_add(16)
+}
+
+/// The block-padded Finished record for a Finished record of `fin` bytes unpadded (16-byte tag).
+fn block_fin(fin: u16) -> u16 {
+    block_len(fin.saturating_sub(16))
+}
+
 /// What the inference says: CertificateRequest present, client certificate status, its
 /// approximate size, and the evidence.
 pub type Inferred = (Option<bool>, CertStatus, Option<usize>, Evidence);
@@ -97,6 +116,11 @@ pub struct Flights {
     client_pad: u8,
 }
 
+/// In `client_pad` (≤ [`MAX_PAD`] below it): the client pads to blocks of [`BLOCK`] instead (the
+/// session's fixed state is budgeted: no byte of its own).
+const CLIENT_BLOCK: u8 = 0x80;
+const _: () = assert!(MAX_PAD < CLIENT_BLOCK as u16);
+
 /// `server_last_excess` of a record that cannot be a (padded) Finished.
 const NOT_FINISHED: u8 = u8::MAX;
 const _: () = assert!(MAX_PAD < NOT_FINISHED as u16);
@@ -124,11 +148,36 @@ impl Flights {
     /// Finished length, when its flight is one message per record (≥ 4 records; the last is the
     /// Finished) and the excess is a padding at all (≤ [`MAX_PAD`]). 0 otherwise.
     pub fn server_pad(&self, cipher: Option<u16>) -> u16 {
+        if self.server_block(cipher) {
+            return 0;
+        }
         match (self.server_flight_len, finished_len(cipher)) {
             (Some(n), Some(_)) if n >= 4 && self.server_last_is_finished() => {
                 u16::from(self.server_last_excess)
             }
             _ => 0,
+        }
+    }
+
+    /// Whether the server pads to blocks of [`BLOCK`]: its one-message-per-record flight (≥ 4
+    /// records) ends with a block-padded Finished (11 bytes over an unpadded one for SHA-256 and
+    /// SHA-384; no stack pads every record by a constant 11).
+    fn server_block(&self, cipher: Option<u16>) -> bool {
+        let (Some(n), Some(fin)) = (self.server_flight_len, finished_len(cipher)) else {
+            return false;
+        };
+        n >= 4
+            && cipher != Some(0x1305)
+            && u16::from(self.server_last_excess) == block_fin(fin) - fin
+    }
+
+    /// Whether that side pads to blocks (its application records' sizes are known only to
+    /// [`BLOCK`] bytes).
+    pub fn block_padded(&self, client: bool, cipher: Option<u16>) -> bool {
+        if client {
+            self.client_pad == CLIENT_BLOCK
+        } else {
+            self.server_block(cipher)
         }
     }
 
@@ -154,6 +203,9 @@ impl Flights {
     /// Per-record padding of `client`'s or the server's records, as learnt so far.
     pub fn pad(&self, client: bool, cipher: Option<u16>) -> u16 {
         if client {
+            if self.client_pad == CLIENT_BLOCK {
+                return 0;
+            }
             u16::from(self.client_pad)
         } else {
             self.server_pad(cipher)
@@ -163,6 +215,14 @@ impl Flights {
     /// Whether a record of `len` from that side can be an encrypted alert: 2 bytes + inner type +
     /// tag, unpadded or with the side's padding.
     pub fn alert_sized(&self, client: bool, len: usize, cipher: Option<u16>) -> bool {
+        if self.block_padded(client, cipher) {
+            // An alert, a KeyUpdate and an SMTP line of up to 15 bytes are all one block: only
+            // the server's record right after the client's flight (its refusal) is taken for an
+            // alert; later ones are data (the decryption, with keys, tells them apart).
+            return !client
+                && !self.server_spoke_after_client_flight
+                && len == usize::from(block_len(3));
+        }
         let base = alert_len(cipher);
         let pad = usize::from(self.pad(client, cipher));
         len == base || (pad > 0 && len == base + pad)
@@ -172,6 +232,9 @@ impl Flights {
     /// §4.6.3): 5 bytes + inner type + tag, unpadded or with the side's padding. SMTP has no
     /// 5-byte command or reply, so such a record is taken for one (with keys it is decrypted).
     pub fn key_update_sized(&self, client: bool, len: usize, cipher: Option<u16>) -> bool {
+        if self.block_padded(client, cipher) {
+            return false; // one block, as an alert or a short SMTP line
+        }
         let base = key_update_len(cipher);
         let pad = usize::from(self.pad(client, cipher));
         len == base || (pad > 0 && len == base + pad)
@@ -221,6 +284,9 @@ impl Flights {
             }
             if len == fin || len == fin + 8 {
                 self.end_flight_at_last();
+            } else if self.block_padded_flight_end(len, fin, cipher) {
+                self.client_pad = CLIENT_BLOCK;
+                self.end_flight_at_last();
             } else if let Some(pad) = self.padded_flight_end(len, fin) {
                 self.client_pad = u8::try_from(pad).unwrap_or(0); // ≤ MAX_PAD
                 self.end_flight_at_last();
@@ -269,6 +335,23 @@ impl Flights {
             [a, _, c] if c == len && a > fin + 8 + COALESCED_CERT_MIN + MAX_PAD => Some(pad),
             [r] if r == len && self.server_flight_says_cr() == Some(false) => Some(pad),
             _ => None,
+        }
+    }
+
+    /// The client's record of `len` (the last in `client_enc`) ends a block-padded flight (every
+    /// record a whole number of [`BLOCK`]s, the last a block-padded Finished): `[F]` (unless the
+    /// server's flight showed a CR), `[empty Certificate, F]`, `[Certificate, CertificateVerify,
+    /// F]`. An unpadded Finished is never a whole number of blocks (F ≡ 5 mod 16).
+    fn block_padded_flight_end(&self, len: u16, fin: u16, cipher: Option<u16>) -> bool {
+        let bf = block_fin(fin);
+        if len != bf || cipher == Some(0x1305) || self.client_enc.iter().any(|r| r % BLOCK != 0) {
+            return false;
+        }
+        match *self.client_enc {
+            [_] => self.server_flight_says_cr() != Some(true),
+            [a, _] => a == block_len(9),
+            [a, _, _] => a > block_len(9),
+            _ => false,
         }
     }
 
@@ -339,6 +422,7 @@ impl Flights {
         let end = usize::from(end);
         let flight = self.client_enc.get(..=end).unwrap_or(&self.client_enc);
         let inferred = match *flight {
+            _ if self.client_pad == CLIENT_BLOCK => self.infer_block(flight, fin),
             _ if self.client_pad > 0 => self.infer_padded(flight, fin),
             [f] if f == fin => (Some(false), CertStatus::Absent, None, Evidence::Inferred),
             [25, f] if f == fin => (Some(true), CertStatus::Empty, Some(0), Evidence::Inferred),
@@ -375,6 +459,25 @@ impl Flights {
                 Some(true),
                 CertStatus::Presented,
                 Some(usize::from(cert - 25 - pad)),
+                Evidence::Inferred,
+            ),
+            _ => UNKNOWN,
+        }
+    }
+
+    /// A block-padded flight (ended by [`Flights::block_padded_flight_end`]). The chain size is
+    /// known to [`BLOCK`] bytes: the middle of the range is given.
+    fn infer_block(&self, flight: &[u16], fin: u16) -> Inferred {
+        let bf = block_fin(fin);
+        match *flight {
+            [f] if f == bf => (Some(false), CertStatus::Absent, None, Evidence::Inferred),
+            [e, f] if f == bf && e == block_len(9) => {
+                (Some(true), CertStatus::Empty, Some(0), Evidence::Inferred)
+            }
+            [cert, _cv, f] if f == bf && cert > block_len(9) => (
+                Some(true),
+                CertStatus::Presented,
+                Some(usize::from(cert.saturating_sub(25 + BLOCK / 2))),
                 Evidence::Inferred,
             ),
             _ => UNKNOWN,

@@ -236,3 +236,45 @@ fn key_updates_after_the_flights() {
     assert_eq!(f.server_record(23, AES128, false), ServerRecord::Other);
     assert_eq!(key_update_len(Some(0x1305)), 14);
 }
+
+/// Block padding (mbedTLS 3.x: every record's inner plaintext to a multiple of 16): the client's
+/// flight [F'] / [32, F'] / [C, V, F'] with F' = 64 for SHA-256 suites; its short records after
+/// it are data (a 6-byte DATA is one block like an alert); a block-padded server's one-block
+/// record right after the client's flight is its refusal, later ones are replies.
+#[test]
+fn block_padded_flights() {
+    assert_eq!(block_len(9), 32);
+    assert_eq!(block_fin(53), 64);
+    assert_eq!(block_fin(69), 80);
+    assert_eq!(flight(&[64], 4).0, Some(false));
+    assert_eq!(flight(&[32, 64], 5).1, CertStatus::Empty);
+    let (cr, status, size, _) = flight(&[480, 112, 64], 5);
+    assert_eq!((cr, status), (Some(true), CertStatus::Presented));
+    assert_eq!(size, Some(480 - 25 - 8));
+    // a constant padding is not taken for blocks: [25 + 16, 53 + 16]
+    assert_eq!(flight(&[41, 69], 5).1, CertStatus::Empty);
+
+    let mut f = Flights::default();
+    for l in [32, 48, 992, 112, 64] {
+        f.count(false, l, AES128); // a block-padded server flight with a CR
+    }
+    for l in [32, 64] {
+        f.count(true, l, AES128);
+        assert_eq!(f.client_record(l, AES128, false), ClientRecord::Flight);
+    }
+    assert!(f.block_padded(true, AES128) && f.block_padded(false, AES128));
+    assert_eq!(
+        f.client_record(32, AES128, false),
+        ClientRecord::Application
+    );
+    assert_eq!(f.server_record(32, AES128, false), ServerRecord::Alert);
+    let mut g = Flights::default();
+    for l in [32, 48, 992, 112, 64] {
+        g.count(false, l, AES128);
+    }
+    g.count(true, 64, AES128);
+    g.client_record(64, AES128, false);
+    assert_eq!(g.server_record(48, AES128, false), ServerRecord::Other);
+    assert_eq!(g.server_record(32, AES128, false), ServerRecord::Other);
+    assert!(!g.key_update_sized(false, 32, AES128));
+}

@@ -335,6 +335,9 @@ impl TlsSession {
     /// An application record after the handshake, for the caller's keyless mail inference.
     fn app_record(&self, ctx: &mut Context, dir: Dir, len: usize) {
         let (overhead, exact) = inference::app_overhead(self.tls13(), self.cipher);
+        // a side that pads to blocks (mbedTLS) gives sizes only to a block
+        let block = self.tls13() && self.flights.block_padded(dir == Dir::ToServer, self.cipher);
+        let exact = exact && !block;
         // TLS 1.3 record padding learnt from the handshake flights (SunJSSE: 16 bytes a record)
         let overhead = if self.tls13() {
             overhead.saturating_add(self.flights.pad(dir == Dir::ToServer, self.cipher))
@@ -348,6 +351,7 @@ impl TlsSession {
                 dir,
                 plaintext,
                 exact,
+                block,
             });
         }
     }
