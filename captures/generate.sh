@@ -601,8 +601,9 @@ srv_client_args() {
     wolfssl) peer_cert_args "$cert"   # no key log (Debian's wolfSSL has no secret callback)
       CL=(env NAME="$name" timeout 30 "$WOLFSSL_PEER" client --bind "$CLI" --host "$SRV" --port "$port" --tls "$ver" "${PCA[@]}") ;;
     boring|s2n|mbedtls) peer_cert_args "$cert"
+      local more=(); [[ $kind == boring && ${SESSIONS:-1} != 1 ]] && more=(--sessions "$SESSIONS")
       CL=(env NAME="$name" timeout 30 "$PEERS_CARGO_TARGET/release/$kind-peer" client --bind "$CLI" --host "$SRV" --port "$port" \
-        --tls "$ver" "${PCA[@]}" --keylog "$here/$name.keylog") ;;
+        --tls "$ver" "${PCA[@]}" --keylog "$here/$name.keylog" "${more[@]}") ;;
   esac
 }
 # go_srv NAME ask|require VERSION CERT [CLIENT=openssl]: go-peer server on 2603 (VerifyClientCertIfGiven /
@@ -758,6 +759,9 @@ for st in boring s2n; do
   rp_client "$st" "pf-reqccert-tls13-$st-untrusted" 2527 1.3 untrusted   # unknown CA: 421 after the handshake
   rp_client "$st" "pf-hrr-tls13-$st-both"           2530 1.3 both
   rp_client "$st" "pf-reqccert-tls12-$st-serveronly" 2527 1.2 serveronly
+  # BoringSSL (Gmail's stack) resuming with Postfix's ticket: two connections, one session cache
+  [[ $st == boring ]] && SESSIONS=2 rp_client boring pf-askccert-tls13-boring-both-resumed 2526 1.3 both
+  [[ $st == boring ]] && SESSIONS=2 rp_client boring pf-askccert-tls12-boring-both-resumed 2526 1.2 both
   # servers <- openssl s_client -starttls smtp (client key log)
   rp_srv "$st" "$st-noask-tls13-openssl-nocert"         none    1.3 nocert
   rp_srv "$st" "$st-ask-tls13-openssl-nocert"           ask     1.3 nocert

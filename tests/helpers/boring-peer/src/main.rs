@@ -39,6 +39,7 @@ const USAGE: &str =
   [--tls 1.2|1.3|any] [--ca root.cert.pem] [--sni mx.lab.test] [--cert chain.pem --key key.pem]
   [--keylog PATH] [--groups LIST (e.g. P-384, X25519:P-256)]
   client: [--implicit] (TLS from the start, no SMTP: one line written, one read, then close)
+          [--sessions N] (N connections; each offers the previous one's session: resumption)
   server: [--client-auth none|ask|require] (cert/key default server.chain.pem / server.key.pem)";
 
 struct Opts {
@@ -57,7 +58,13 @@ struct Opts {
     name: String,
     /// Client: implicit TLS, no SMTP (openssl s_server / gnutls-serv): one line, then close.
     implicit: bool,
+    /// Client: connections one after the other; each offers the session (ticket) the server
+    /// gave the one before (resumption).
+    sessions: u32,
 }
+
+/// The last session the server gave the client (`--sessions`).
+static SESSION: Mutex<Option<boring::ssl::SslSession>> = Mutex::new(None);
 
 fn parse_args() -> Res<Opts> {
     let mut a = std::env::args().skip(1);
@@ -80,6 +87,7 @@ fn parse_args() -> Res<Opts> {
         client_auth: "none".into(),
         name: std::env::var("NAME").unwrap_or_else(|_| "boring-peer".into()),
         implicit: false,
+        sessions: 1,
     };
     while let Some(k) = a.next() {
         let mut v = || a.next().ok_or_else(|| format!("{k} needs a value"));
@@ -97,6 +105,7 @@ fn parse_args() -> Res<Opts> {
             "--client-auth" => o.client_auth = v()?,
             "--name" => o.name = v()?,
             "--implicit" => o.implicit = true,
+            "--sessions" => o.sessions = v()?.parse()?,
             _ => return Err(format!("unknown argument {k}\n{USAGE}").into()),
         }
     }
@@ -128,6 +137,14 @@ fn context(o: &Opts) -> Res<SslContext> {
     }
     if let Some(g) = &o.groups {
         b.set_curves_list(g)?;
+    }
+    if !o.server {
+        b.set_session_cache_mode(boring::ssl::SslSessionCacheMode::CLIENT);
+        b.set_new_session_callback(|_, s| {
+            if let Ok(mut held) = SESSION.lock() {
+                *held = Some(s);
+            }
+        });
     }
     if let Some(p) = &o.keylog {
         let f = Mutex::new(OpenOptions::new().create(true).append(true).open(p)?);
@@ -224,9 +241,10 @@ fn expect<R: Read>(r: &mut R, want: u16) -> Res<String> {
 fn describe<S>(s: &SslStream<S>) -> String {
     let ssl = s.ssl();
     format!(
-        "version {} cipher {}",
+        "version {} cipher {} resumed {}",
         ssl.version_str(),
-        ssl.current_cipher().map(|c| c.name()).unwrap_or("?")
+        ssl.current_cipher().map(|c| c.name()).unwrap_or("?"),
+        ssl.session_reused()
     )
 }
 
@@ -234,6 +252,16 @@ fn describe<S>(s: &SslStream<S>) -> String {
 
 fn client(o: &Opts) -> Res<()> {
     let ctx = context(o)?;
+    for i in 0..o.sessions {
+        if i > 0 {
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        client_session(o, &ctx)?;
+    }
+    Ok(())
+}
+
+fn client_session(o: &Opts, ctx: &SslContext) -> Res<()> {
     let addr: SocketAddr = format!("{}:{}", o.host, o.port).parse()?;
     let tcp = match &o.bind {
         Some(b) => {
@@ -255,7 +283,11 @@ fn client(o: &Opts) -> Res<()> {
         expect(&mut t, 220)?;
     }
 
-    let mut ssl = Ssl::new(&ctx)?;
+    let mut ssl = Ssl::new(ctx)?;
+    if let Some(s) = SESSION.lock().ok().and_then(|h| h.clone()) {
+        // SAFETY: the session comes from a connection of this same context
+        unsafe { ssl.set_session(&s)? };
+    }
     ssl.set_hostname(&o.sni)?;
     ssl.param_mut().set_host(&o.sni)?;
     let mut tls = ssl
