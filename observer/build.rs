@@ -61,10 +61,11 @@ fn main() {
         .arg(root.join("ebpf/Cargo.toml"))
         .arg("--target-dir")
         .arg(&target_dir)
-        // BTF for the loader; debug info is where BTF comes from.
+        // BTF for the loader; debug info is where BTF comes from. BPF v3 (kernel ≥ 5.12) for the
+        // compare-and-swap of the flow lock.
         .env(
             "CARGO_ENCODED_RUSTFLAGS",
-            "-Cdebuginfo=2\x1f-Clink-arg=--btf",
+            "-Cdebuginfo=2\x1f-Clink-arg=--btf\x1f-Ctarget-cpu=v3",
         );
     // The outer build's settings must not leak into the BPF build.
     for k in [

@@ -117,6 +117,9 @@ pub struct FlowState {
     /// Packets of each direction not sent since its last sample (summary mode: body-only packets
     /// and ACKs); the next sample of that direction carries the count (`PacketMeta::unsent`).
     pub unsent: [u32; 2],
+    /// The flow's lock (0 free, 1 held by a CPU updating the flow; kernel only, atomic: BPF has
+    /// 64-bit atomics only).
+    pub lock: u64,
 }
 
 /// Written by user space only (`ARM` map). For each direction in `dirs` (bit 0: direction 0,
@@ -232,7 +235,13 @@ pub mod counter {
     /// SYNs (and SYN-ACKs) of unknown connections, kept in the half-open map (and its refusals).
     pub const HALF_OPEN_SEEN: u32 = 23;
     pub const HALF_OPEN_INSERT_FAILED: u32 = 24;
-    pub const COUNT: u32 = 25;
+    /// Packets that found their flow's lock held by another CPU for the whole spin: sent whole,
+    /// without an in-order claim, the flow's state untouched.
+    pub const LOCK_BUSY: u32 = 25;
+    /// Packets that found their flow's lock held and waited for it (another CPU was updating the
+    /// flow at that moment).
+    pub const LOCK_WAITED: u32 = 26;
+    pub const COUNT: u32 = 27;
     /// Names, in index order (metric label values).
     pub const NAMES: [&str; COUNT as usize] = [
         "packets_seen",
@@ -260,6 +269,8 @@ pub mod counter {
         "summary_exits",
         "half_open_seen",
         "half_open_insert_failed",
+        "lock_busy",
+        "lock_waited",
     ];
 }
 

@@ -11,6 +11,10 @@
 //! go up, so user space still sees the connection end. Everything skipped is counted.
 #![no_std]
 #![no_main]
+// The flow lock's compare-and-swap: core's atomic types have no CAS on the BPF target (it needs
+// BPF v3, which the build selects), the intrinsics do.
+#![allow(internal_features)]
+#![feature(core_intrinsics)]
 
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
@@ -20,6 +24,7 @@ use aya_ebpf::{
     programs::TcContext,
     EbpfContext,
 };
+use core::intrinsics::{atomic_cxchg, atomic_xchg, AtomicOrdering};
 use ekuwatch_ebpf_common::{
     counter, kind, mapped_v4, ArmRequest, Config, FlowKey, FlowState, PacketMeta, RecordHeader,
     Summary, FLAG_DONE, FLAG_EXP_0, FLAG_EXP_1, FLAG_FIN_0, FLAG_FIN_1, FLAG_FOLLOW_0,
@@ -58,6 +63,7 @@ static ZERO: FlowState = FlowState {
     hdr: [0; 2],
     exp: [0; 2],
     unsent: [0; 2],
+    lock: 0,
 };
 
 #[map]
@@ -243,10 +249,9 @@ fn observe(ctx: &TcContext, egress: u32) {
     count(counter::BYTES_SEEN, len);
     let now = unsafe { bpf_ktime_get_ns() };
     let key = &p.key;
-    let (syn, ack, fin, rst) = (
+    let (syn, ack, rst) = (
         p.flags & SYN != 0,
         p.flags & ACK != 0,
-        p.flags & FIN != 0,
         p.flags & RST != 0,
     );
 
@@ -300,9 +305,95 @@ fn observe(ctx: &TcContext, egress: u32) {
             }
         }
     };
-    // SAFETY: a value pointer from the map lookup, valid for this program run. Two CPUs may update
-    // the same flow at once (ingress and egress); the counters are then approximate.
+    // One CPU at a time updates a flow: packets of one connection can run on two CPUs at once
+    // (ingress and egress; veth or RPS spreading one direction), and the kernel's in-order
+    // bookkeeping and its samples in the ring must be in the same order (a summary's claim "every
+    // byte before X passed in order" read out of order skips bytes user space never got).
+    if !lock(state) {
+        // Held by the other CPU far longer than a packet takes: this packet goes up whole with no
+        // claim and the flow's state is untouched (the next in-order check sees the packet as
+        // missing and leaves summary mode: user space's reassembly sorts it out, never silently).
+        count(counter::LOCK_BUSY, 1);
+        let meta = PacketMeta {
+            ktime_ns: now,
+            len: ctx.len(),
+            caplen: 0,
+            egress,
+            kind: 0,
+            unsent: 0,
+            in_order_to: 0,
+        };
+        send_meta(ctx, meta, u32::MAX, cfg.wake_bytes);
+        return;
+    }
+    // SAFETY: a value pointer from the map lookup, valid for this program run, and this CPU holds
+    // the flow's lock until `unlock` below.
     let st = unsafe { &mut *state };
+    let over = update(ctx, cfg, st, &p, egress, now, len);
+    unlock(state);
+    if over {
+        // Freed after the unlock (a freed LRU element is reused at once; the lock word must not be
+        // written after this). A late retransmission finds no flow and is counted as untracked.
+        let _ = FLOWS.remove(key);
+    }
+}
+
+/// Spins this many times at most for a flow's lock (the holder is another CPU in the middle of
+/// one packet, a few microseconds; a bounded loop is what the verifier accepts).
+const SPIN: u32 = 1024;
+
+/// Takes the flow's lock (`FlowState::lock`: 0 free, 1 held). False when it stayed busy.
+#[inline(always)]
+fn lock(st: *mut FlowState) -> bool {
+    // SAFETY: `st` points into a map value that stays valid for this program run; the lock word
+    // is only ever accessed atomically.
+    let l = unsafe { core::ptr::addr_of_mut!((*st).lock) };
+    let mut i = 0;
+    while i < SPIN {
+        // SAFETY: as above. A volatile read (BPF v3 has no atomic load; a 64-bit aligned load is
+        // single-copy atomic) to wait without hammering the cache line.
+        let free = unsafe { core::ptr::read_volatile(l) } == 0;
+        if free {
+            // SAFETY: as above.
+            let (_, won) = unsafe {
+                atomic_cxchg::<u64, { AtomicOrdering::Acquire }, { AtomicOrdering::Relaxed }>(
+                    l, 0, 1,
+                )
+            };
+            if won {
+                if i > 0 {
+                    count(counter::LOCK_WAITED, 1);
+                }
+                return true;
+            }
+        }
+        i += 1;
+    }
+    false
+}
+
+#[inline(always)]
+fn unlock(st: *mut FlowState) {
+    // SAFETY: as in `lock`. An exchange (a full barrier on BPF), not a plain store: every write
+    // made under the lock is visible to the next holder.
+    unsafe {
+        atomic_xchg::<u64, { AtomicOrdering::Release }>(core::ptr::addr_of_mut!((*st).lock), 0)
+    };
+}
+
+/// A tracked flow's packet, with the flow's lock held. True when the connection is over.
+#[inline(always)]
+fn update(
+    ctx: &TcContext,
+    cfg: &Config,
+    st: &mut FlowState,
+    p: &Tcp,
+    egress: u32,
+    now: u64,
+    len: u64,
+) -> bool {
+    let key = &p.key;
+    let (fin, rst) = (p.flags & FIN != 0, p.flags & RST != 0);
     st.last_ns = now;
     let d = p.dir & 1;
     st.packets[d] += 1;
@@ -321,7 +412,7 @@ fn observe(ctx: &TcContext, egress: u32) {
     let end = p.seq.wrapping_add(p.payload_len);
     let following = if d == 0 { FLAG_FOLLOW_0 } else { FLAG_FOLLOW_1 };
     if st.flags & following != 0 && st.flags & FLAG_DONE == 0 {
-        follow(ctx, st, &p, d, egress, now, cfg.wake_bytes);
+        follow(ctx, st, p, d, egress, now, cfg.wake_bytes);
     } else {
         if p.payload_len > 0 {
             let exp = if d == 0 { FLAG_EXP_0 } else { FLAG_EXP_1 };
@@ -330,16 +421,13 @@ fn observe(ctx: &TcContext, egress: u32) {
                 st.flags |= exp;
             }
         }
-        full(ctx, st, &p, d, egress, now, cfg.budget, cfg.wake_bytes, len);
+        full(ctx, st, p, d, egress, now, cfg.budget, cfg.wake_bytes, len);
     }
     if fin {
         st.flags |= if d == 0 { FLAG_FIN_0 } else { FLAG_FIN_1 };
     }
-    // The connection is over: free the slot (a late retransmission finds no flow and is counted
-    // as untracked).
-    if rst || st.flags & (FLAG_FIN_0 | FLAG_FIN_1) == (FLAG_FIN_0 | FLAG_FIN_1) {
-        let _ = FLOWS.remove(key);
-    }
+    // The connection is over: its slot is freed once the lock is released.
+    rst || st.flags & (FLAG_FIN_0 | FLAG_FIN_1) == (FLAG_FIN_0 | FLAG_FIN_1)
 }
 
 /// Sequence number `a` lies after `b` (wrapping).

@@ -276,6 +276,8 @@ impl Metrics {
                 "summary_exits" => ("ekuwatch_ebpf_flows", "event", "summary_exit"),
                 "half_open_seen" => ("ekuwatch_ebpf_flows", "event", "half_open"),
                 "half_open_insert_failed" => ("ekuwatch_ebpf_flows", "event", "half_open_map_full"),
+                "lock_busy" => ("ekuwatch_ebpf_flows", "event", "lock_busy"),
+                "lock_waited" => ("ekuwatch_ebpf_flows", "event", "lock_waited"),
                 "ring_full" => continue, // exported as capture drops (reason ring_buffer)
                 "not_parsed" => {
                     s.set("ekuwatch_ebpf_unparsed_packets", &[], v);
