@@ -122,19 +122,23 @@ impl Reassembler {
 
     /// The eBPF program followed this direction's records and skipped the bytes before `seq` as
     /// record bodies: hand them up as [`Chunk::Skipped`] (up to the first queued byte, if any).
-    pub fn skip_to(&mut self, seq: u32, out: &mut dyn FnMut(Chunk<'_>)) {
+    /// Returns how many bytes were skipped (queued bytes it then delivers are not among them).
+    pub fn skip_to(&mut self, seq: u32, out: &mut dyn FnMut(Chunk<'_>)) -> u64 {
         if !self.started || self.stopped {
-            return;
+            return 0;
         }
         let mut at = self.unwrap(seq);
         if let Some((&first, _)) = self.pending.iter().next() {
             at = at.min(first as i64);
         }
-        if at > self.next as i64 {
-            out(Chunk::Skipped(at as u64 - self.next));
-            self.next = at as u64;
-            self.drain(out);
+        if at <= self.next as i64 {
+            return 0;
         }
+        let skipped = at as u64 - self.next;
+        out(Chunk::Skipped(skipped));
+        self.next = at as u64;
+        self.drain(out);
+        skipped
     }
 
     /// Sequence number of the byte `ahead` bytes after the next expected one, when the stream is
@@ -325,14 +329,39 @@ mod tests {
         r.on_syn(999);
         assert_eq!(run(&mut r, |r, o| r.on_data(1000, b"hdr", o)), b"hdr");
         // The kernel skipped 4 bytes; then the next header comes.
-        assert_eq!(run(&mut r, |r, o| r.skip_to(1007, o)), b"____");
+        assert_eq!(
+            run(&mut r, |r, o| {
+                r.skip_to(1007, o);
+            }),
+            b"____"
+        );
         assert_eq!(run(&mut r, |r, o| r.on_data(1007, b"next", o)), b"next");
         // Skipping backwards or to where we are is nothing.
-        assert_eq!(run(&mut r, |r, o| r.skip_to(1005, o)), b"");
-        assert_eq!(run(&mut r, |r, o| r.skip_to(1011, o)), b"");
+        assert_eq!(
+            run(&mut r, |r, o| {
+                r.skip_to(1005, o);
+            }),
+            b""
+        );
+        assert_eq!(
+            run(&mut r, |r, o| {
+                r.skip_to(1011, o);
+            }),
+            b""
+        );
         // Queued bytes stop a skip at their start (what is there is delivered, not skipped).
         assert_eq!(run(&mut r, |r, o| r.on_data(1015, b"late", o)), b"");
-        assert_eq!(run(&mut r, |r, o| r.skip_to(1020, o)), b"____late");
+        assert_eq!(
+            run(&mut r, |r, o| {
+                r.skip_to(1020, o);
+            }),
+            b"____late"
+        );
+        // ... and are not counted as skipped.
+        let mut r2 = Reassembler::new(1 << 16);
+        r2.on_syn(999);
+        r2.on_data(1004, b"late", &mut |_| {});
+        assert_eq!(r2.skip_to(1020, &mut |_| {}), 4);
         assert_eq!((r.gaps, r.gap_bytes), (0, 0));
         assert_eq!(r.seq_ahead(3), Some(1022));
     }

@@ -94,7 +94,8 @@ impl Rng {
 }
 
 /// Split every data segment into random pieces, shuffle the pieces inside each burst of one
-/// sender's data segments, and duplicate some. Control segments (SYN/FIN/RST) stay in place.
+/// sender's data segments, and duplicate some. Control segments (SYN/FIN) stay in place; an RST
+/// overtakes its sender's burst before it half of the time (two CPUs or capture queues).
 fn disorder(segs: &[Seg], seed: u64) -> Vec<Seg> {
     let mut rng = Rng(seed | 1);
     let mut out = Vec::new();
@@ -119,6 +120,11 @@ fn disorder(segs: &[Seg], seed: u64) -> Vec<Seg> {
         let same_sender = burst
             .first()
             .is_none_or(|b| (b.src, b.sport) == (s.src, s.sport));
+        if s.flags.rst && same_sender && !burst.is_empty() && rng.below(2) == 0 {
+            out.push(s.clone());
+            flush(&mut burst, &mut out, &mut rng);
+            continue;
+        }
         if control || !same_sender {
             flush(&mut burst, &mut out, &mut rng);
         }

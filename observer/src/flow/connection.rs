@@ -28,6 +28,12 @@ pub(super) struct Flow {
     pub(super) close_seen: [bool; 2],
     /// Which direction's FIN came first (closes reach the analyzers in that order).
     pub(super) first_fin: Option<Dir>,
+    /// The first RST's sender, and when it came (`rst_ms`: milliseconds after `first_ts`,
+    /// saturating; small fields that fit the struct's padding: the flow stays 320 bytes). The flow
+    /// ends once every byte its sender sent before it is in, or [`super::RST_LINGER_NS`] later (the
+    /// missing bytes are a gap then).
+    pub(super) rst: Option<Dir>,
+    pub(super) rst_ms: u32,
     /// Packets per direction (saturating: a count past 4 billion on one connection stays there).
     pub(super) packets: [u32; 2],
     pub(super) bytes: [u64; 2],
@@ -73,6 +79,8 @@ impl Flow {
             fin: [false; 2],
             close_seen: [false; 2],
             first_fin: None,
+            rst: None,
+            rst_ms: 0,
             packets: [0; 2],
             bytes: [0; 2],
             any_payload: false,

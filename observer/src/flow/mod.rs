@@ -297,10 +297,10 @@ impl FlowTable {
             let Flow { reasm, conv, .. } = flow;
             let ctx = &mut self.ctx;
             let r = dir.of_mut(reasm);
-            let before = r.position();
-            r.skip_to(to, &mut |c| conv.deliver(ctx, dir, c, ts));
-            // They were on the wire all the same.
-            *dir.of_mut(&mut flow.bytes) += r.position() - before;
+            let skipped = r.skip_to(to, &mut |c| conv.deliver(ctx, dir, c, ts));
+            // They were on the wire all the same (queued bytes it delivers were counted when
+            // they came).
+            *dir.of_mut(&mut flow.bytes) += skipped;
         }
         if !kernel.following && !seg.payload.is_empty() {
             // The kernel does not follow this direction (any more): it may be armed again.
@@ -338,14 +338,22 @@ impl FlowTable {
             } else {
                 Anomaly::RstByServer
             });
-            // The sender's stream ends here: bytes it sent before the RST that we never saw are
-            // a gap, not a clean close.
-            let Flow { reasm, conv, .. } = flow;
-            let ctx = &mut self.ctx;
-            let r = dir.of_mut(reasm);
-            r.on_fin(seg.seq.wrapping_add(seg.payload.len() as u32));
-            r.close_at_fin(&mut |c| conv.deliver(ctx, dir, c, ts));
-            flow.conv.on_close(dir);
+            // The sender's stream ends here, like at a FIN: once the bytes it sent before the
+            // RST are in — an RST can overtake its sender's last data (two CPUs or capture
+            // queues) — or, if they never come, when the flow ends: a gap, not a clean close.
+            if flow.rst.is_none() {
+                flow.rst = Some(dir);
+                flow.rst_ms =
+                    u32::try_from(ts.saturating_sub(flow.first_ts) / 1_000_000).unwrap_or(u32::MAX);
+                if !*dir.of(&flow.fin) {
+                    if flow.first_fin.is_none() {
+                        flow.first_fin = Some(dir);
+                    }
+                    *dir.of_mut(&mut flow.fin) = true;
+                    dir.of_mut(&mut flow.reasm)
+                        .on_fin(seg.seq.wrapping_add(seg.payload.len() as u32));
+                }
+            }
         }
         // A FIN closes its direction once the bytes before it are in (it may overtake them);
         // closes reach the analyzers in the order the FINs came.
@@ -386,7 +394,10 @@ impl FlowTable {
         self.buffered =
             self.buffered + flow.reasm[0].buffered() + flow.reasm[1].buffered() - queued_before;
         // The event is written when the session ends: what happened to its mail is known then.
-        let closed = seg.flags.rst || (flow.fin[0] && flow.fin[1]);
+        let closed = match flow.rst {
+            Some(d) => d.of(&flow.reasm).reached_fin(),
+            None => flow.fin[0] && flow.fin[1],
+        };
         if closed {
             self.finish(k);
         }
@@ -437,13 +448,22 @@ impl FlowTable {
     }
 
     fn sweep(&mut self, older_than: i64) {
+        let reset_before = self.now.saturating_sub(RST_LINGER_NS);
+        let mut idle = 0;
         let old: Vec<Key> = self
             .flows
             .iter()
-            .filter(|f| f.last_ts < older_than)
+            .filter(|f| {
+                let is_idle = f.last_ts < older_than;
+                idle += u64::from(is_idle);
+                let rst_ts = f
+                    .first_ts
+                    .saturating_add(i64::from(f.rst_ms).saturating_mul(1_000_000));
+                is_idle || (f.rst.is_some() && rst_ts < reset_before)
+            })
             .map(|f| f.key)
             .collect();
-        self.stats.flows_timed_out += old.len() as u64;
+        self.stats.flows_timed_out += idle;
         for k in old {
             self.finish(k);
         }
@@ -479,6 +499,10 @@ fn dir_bit(dir: Dir) -> u8 {
 
 /// Asked the kernel to send summaries (`Flow::armed`).
 const SUMMARISE: u8 = 4;
+
+/// How long a reset connection waits for bytes its RST overtook (then they are a gap). Checked
+/// with the idle sweep, every 10 s of capture time.
+pub(crate) const RST_LINGER_NS: i64 = 2_000_000_000;
 
 /// Queues an arm request for the directions of a TLS flow that the kernel may follow by record
 /// headers now and does not yet, and for summaries once only record sizes are read (see
