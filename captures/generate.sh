@@ -601,7 +601,7 @@ srv_client_args() {
     wolfssl) peer_cert_args "$cert"   # no key log (Debian's wolfSSL has no secret callback)
       CL=(env NAME="$name" timeout 30 "$WOLFSSL_PEER" client --bind "$CLI" --host "$SRV" --port "$port" --tls "$ver" "${PCA[@]}") ;;
     boring|s2n|mbedtls) peer_cert_args "$cert"
-      local more=(); [[ $kind == boring && ${SESSIONS:-1} != 1 ]] && more=(--sessions "$SESSIONS")
+      local more=(); [[ $kind != mbedtls && ${SESSIONS:-1} != 1 ]] && more=(--sessions "$SESSIONS")
       CL=(env NAME="$name" timeout 30 "$PEERS_CARGO_TARGET/release/$kind-peer" client --bind "$CLI" --host "$SRV" --port "$port" \
         --tls "$ver" "${PCA[@]}" --keylog "$here/$name.keylog" "${more[@]}") ;;
   esac
@@ -759,9 +759,9 @@ for st in boring s2n; do
   rp_client "$st" "pf-reqccert-tls13-$st-untrusted" 2527 1.3 untrusted   # unknown CA: 421 after the handshake
   rp_client "$st" "pf-hrr-tls13-$st-both"           2530 1.3 both
   rp_client "$st" "pf-reqccert-tls12-$st-serveronly" 2527 1.2 serveronly
-  # BoringSSL (Gmail's stack) resuming with Postfix's ticket: two connections, one session cache
-  [[ $st == boring ]] && SESSIONS=2 rp_client boring pf-askccert-tls13-boring-both-resumed 2526 1.3 both
-  [[ $st == boring ]] && SESSIONS=2 rp_client boring pf-askccert-tls12-boring-both-resumed 2526 1.2 both
+  # BoringSSL (Gmail's stack) and s2n-tls resuming with Postfix's ticket: two connections, one session cache
+  SESSIONS=2 rp_client "$st" "pf-askccert-tls13-$st-both-resumed" 2526 1.3 both
+  SESSIONS=2 rp_client "$st" "pf-askccert-tls12-$st-both-resumed" 2526 1.2 both
   # servers <- openssl s_client -starttls smtp (client key log)
   rp_srv "$st" "$st-noask-tls13-openssl-nocert"         none    1.3 nocert
   rp_srv "$st" "$st-ask-tls13-openssl-nocert"           ask     1.3 nocert
@@ -783,8 +783,11 @@ for st in boring s2n; do
   gnutls_srv "gnutls-verify-tls13-$st-both"   1.3 both   "$st"
   gnutls_srv "gnutls-verify-tls13-$st-nocert" 1.3 nocert "$st"
 done
-# BoringSSL server with P-384 only: s_client key-shares X25519 first -> HelloRetryRequest
+# BoringSSL server with P-384 only, s2n-tls server on policy "20230317" (NIST curves only): s_client
+# key-shares X25519 first -> HelloRetryRequest
 rp_srv boring boring-require-tls13-openssl-both-hrr require 1.3 both openssl --groups P-384
+rp_srv s2n    s2n-require-tls13-openssl-both-hrr    require 1.3 both openssl --policy 20230317
+rp_srv s2n    s2n-ask-tls13-openssl-nocert-hrr      ask     1.3 nocert openssl --policy 20230317
 
 # ---- wolfSSL (Debian libwolfssl-dev 5.5.4): tests/helpers/wolfssl-peer/wolfssl-peer.c, the go-peer command line in
 # C, built with cc. Debian's wolfSSL has no key-log (secret) callback: its client sessions against Postfix are

@@ -20,6 +20,8 @@ pub struct ClientHello {
     pub sni: Option<Box<str>>,
     pub offered_versions: Box<[u16]>,
     pub post_handshake_auth: bool,
+    /// A TLS ≤ 1.2 session ticket offered for resumption (`session_ticket` extension, not empty).
+    pub ticket: Option<Box<[u8]>>,
     /// The extension block did not parse (weird `tls_bad_extensions`).
     pub bad_extensions: bool,
     pub ja4: [u8; 36],
@@ -40,6 +42,7 @@ pub fn read_client_hello(msg: &[u8]) -> Option<ClientHello> {
         sni: None,
         offered_versions: Box::default(),
         post_handshake_auth: false,
+        ticket: None,
         bad_extensions: exts.is_empty() && ch.ext.is_some_and(|e| !e.is_empty()),
         ja4: [0; 36],
     };
@@ -54,6 +57,7 @@ pub fn read_client_hello(msg: &[u8]) -> Option<ClientHello> {
                 hello.offered_versions = data.get(1..).map(u16_list).unwrap_or_default().into()
             }
             ExtensionType::PostHandshakeAuth => hello.post_handshake_auth = true,
+            ExtensionType::SessionTicket if !data.is_empty() => hello.ticket = Some((*data).into()),
             _ => {}
         }
     }

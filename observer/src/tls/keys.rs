@@ -6,6 +6,7 @@ use super::decrypt::RecordDecryptor;
 use super::facts::Evidence;
 use super::hello::ServerHelloFacts;
 use super::names::ContentType;
+use super::resumption::{read_new_session_ticket, resume_key, ResumeBy};
 use super::session::{Phase, TlsSession};
 use super::{keylog, Context};
 use crate::anomaly::Anomaly;
@@ -25,6 +26,11 @@ pub(super) struct Keys {
     pub dec: [Option<RecordDecryptor>; 2],
     /// Decrypted application data not yet taken by the connection (SMTP after TLS).
     pub app_plaintext: Vec<(Dir, Vec<u8>)>,
+    /// TLS ≤ 1.2: what the ClientHello offered to resume ([`super::resumption`]): its ticket's and
+    /// its session ID's keys.
+    pub offered: [Option<[u8; 32]>; 2],
+    /// TLS ≤ 1.2: this session's master secret, once known (for the tickets it is given).
+    pub master: Option<Box<[u8]>>,
 }
 
 impl Keys {
@@ -34,6 +40,8 @@ impl Keys {
             pending12: [None, None],
             dec: [None, None],
             app_plaintext: Vec::new(),
+            offered: [None, None],
+            master: None,
         }
     }
 }
@@ -98,7 +106,7 @@ impl TlsSession {
     }
 
     /// After the ServerHello: arm decryption with the key log's secrets, if it has this session's.
-    pub(super) fn keys_for_server_hello(&mut self, ctx: &Context, sh: &ServerHelloFacts) {
+    pub(super) fn keys_for_server_hello(&mut self, ctx: &mut Context, sh: &ServerHelloFacts) {
         let secrets = self.secrets(ctx);
         if sh.version == 0x0304 {
             let Some((c, s)) = secrets.and_then(|k| {
@@ -122,12 +130,31 @@ impl TlsSession {
             }
             return;
         }
-        let (Some(master), Some(sr)) = (secrets.and_then(|k| k.master.as_deref()), sh.random)
-        else {
+        // The key log's master secret, else (an abbreviated handshake) the one of the session
+        // whose ticket or session ID this one resumes.
+        let resumed = self.keys.as_ref().and_then(|k| {
+            let sid = (!sh.session_id.is_empty())
+                .then(|| resume_key(ResumeBy::SessionId, &sh.session_id))
+                .filter(|sid| k.offered[1] == Some(*sid));
+            [k.offered[0], sid]
+                .into_iter()
+                .flatten()
+                .find_map(|key| ctx.resumption.get(&key))
+        });
+        let (Some(master), Some(sr)) = (
+            secrets.and_then(|k| k.master.as_deref()).or(resumed),
+            sh.random,
+        ) else {
             return;
         };
+        let master: Box<[u8]> = master.into();
+        if !sh.session_id.is_empty() {
+            ctx.resumption
+                .insert(resume_key(ResumeBy::SessionId, &sh.session_id), &master);
+        }
         let found = self.keys.as_mut().map(|k| {
-            let pair = RecordDecryptor::tls12_pair(sh.cipher, master, &k.client_random, &sr);
+            k.master = Some(master.clone());
+            let pair = RecordDecryptor::tls12_pair(sh.cipher, &master, &k.client_random, &sr);
             let found = pair.is_some();
             if let Some((c, s)) = pair {
                 k.pending12 = [Some(c), Some(s)];
@@ -137,6 +164,19 @@ impl TlsSession {
         if found == Some(false) {
             self.weird(Anomaly::TlsDecryptUnsupportedSuite);
         }
+    }
+
+    /// TLS ≤ 1.2 NewSessionTicket: a later session offering this ticket resumes this one's
+    /// master secret.
+    pub(super) fn new_session_ticket(&mut self, ctx: &mut Context, body: &[u8]) {
+        let (Some(master), Some(ticket)) = (
+            self.keys.as_ref().and_then(|k| k.master.as_deref()),
+            read_new_session_ticket(body),
+        ) else {
+            return;
+        };
+        ctx.resumption
+            .insert(resume_key(ResumeBy::Ticket, ticket), master);
     }
 
     /// TLS 1.2: the decryptor waiting for this side's ChangeCipherSpec takes over.

@@ -11,10 +11,11 @@
 //! | `hello.rs` | ClientHello / ServerHello (via `tls-parser`) reduced to facts |
 //! | `certificate.rs`, `cert_request.rs` | Certificate and CertificateRequest (TLS 1.2 and 1.3 shapes) |
 //! | `ja4.rs` | JA4 / JA4S |
-//! | `inference.rs` | TLS 1.3 without keys: docs/inference.md in code |
+//! | `inference/` | TLS 1.3 without keys: docs/inference.md in code |
 //! | `outcome.rs` | how the handshake ended (alerts, closes) |
 //! | `keys.rs`, `decrypt.rs`, `keylog.rs` | key-log decryption: per session, per record, the key log |
-//! | `session.rs` | [`TlsSession`]: the explicit phase per direction, and the glue |
+//! | `resumption.rs` | TLS ≤ 1.2 master secrets by session ID and ticket (resumptions the key log lacks) |
+//! | `session/` | [`TlsSession`]: the explicit phase per direction and the record layer (`mod.rs`), handshake messages, facts, eBPF summary hooks |
 //! | `facts.rs` | what is reported: the event's `tls` object |
 //!
 //! Plaintext records and handshake messages are parsed where they lie in the bytes fed; only one
@@ -43,6 +44,7 @@ mod keys;
 pub mod names;
 mod outcome;
 mod record;
+mod resumption;
 mod session;
 
 pub use cert_request::{parse_cr12, parse_cr13, MAX_CA_NAMES};
@@ -66,6 +68,9 @@ use keylog::KeyLog;
 pub struct Context {
     pub keylog: KeyLog,
     pub chains: x509::cache::ChainCache,
+    /// TLS ≤ 1.2 master secrets by session ID and ticket, for abbreviated handshakes the key log
+    /// has no line for.
+    pub resumption: resumption::Resumable,
     /// Application records after the handshake seen by the last `feed` (direction, plaintext
     /// size estimate), for the caller to drain: the keyless mail inference reads them. Shared
     /// scratch space, so sessions hold nothing for it.

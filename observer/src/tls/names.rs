@@ -37,6 +37,7 @@ enum_with_unknown! {
         ServerName = 0 => "server_name",
         SignatureAlgorithms = 13 => "signature_algorithms",
         Alpn = 16 => "application_layer_protocol_negotiation",
+        SessionTicket = 35 => "session_ticket",
         PreSharedKey = 41 => "pre_shared_key",
         SupportedVersions = 43 => "supported_versions",
         CertificateAuthorities = 47 => "certificate_authorities",

@@ -8,6 +8,7 @@ use super::super::handshake;
 use super::super::hello::{read_client_hello, read_server_hello, ServerHello};
 use super::super::keys::Keys;
 use super::super::names::HandshakeType;
+use super::super::resumption::{resume_key, ResumeBy};
 use super::super::Context;
 use super::{Phase, TlsSession};
 use crate::anomaly::Anomaly;
@@ -75,6 +76,9 @@ impl TlsSession {
             (_, HandshakeType::KeyUpdate) if evidence == Evidence::Decrypted => {
                 self.decrypted_key_update(dir)
             }
+            (Dir::ToClient, HandshakeType::NewSessionTicket) if !self.tls13() => {
+                self.new_session_ticket(ctx, body)
+            }
             _ => {}
         }
     }
@@ -89,7 +93,15 @@ impl TlsSession {
             return;
         };
         if let (false, Some(random)) = (ctx.keylog.is_empty(), ch.random) {
-            self.keys = Some(Box::new(Keys::new(random)));
+            let mut keys = Keys::new(random);
+            keys.offered = [
+                ch.ticket
+                    .as_deref()
+                    .map(|t| resume_key(ResumeBy::Ticket, t)),
+                (!ch.session_id.is_empty())
+                    .then(|| resume_key(ResumeBy::SessionId, &ch.session_id)),
+            ];
+            self.keys = Some(Box::new(keys));
         }
         if ch.bad_extensions {
             self.weird(Anomaly::TlsBadExtensions);
@@ -101,7 +113,7 @@ impl TlsSession {
         self.ja4 = Some(ch.ja4);
     }
 
-    fn server_hello(&mut self, ctx: &Context, msg: &[u8]) {
+    fn server_hello(&mut self, ctx: &mut Context, msg: &[u8]) {
         let sh = match read_server_hello(msg) {
             None => {
                 self.weird(Anomaly::TlsBadServerHello);

@@ -11,7 +11,10 @@
 //!         ("intent")), then answer the SMTP dialogue inside TLS.
 //!
 //! TLS versions by security policy: 1.3 "AWS-CRT-SDK-TLSv1.3", 1.2 "ELBSecurityPolicy-TLS-1-2-2017-01",
-//! any "default_tls13". Both write an NSS key log (--keylog PATH, s2n_config_set_key_log_cb).
+//! any "default_tls13"; `--policy NAME` names another (a server on "20230317", P-256/P-384/P-521
+//! only, answers a client that key-shares X25519 with a HelloRetryRequest). Both write an NSS key log (--keylog PATH, s2n_config_set_key_log_cb).
+//! client: `--sessions N` makes N connections, each offering the session ticket the previous one
+//! received (TLS 1.3 NewSessionTicket after the handshake, TLS 1.2 NewSessionTicket in it).
 //! Blinding is self-service (no 10-30 s delay after an error). Lab use only.
 //! Log lines the capture script and the tests read: "TLS established: ... client certificates: N"
 //! and "TLS handshake failed: ...".
@@ -25,20 +28,23 @@ use std::sync::Mutex;
 use std::task::Poll;
 use std::time::Duration;
 
-use s2n_tls::callbacks::VerifyHostNameCallback;
+use s2n_tls::callbacks::{SessionTicket, SessionTicketCallback, VerifyHostNameCallback};
 use s2n_tls::config::Config;
 use s2n_tls::connection::Connection;
 use s2n_tls::enums::{Blinding, ClientAuthType, Mode};
 use s2n_tls::security::Policy;
 
 static SERVER_MODE: AtomicBool = AtomicBool::new(false);
+/// The last session ticket the server gave the client (`--sessions`).
+static TICKET: Mutex<Option<Vec<u8>>> = Mutex::new(None);
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
 const USAGE: &str = "usage: s2n-peer client|server --port N [--host 127.0.0.1] [--bind 127.0.0.2]
   [--tls 1.2|1.3|any] [--ca root.cert.pem] [--sni mx.lab.test] [--cert chain.pem --key key.pem]
-  [--keylog PATH]
+  [--keylog PATH] [--policy S2N-SECURITY-POLICY]
   client: [--implicit] (TLS from the start, no SMTP: one line written, one read, then close)
+          [--sessions N] (N connections; each offers the previous one's ticket: resumption)
   server: [--client-auth none|ask|require] (cert/key default server.chain.pem / server.key.pem)";
 
 struct Opts {
@@ -56,6 +62,10 @@ struct Opts {
     name: String,
     /// Client: implicit TLS, no SMTP (openssl s_server / gnutls-serv): one line, then close.
     implicit: bool,
+    /// Client: connections made one after the other, sharing the session ticket.
+    sessions: u32,
+    /// An s2n security policy instead of the version's.
+    policy: Option<String>,
 }
 
 fn parse_args() -> Res<Opts> {
@@ -78,6 +88,8 @@ fn parse_args() -> Res<Opts> {
         client_auth: "none".into(),
         name: std::env::var("NAME").unwrap_or_else(|_| "s2n-peer".into()),
         implicit: false,
+        sessions: 1,
+        policy: None,
     };
     while let Some(k) = a.next() {
         let mut v = || a.next().ok_or_else(|| format!("{k} needs a value"));
@@ -94,6 +106,8 @@ fn parse_args() -> Res<Opts> {
             "--client-auth" => o.client_auth = v()?,
             "--name" => o.name = v()?,
             "--implicit" => o.implicit = true,
+            "--sessions" => o.sessions = v()?.parse()?,
+            "--policy" => o.policy = Some(v()?),
             _ => return Err(format!("unknown argument {k}\n{USAGE}").into()),
         }
     }
@@ -148,7 +162,12 @@ fn config(o: &Opts) -> Res<Config> {
         "any" => "default_tls13",
         v => return Err(format!("--tls 1.2|1.3|any, not {v}").into()),
     };
+    let policy = o.policy.as_deref().unwrap_or(policy);
     b.set_security_policy(&Policy::from_version(policy)?)?;
+    if !o.server && o.sessions > 1 {
+        b.enable_session_tickets(true)?;
+        b.set_session_ticket_callback(KeepTicket)?;
+    }
     b.with_system_certs(false)?;
     b.trust_pem(&std::fs::read(&o.ca)?)?;
     if let (Some(c), Some(k)) = (&o.cert, &o.key) {
@@ -177,6 +196,20 @@ fn config(o: &Opts) -> Res<Config> {
         b.set_verify_host_callback(Host(o.sni.clone()))?;
     }
     Ok(b.build()?)
+}
+
+/// Keeps the newest session ticket for the next connection.
+struct KeepTicket;
+impl SessionTicketCallback for KeepTicket {
+    fn on_session_ticket(&self, _: &mut Connection, ticket: &SessionTicket) {
+        let Ok(len) = ticket.len() else { return };
+        let mut data = vec![0; len];
+        if ticket.data(&mut data).is_ok() {
+            if let Ok(mut t) = TICKET.lock() {
+                *t = Some(data);
+            }
+        }
+    }
 }
 
 /// An s2n connection on a blocking socket.
@@ -232,6 +265,10 @@ impl Tls {
         conn.set_config(cfg)?;
         if !o.server {
             conn.set_server_name(&o.sni)?;
+            let ticket = TICKET.lock().ok().and_then(|t| t.clone());
+            if let Some(t) = ticket {
+                conn.set_session_ticket(&t)?;
+            }
         }
         // The socket is boxed so that its address, the callbacks' context, stays put.
         let tcp = Box::new(tcp);
@@ -258,9 +295,10 @@ impl Tls {
 
     fn describe(&self) -> String {
         format!(
-            "version {:?} cipher {}",
+            "version {:?} cipher {} resumed {}",
             self.conn.actual_protocol_version(),
-            self.conn.cipher_suite().unwrap_or("?")
+            self.conn.cipher_suite().unwrap_or("?"),
+            self.conn.resumed()
         )
     }
 
@@ -370,6 +408,16 @@ fn expect<R: Read>(r: &mut R, want: u16) -> Res<String> {
 
 fn client(o: &Opts) -> Res<()> {
     let cfg = config(o)?;
+    for i in 0..o.sessions {
+        if i > 0 {
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        client_session(o, cfg.clone())?;
+    }
+    Ok(())
+}
+
+fn client_session(o: &Opts, cfg: Config) -> Res<()> {
     let addr: SocketAddr = format!("{}:{}", o.host, o.port).parse()?;
     let tcp = match &o.bind {
         Some(b) => connect_from(format!("{b}:0").parse()?, addr)?,
