@@ -249,11 +249,7 @@ fn observe(ctx: &TcContext, egress: u32) {
     count(counter::BYTES_SEEN, len);
     let now = unsafe { bpf_ktime_get_ns() };
     let key = &p.key;
-    let (syn, ack, rst) = (
-        p.flags & SYN != 0,
-        p.flags & ACK != 0,
-        p.flags & RST != 0,
-    );
+    let (syn, ack, rst) = (p.flags & SYN != 0, p.flags & ACK != 0, p.flags & RST != 0);
 
     let state = match FLOWS.get_ptr_mut(key) {
         Some(s) => s,
@@ -267,16 +263,12 @@ fn observe(ctx: &TcContext, egress: u32) {
                 } else {
                     count(counter::HALF_OPEN_SEEN, 1);
                 }
-                let meta = PacketMeta {
-                    ktime_ns: now,
-                    len: ctx.len(),
-                    caplen: 0,
-                    egress,
-                    kind: 0,
-                    unsent: 0,
-                    in_order_to: 0,
-                };
-                send_meta(ctx, meta, u32::MAX, cfg.wake_bytes);
+                send_meta(
+                    ctx,
+                    whole(ctx, now, egress, 0, 0, 0),
+                    u32::MAX,
+                    cfg.wake_bytes,
+                );
                 return;
             }
             let half_open = HALF_OPEN.get_ptr(key).is_some();
@@ -314,16 +306,12 @@ fn observe(ctx: &TcContext, egress: u32) {
         // claim and the flow's state is untouched (the next in-order check sees the packet as
         // missing and leaves summary mode: user space's reassembly sorts it out, never silently).
         count(counter::LOCK_BUSY, 1);
-        let meta = PacketMeta {
-            ktime_ns: now,
-            len: ctx.len(),
-            caplen: 0,
-            egress,
-            kind: 0,
-            unsent: 0,
-            in_order_to: 0,
-        };
-        send_meta(ctx, meta, u32::MAX, cfg.wake_bytes);
+        send_meta(
+            ctx,
+            whole(ctx, now, egress, 0, 0, 0),
+            u32::MAX,
+            cfg.wake_bytes,
+        );
         return;
     }
     // SAFETY: a value pointer from the map lookup, valid for this program run, and this CPU holds
@@ -365,9 +353,7 @@ extern "C" fn try_lock(_i: u64, ctx: *mut core::ffi::c_void) -> i64 {
     }
     // SAFETY: as above.
     let (_, won) = unsafe {
-        atomic_cxchg::<u64, { AtomicOrdering::Acquire }, { AtomicOrdering::Relaxed }>(
-            s.lock, 0, 1,
-        )
+        atomic_cxchg::<u64, { AtomicOrdering::Acquire }, { AtomicOrdering::Relaxed }>(s.lock, 0, 1)
     };
     if won {
         s.won = 1;
@@ -556,17 +542,30 @@ fn send_packet(
     cut: u32,
     wake_bytes: u64,
 ) {
-    let meta = PacketMeta {
+    let meta = whole(ctx, now, egress, kind, st.unsent[d], in_order_to);
+    st.unsent[d] = 0;
+    send_meta(ctx, meta, cut, wake_bytes);
+}
+
+/// The metadata of a packet that goes up whole (`caplen` is set when it is copied).
+#[inline(always)]
+fn whole(
+    ctx: &TcContext,
+    now: u64,
+    egress: u32,
+    kind: u32,
+    unsent: u32,
+    in_order_to: u32,
+) -> PacketMeta {
+    PacketMeta {
         ktime_ns: now,
         len: ctx.len(),
         caplen: 0,
         egress,
         kind,
-        unsent: st.unsent[d],
+        unsent,
         in_order_to,
-    };
-    st.unsent[d] = 0;
-    send_meta(ctx, meta, cut, wake_bytes);
+    }
 }
 
 #[inline(always)]
