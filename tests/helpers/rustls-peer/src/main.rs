@@ -11,10 +11,8 @@
 //! Lab use only.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{Read, Write};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -29,9 +27,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
 /// true in server mode: what we send is logged as "S:", what we receive as "C:"
-static SERVER_MODE: AtomicBool = AtomicBool::new(false);
-
-type Res<T> = Result<T, Box<dyn std::error::Error>>;
+use peer_smtp::{read_reply, send, Res};
 
 const USAGE: &str = "usage:
   rustls-peer client --port N [--host 127.0.0.1] [--bind 127.0.0.2] [--ca root.cert.pem]
@@ -165,80 +161,6 @@ fn roots(path: &str) -> Res<Arc<RootCertStore>> {
     Ok(Arc::new(r))
 }
 
-// ------------------------------------------------------------------ SMTP line I/O
-
-/// Reads one line (up to and including LF) byte by byte, so that nothing after it is consumed
-/// (matters before STARTTLS: the TLS handshake bytes must stay in the socket).
-fn read_line<R: Read>(r: &mut R) -> io::Result<Option<String>> {
-    let mut buf = Vec::new();
-    let mut b = [0u8; 1];
-    loop {
-        match r.read(&mut b) {
-            Ok(0) => {
-                return Ok(if buf.is_empty() {
-                    None
-                } else {
-                    Some(String::from_utf8_lossy(&buf).into())
-                })
-            }
-            Ok(_) => {
-                buf.push(b[0]);
-                if b[0] == b'\n' {
-                    return Ok(Some(String::from_utf8_lossy(&buf).into()));
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-/// Reads a complete (possibly multi-line) SMTP reply; returns its code and text.
-fn read_reply<R: Read>(r: &mut R) -> Res<(u16, String)> {
-    let mut all = String::new();
-    loop {
-        let line = read_line(r)?.ok_or("connection closed while waiting for a reply")?;
-        eprint!(
-            "{} {line}",
-            if SERVER_MODE.load(Ordering::Relaxed) {
-                "C:"
-            } else {
-                "S:"
-            }
-        );
-        all.push_str(&line);
-        if line.len() < 4 || line.as_bytes()[3] != b'-' {
-            let code = line
-                .get(..3)
-                .and_then(|c| c.parse().ok())
-                .ok_or_else(|| format!("bad reply line {line:?}"))?;
-            return Ok((code, all));
-        }
-    }
-}
-
-fn send<W: Write>(w: &mut W, s: &str) -> Res<()> {
-    let who = if SERVER_MODE.load(Ordering::Relaxed) {
-        "S:"
-    } else {
-        "C:"
-    };
-    for l in s.split_inclusive('\n') {
-        eprint!("{who} {l}");
-    }
-    w.write_all(s.as_bytes())?;
-    w.flush()?;
-    Ok(())
-}
-
-fn expect<R: Read>(r: &mut R, want: u16) -> Res<String> {
-    let (code, text) = read_reply(r)?;
-    if code != want {
-        return Err(format!("expected {want}, got {}", text.trim_end()).into());
-    }
-    Ok(text)
-}
-
 // ------------------------------------------------------------------ client
 
 fn client(o: &Opts) -> Res<()> {
@@ -265,28 +187,8 @@ fn client(o: &Opts) -> Res<()> {
 }
 
 fn client_session(o: &Opts, cfg: &Arc<ClientConfig>) -> Res<()> {
-    let addr: SocketAddr = format!("{}:{}", o.host, o.port).parse()?;
-    let sock = socket2::Socket::new(
-        socket2::Domain::for_address(addr),
-        socket2::Type::STREAM,
-        None,
-    )?;
-    if let Some(b) = &o.bind {
-        let ba: SocketAddr = format!("{b}:0").parse()?;
-        sock.bind(&ba.into())?;
-    }
-    sock.connect_timeout(&addr.into(), Duration::from_secs(10))?;
-    let mut tcp: TcpStream = sock.into();
-    tcp.set_read_timeout(Some(Duration::from_secs(20)))?;
-
-    expect(&mut tcp, 220)?;
-    send(&mut tcp, "EHLO out.lab.test\r\n")?;
-    let ehlo = expect(&mut tcp, 250)?;
-    if !ehlo.to_ascii_uppercase().contains("STARTTLS") {
-        return Err("server does not offer STARTTLS".into());
-    }
-    send(&mut tcp, "STARTTLS\r\n")?;
-    expect(&mut tcp, 220)?;
+    let tcp = peer_smtp::connect(&o.host, o.port, o.bind.as_deref())?;
+    peer_smtp::client_starttls(&tcp)?;
 
     let sni = ServerName::try_from(o.sni.clone())?;
     let conn = ClientConnection::new(cfg.clone(), sni)?;
@@ -316,22 +218,7 @@ fn client_session(o: &Opts, cfg: &Arc<ClientConfig>) -> Res<()> {
         let _ = tls.read_to_end(&mut rest);
         return Ok(());
     }
-    let body = format!(
-        "Subject: ekuwatch test {n}\r\n\r\nhello from {n}\r\n.\r\n",
-        n = o.name
-    );
-    send(&mut tls, "EHLO out.lab.test\r\n")?;
-    expect(&mut tls, 250)?;
-    send(&mut tls, "MAIL FROM:<sender@out.lab.test>\r\n")?;
-    expect(&mut tls, 250)?;
-    send(&mut tls, "RCPT TO:<root@lab.test>\r\n")?;
-    expect(&mut tls, 250)?;
-    send(&mut tls, "DATA\r\n")?;
-    expect(&mut tls, 354)?;
-    send(&mut tls, &body)?;
-    expect(&mut tls, 250)?;
-    send(&mut tls, "QUIT\r\n")?;
-    expect(&mut tls, 221)?;
+    peer_smtp::client_mail(&mut tls, &o.name)?;
     tls.conn.send_close_notify();
     tls.conn.complete_io(&mut tls.sock)?;
     // read the peer's close_notify / EOF
@@ -363,40 +250,8 @@ fn server(o: &Opts) -> Res<()> {
     cfg.key_log = key_log(o)?;
     let cfg = Arc::new(cfg);
 
-    let listener = TcpListener::bind(format!("{}:{}", o.host, o.port))?;
-    eprintln!(
-        "listening on {}:{} (client auth: {:?})",
-        o.host, o.port, o.client_auth
-    );
-    let (mut tcp, peer) = listener.accept()?;
-    eprintln!("connection from {peer}");
-    tcp.set_read_timeout(Some(Duration::from_secs(30)))?;
-
-    send(&mut tcp, "220 mx.lab.test ESMTP rustls-peer\r\n")?;
-    loop {
-        let line = read_line(&mut tcp)?.ok_or("client closed before STARTTLS")?;
-        eprint!("C: {line}");
-        let cmd = line.trim_end().to_ascii_uppercase();
-        if cmd.starts_with("EHLO") {
-            send(
-                &mut tcp,
-                "250-mx.lab.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 STARTTLS\r\n",
-            )?;
-        } else if cmd.starts_with("HELO") {
-            send(&mut tcp, "250 mx.lab.test\r\n")?;
-        } else if cmd == "STARTTLS" {
-            send(&mut tcp, "220 2.0.0 Ready to start TLS\r\n")?;
-            break;
-        } else if cmd == "QUIT" {
-            send(&mut tcp, "221 2.0.0 Bye\r\n")?;
-            return Err("client quit before STARTTLS".into());
-        } else {
-            send(
-                &mut tcp,
-                "530 5.7.0 Must issue a STARTTLS command first\r\n",
-            )?;
-        }
-    }
+    let tcp = peer_smtp::accept(&o.host, o.port, &format!("{:?}", o.client_auth))?;
+    peer_smtp::server_starttls(&tcp, "rustls-peer")?;
 
     let conn = ServerConnection::new(cfg)?;
     let mut tls = StreamOwned::new(conn, tcp);
@@ -416,50 +271,7 @@ fn server(o: &Opts) -> Res<()> {
     // the server's NewSessionTickets are sent with the first write (or now)
     tls.conn.complete_io(&mut tls.sock).ok();
 
-    let mut in_data = false;
-    loop {
-        let line = match read_line(&mut tls) {
-            Ok(Some(l)) => l,
-            Ok(None) => {
-                eprintln!("client closed the connection");
-                break;
-            }
-            Err(e) => {
-                eprintln!("read error: {e}");
-                return Err(e.into());
-            }
-        };
-        eprint!("C: {line}");
-        if in_data {
-            if line == ".\r\n" || line == ".\n" {
-                in_data = false;
-                send(&mut tls, "250 2.0.0 Ok: queued\r\n")?;
-            }
-            continue;
-        }
-        let cmd = line.trim_end().to_ascii_uppercase();
-        if cmd.starts_with("EHLO") {
-            send(
-                &mut tls,
-                "250-mx.lab.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n",
-            )?;
-        } else if cmd.starts_with("HELO")
-            || cmd.starts_with("MAIL")
-            || cmd.starts_with("RCPT")
-            || cmd.starts_with("RSET")
-            || cmd == "NOOP"
-        {
-            send(&mut tls, "250 2.1.0 Ok\r\n")?;
-        } else if cmd == "DATA" {
-            in_data = true;
-            send(&mut tls, "354 End data with <CR><LF>.<CR><LF>\r\n")?;
-        } else if cmd == "QUIT" {
-            send(&mut tls, "221 2.0.0 Bye\r\n")?;
-            break;
-        } else {
-            send(&mut tls, "502 5.5.2 Error: command not recognized\r\n")?;
-        }
-    }
+    peer_smtp::server_mail(&mut tls)?;
     tls.conn.send_close_notify();
     let _ = tls.conn.complete_io(&mut tls.sock);
     Ok(())
@@ -473,7 +285,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    SERVER_MODE.store(o.mode == "server", Ordering::Relaxed);
+    peer_smtp::set_server(o.mode == "server");
     let r = if o.mode == "client" {
         client(&o)
     } else {

@@ -21,9 +21,8 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::task::Poll;
 use std::time::Duration;
@@ -34,11 +33,10 @@ use s2n_tls::connection::Connection;
 use s2n_tls::enums::{Blinding, ClientAuthType, Mode};
 use s2n_tls::security::Policy;
 
-static SERVER_MODE: AtomicBool = AtomicBool::new(false);
 /// The last session ticket the server gave the client (`--sessions`).
 static TICKET: Mutex<Option<Vec<u8>>> = Mutex::new(None);
 
-type Res<T> = Result<T, Box<dyn std::error::Error>>;
+use peer_smtp::Res;
 
 const USAGE: &str = "usage: s2n-peer client|server --port N [--host 127.0.0.1] [--bind 127.0.0.2]
   [--tls 1.2|1.3|any] [--ca root.cert.pem] [--sni mx.lab.test] [--cert chain.pem --key key.pem]
@@ -340,70 +338,6 @@ impl Write for Tls {
     }
 }
 
-// ------------------------------------------------------------------ SMTP line I/O
-
-fn who(sent: bool) -> &'static str {
-    if sent == SERVER_MODE.load(Ordering::Relaxed) {
-        "S:"
-    } else {
-        "C:"
-    }
-}
-
-/// One line, byte by byte (before STARTTLS nothing after it may be consumed).
-fn read_line<R: Read>(r: &mut R) -> io::Result<Option<String>> {
-    let mut buf = Vec::new();
-    let mut b = [0u8; 1];
-    loop {
-        match r.read(&mut b) {
-            Ok(0) => {
-                return Ok((!buf.is_empty()).then(|| String::from_utf8_lossy(&buf).into()));
-            }
-            Ok(_) => {
-                buf.push(b[0]);
-                if b[0] == b'\n' {
-                    return Ok(Some(String::from_utf8_lossy(&buf).into()));
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-fn read_reply<R: Read>(r: &mut R) -> Res<(u16, String)> {
-    let mut all = String::new();
-    loop {
-        let line = read_line(r)?.ok_or("connection closed while waiting for a reply")?;
-        eprint!("{} {line}", who(false));
-        all.push_str(&line);
-        if line.len() < 4 || line.as_bytes()[3] != b'-' {
-            let code = line
-                .get(..3)
-                .and_then(|c| c.parse().ok())
-                .ok_or_else(|| format!("bad reply line {line:?}"))?;
-            return Ok((code, all));
-        }
-    }
-}
-
-fn send<W: Write>(w: &mut W, s: &str) -> Res<()> {
-    for l in s.split_inclusive('\n') {
-        eprint!("{} {l}", who(true));
-    }
-    w.write_all(s.as_bytes())?;
-    w.flush()?;
-    Ok(())
-}
-
-fn expect<R: Read>(r: &mut R, want: u16) -> Res<String> {
-    let (code, text) = read_reply(r)?;
-    if code != want {
-        return Err(format!("expected {want}, got {}", text.trim_end()).into());
-    }
-    Ok(text)
-}
-
 // ------------------------------------------------------------------ client
 
 fn client(o: &Opts) -> Res<()> {
@@ -418,61 +352,17 @@ fn client(o: &Opts) -> Res<()> {
 }
 
 fn client_session(o: &Opts, cfg: Config) -> Res<()> {
-    let addr: SocketAddr = format!("{}:{}", o.host, o.port).parse()?;
-    let tcp = match &o.bind {
-        Some(b) => connect_from(format!("{b}:0").parse()?, addr)?,
-        None => TcpStream::connect_timeout(&addr, Duration::from_secs(10))?,
-    };
-    tcp.set_read_timeout(Some(Duration::from_secs(20)))?;
+    let tcp = peer_smtp::connect(&o.host, o.port, o.bind.as_deref())?;
     if !o.implicit {
-        let mut t = &tcp;
-        expect(&mut t, 220)?;
-        send(&mut t, "EHLO out.lab.test\r\n")?;
-        let ehlo = expect(&mut t, 250)?;
-        if !ehlo.to_ascii_uppercase().contains("STARTTLS") {
-            return Err("server does not offer STARTTLS".into());
-        }
-        send(&mut t, "STARTTLS\r\n")?;
-        expect(&mut t, 220)?;
+        peer_smtp::client_starttls(&tcp)?;
     }
-
     let mut tls = Tls::new(o, cfg, tcp)?;
     tls.handshake().map_err(|e| format!("TLS handshake: {e}"))?;
     eprintln!("TLS established: {}", tls.describe());
     if o.implicit {
-        // a server that refused our certificate after its Finished answers with an alert: the
-        // read fails
-        send(&mut tls, &format!("hello from {}\n", o.name))?;
-        let line = read_line(&mut tls)?.ok_or("closed without an answer")?;
-        eprint!("S: {line}");
-        let _ = tls.shutdown();
-        let mut rest = Vec::new();
-        let _ = tls.read_to_end(&mut rest);
-        return Ok(());
-    }
-    let body = format!(
-        "Subject: ekuwatch test {n}\r\n\r\nhello from {n}\r\n.\r\n",
-        n = o.name
-    );
-    let steps: [(&str, u16); 6] = [
-        ("EHLO out.lab.test\r\n", 250),
-        ("MAIL FROM:<sender@out.lab.test>\r\n", 250),
-        ("RCPT TO:<root@lab.test>\r\n", 250),
-        ("DATA\r\n", 354),
-        (&body, 250),
-        ("QUIT\r\n", 221),
-    ];
-    for (cmd, want) in steps {
-        send(&mut tls, cmd)?;
-        // a server that refused our certificate after its Finished answers with an alert
-        let (code, text) = read_reply(&mut tls)?;
-        if code != want {
-            // the server refused (Postfix req_ccert: 421 and close): say QUIT as swaks would
-            let _ = send(&mut tls, "QUIT\r\n");
-            let mut rest = Vec::new();
-            let _ = tls.read_to_end(&mut rest);
-            return Err(format!("expected {want}, got {}", text.trim_end()).into());
-        }
+        peer_smtp::client_line(&mut tls, &o.name)?;
+    } else {
+        peer_smtp::client_mail(&mut tls, &o.name)?;
     }
     tls.shutdown(); // close_notify
     let mut rest = Vec::new();
@@ -480,54 +370,12 @@ fn client_session(o: &Opts, cfg: Config) -> Res<()> {
     Ok(())
 }
 
-/// A TCP connection from a chosen local address (the captures tell clients by 127.0.0.2).
-fn connect_from(local: SocketAddr, to: SocketAddr) -> Res<TcpStream> {
-    let sock = socket2::Socket::new(
-        socket2::Domain::for_address(to),
-        socket2::Type::STREAM,
-        None,
-    )?;
-    sock.bind(&local.into())?;
-    sock.connect_timeout(&to.into(), Duration::from_secs(10))?;
-    Ok(sock.into())
-}
-
 // ------------------------------------------------------------------ server
 
 fn server(o: &Opts) -> Res<()> {
     let cfg = config(o)?;
-    let listener = TcpListener::bind(format!("{}:{}", o.host, o.port))?;
-    eprintln!(
-        "listening on {}:{} (client auth: {})",
-        o.host, o.port, o.client_auth
-    );
-    let (tcp, peer) = listener.accept()?;
-    drop(listener);
-    eprintln!("connection from {peer}");
-    tcp.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut t = &tcp;
-    send(&mut t, "220 mx.lab.test ESMTP s2n-peer\r\n")?;
-    loop {
-        let line = read_line(&mut t)?.ok_or("client closed before STARTTLS")?;
-        eprint!("C: {line}");
-        let cmd = line.trim_end().to_ascii_uppercase();
-        if cmd.starts_with("EHLO") {
-            send(
-                &mut t,
-                "250-mx.lab.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 STARTTLS\r\n",
-            )?;
-        } else if cmd.starts_with("HELO") {
-            send(&mut t, "250 mx.lab.test\r\n")?;
-        } else if cmd == "STARTTLS" {
-            send(&mut t, "220 2.0.0 Ready to start TLS\r\n")?;
-            break;
-        } else if cmd == "QUIT" {
-            send(&mut t, "221 2.0.0 Bye\r\n")?;
-            return Err("client quit before STARTTLS".into());
-        } else {
-            send(&mut t, "530 5.7.0 Must issue a STARTTLS command first\r\n")?;
-        }
-    }
+    let tcp = peer_smtp::accept(&o.host, o.port, &o.client_auth)?;
+    peer_smtp::server_starttls(&tcp, "s2n-peer")?;
     let mut tls = Tls::new(o, cfg, tcp)?;
     if let Err(e) = tls.handshake() {
         // s2n has already sent the alert for this error
@@ -539,49 +387,7 @@ fn server(o: &Opts) -> Res<()> {
         "TLS established: {}, client certificates: {n}",
         tls.describe()
     );
-    let mut in_data = false;
-    loop {
-        let line = match read_line(&mut tls) {
-            Ok(Some(l)) => l,
-            Ok(None) => {
-                eprintln!("client closed the connection");
-                break;
-            }
-            Err(e) => {
-                eprintln!("client closed the connection ({e})");
-                break;
-            }
-        };
-        eprint!("C: {line}");
-        if in_data {
-            if line == ".\r\n" || line == ".\n" {
-                in_data = false;
-                send(&mut tls, "250 2.0.0 Ok: queued\r\n")?;
-            }
-            continue;
-        }
-        let cmd = line.trim_end().to_ascii_uppercase();
-        if cmd.starts_with("EHLO") {
-            send(
-                &mut tls,
-                "250-mx.lab.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n",
-            )?;
-        } else if ["HELO", "MAIL", "RCPT", "RSET"]
-            .iter()
-            .any(|p| cmd.starts_with(p))
-            || cmd == "NOOP"
-        {
-            send(&mut tls, "250 2.1.0 Ok\r\n")?;
-        } else if cmd == "DATA" {
-            in_data = true;
-            send(&mut tls, "354 End data with <CR><LF>.<CR><LF>\r\n")?;
-        } else if cmd == "QUIT" {
-            send(&mut tls, "221 2.0.0 Bye\r\n")?;
-            break;
-        } else {
-            send(&mut tls, "502 5.5.2 Error: command not recognized\r\n")?;
-        }
-    }
+    peer_smtp::server_mail(&mut tls)?;
     tls.shutdown();
     Ok(())
 }
@@ -594,7 +400,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    SERVER_MODE.store(o.server, Ordering::Relaxed);
+    peer_smtp::set_server(o.server);
     let r = if o.server { server(&o) } else { client(&o) };
     match r {
         Ok(()) => ExitCode::SUCCESS,
