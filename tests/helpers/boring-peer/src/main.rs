@@ -28,7 +28,7 @@ use boring::ssl::{
 };
 use boring::x509::X509Name;
 
-use peer_smtp::Res;
+use peer_smtp::{Opts, Res};
 
 const USAGE: &str =
     "usage: boring-peer client|server --port N [--host 127.0.0.1] [--bind 127.0.0.2]
@@ -38,82 +38,8 @@ const USAGE: &str =
           [--sessions N] (N connections; each offers the previous one's session: resumption)
   server: [--client-auth none|ask|require] (cert/key default server.chain.pem / server.key.pem)";
 
-struct Opts {
-    server: bool,
-    host: String,
-    port: u16,
-    bind: Option<String>,
-    version: String,
-    ca: String,
-    sni: String,
-    cert: Option<String>,
-    key: Option<String>,
-    keylog: Option<String>,
-    groups: Option<String>,
-    client_auth: String,
-    name: String,
-    /// Client: implicit TLS, no SMTP (openssl s_server / gnutls-serv): one line, then close.
-    implicit: bool,
-    /// Client: connections one after the other; each offers the session (ticket) the server
-    /// gave the one before (resumption).
-    sessions: u32,
-}
-
 /// The last session the server gave the client (`--sessions`).
 static SESSION: Mutex<Option<boring::ssl::SslSession>> = Mutex::new(None);
-
-fn parse_args() -> Res<Opts> {
-    let mut a = std::env::args().skip(1);
-    let mode = a.next().ok_or(USAGE)?;
-    if mode != "client" && mode != "server" {
-        return Err(USAGE.into());
-    }
-    let mut o = Opts {
-        server: mode == "server",
-        host: "127.0.0.1".into(),
-        port: 0,
-        bind: None,
-        version: "1.3".into(),
-        ca: "root.cert.pem".into(),
-        sni: "mx.lab.test".into(),
-        cert: None,
-        key: None,
-        keylog: None,
-        groups: None,
-        client_auth: "none".into(),
-        name: std::env::var("NAME").unwrap_or_else(|_| "boring-peer".into()),
-        implicit: false,
-        sessions: 1,
-    };
-    while let Some(k) = a.next() {
-        let mut v = || a.next().ok_or_else(|| format!("{k} needs a value"));
-        match k.as_str() {
-            "--host" => o.host = v()?,
-            "--port" => o.port = v()?.parse()?,
-            "--bind" => o.bind = Some(v()?),
-            "--tls" => o.version = v()?,
-            "--ca" => o.ca = v()?,
-            "--sni" => o.sni = v()?,
-            "--cert" | "--chain" => o.cert = Some(v()?),
-            "--key" => o.key = Some(v()?),
-            "--keylog" => o.keylog = Some(v()?),
-            "--groups" => o.groups = Some(v()?),
-            "--client-auth" => o.client_auth = v()?,
-            "--name" => o.name = v()?,
-            "--implicit" => o.implicit = true,
-            "--sessions" => o.sessions = v()?.parse()?,
-            _ => return Err(format!("unknown argument {k}\n{USAGE}").into()),
-        }
-    }
-    if o.port == 0 {
-        return Err(format!("--port is required\n{USAGE}").into());
-    }
-    if o.server && o.cert.is_none() {
-        o.cert = Some("server.chain.pem".into());
-        o.key = Some("server.key.pem".into());
-    }
-    Ok(o)
-}
 
 fn context(o: &Opts) -> Res<SslContext> {
     let mut b = SslContextBuilder::new(SslMethod::tls())?;
@@ -131,7 +57,7 @@ fn context(o: &Opts) -> Res<SslContext> {
         b.set_private_key_file(k, SslFiletype::PEM)?;
         b.check_private_key()?;
     }
-    if let Some(g) = &o.groups {
+    if let Some(g) = o.extra("--groups") {
         b.set_curves_list(g)?;
     }
     if !o.server {
@@ -250,23 +176,5 @@ fn server(o: &Opts) -> Res<()> {
 }
 
 fn main() -> ExitCode {
-    let o = match parse_args() {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
-    peer_smtp::set_server(o.server);
-    let r = if o.server { server(&o) } else { client(&o) };
-    match r {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!(
-                "boring-peer {}: error: {e}",
-                if o.server { "server" } else { "client" }
-            );
-            ExitCode::FAILURE
-        }
-    }
+    peer_smtp::run("boring-peer", USAGE, &["--groups"], client, server)
 }

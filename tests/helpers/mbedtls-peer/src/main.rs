@@ -33,7 +33,7 @@ use mbedtls_rs_sys as sys;
 static KEYLOG: Mutex<Option<File>> = Mutex::new(None);
 static URANDOM: OnceLock<File> = OnceLock::new();
 
-use peer_smtp::Res;
+use peer_smtp::{Opts, Res};
 
 const USAGE: &str =
     "usage: mbedtls-peer client|server --port N [--host 127.0.0.1] [--bind 127.0.0.2]
@@ -67,75 +67,6 @@ const OID_CLIENT_AUTH: [u8; 8] = [0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x02
 extern "C" {
     // error.h (MBEDTLS_ERROR_C is compiled in; the crate's bindings leave it out)
     fn mbedtls_strerror(errnum: c_int, buffer: *mut c_char, buflen: usize);
-}
-
-struct Opts {
-    server: bool,
-    host: String,
-    port: u16,
-    bind: Option<String>,
-    version: String,
-    ca: String,
-    sni: String,
-    cert: Option<String>,
-    key: Option<String>,
-    keylog: Option<String>,
-    groups: Option<String>,
-    client_auth: String,
-    name: String,
-    /// Client: implicit TLS, no SMTP (openssl s_server / gnutls-serv): one line, then close.
-    implicit: bool,
-}
-
-fn parse_args() -> Res<Opts> {
-    let mut a = std::env::args().skip(1);
-    let mode = a.next().ok_or(USAGE)?;
-    if mode != "client" && mode != "server" {
-        return Err(USAGE.into());
-    }
-    let mut o = Opts {
-        server: mode == "server",
-        host: "127.0.0.1".into(),
-        port: 0,
-        bind: None,
-        version: "1.3".into(),
-        ca: "root.cert.pem".into(),
-        sni: "mx.lab.test".into(),
-        cert: None,
-        key: None,
-        keylog: None,
-        groups: None,
-        client_auth: "none".into(),
-        name: std::env::var("NAME").unwrap_or_else(|_| "mbedtls-peer".into()),
-        implicit: false,
-    };
-    while let Some(k) = a.next() {
-        let mut v = || a.next().ok_or_else(|| format!("{k} needs a value"));
-        match k.as_str() {
-            "--host" => o.host = v()?,
-            "--port" => o.port = v()?.parse()?,
-            "--bind" => o.bind = Some(v()?),
-            "--tls" => o.version = v()?,
-            "--ca" => o.ca = v()?,
-            "--sni" => o.sni = v()?,
-            "--cert" | "--chain" => o.cert = Some(v()?),
-            "--key" => o.key = Some(v()?),
-            "--keylog" => o.keylog = Some(v()?),
-            "--groups" => o.groups = Some(v()?),
-            "--client-auth" => o.client_auth = v()?,
-            "--name" => o.name = v()?,
-            "--implicit" => o.implicit = true,
-            _ => return Err(format!("unknown argument {k}\n{USAGE}").into()),
-        }
-    }
-    if o.port == 0 {
-        return Err(format!("--port is required\n{USAGE}").into());
-    }
-    if o.server && o.cert.is_none() {
-        o.cert = Some("server.chain.pem".into());
-        o.key = Some("server.key.pem".into());
-    }
-    Ok(o)
 }
 
 // ------------------------------------------------------------------ mbedTLS glue
@@ -372,7 +303,7 @@ fn config(o: &Opts) -> Res<*mut sys::mbedtls_ssl_config> {
                 sys::mbedtls_ssl_conf_own_cert(conf, chain, pk),
             )?;
         }
-        if let Some(g) = &o.groups {
+        if let Some(g) = o.extra("--groups") {
             let mut ids = g
                 .split([':', ','])
                 .map(group_id)
@@ -545,6 +476,9 @@ impl Write for Tls {
 // ------------------------------------------------------------------ client
 
 fn client(o: &Opts) -> Res<()> {
+    if o.sessions != 1 {
+        return Err("--sessions: resumption is not built into mbedtls-peer".into());
+    }
     let conf = config(o)?;
     let tcp = peer_smtp::connect(&o.host, o.port, o.bind.as_deref())?;
     if !o.implicit {
@@ -594,23 +528,5 @@ fn server(o: &Opts) -> Res<()> {
 }
 
 fn main() -> ExitCode {
-    let o = match parse_args() {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
-    peer_smtp::set_server(o.server);
-    let r = if o.server { server(&o) } else { client(&o) };
-    match r {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!(
-                "mbedtls-peer {}: error: {e}",
-                if o.server { "server" } else { "client" }
-            );
-            ExitCode::FAILURE
-        }
-    }
+    peer_smtp::run("mbedtls-peer", USAGE, &["--groups"], client, server)
 }

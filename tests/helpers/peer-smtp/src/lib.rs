@@ -10,6 +10,9 @@
 //! server: one connection: banner, EHLO advertising STARTTLS, 220 to STARTTLS — then, over TLS,
 //!         an accepting SMTP dialogue until QUIT or the client's close.
 
+mod opts;
+pub use opts::{parse_args, run, Opts};
+
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};

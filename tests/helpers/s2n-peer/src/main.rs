@@ -36,7 +36,7 @@ use s2n_tls::security::Policy;
 /// The last session ticket the server gave the client (`--sessions`).
 static TICKET: Mutex<Option<Vec<u8>>> = Mutex::new(None);
 
-use peer_smtp::Res;
+use peer_smtp::{Opts, Res};
 
 const USAGE: &str = "usage: s2n-peer client|server --port N [--host 127.0.0.1] [--bind 127.0.0.2]
   [--tls 1.2|1.3|any] [--ca root.cert.pem] [--sni mx.lab.test] [--cert chain.pem --key key.pem]
@@ -44,80 +44,6 @@ const USAGE: &str = "usage: s2n-peer client|server --port N [--host 127.0.0.1] [
   client: [--implicit] (TLS from the start, no SMTP: one line written, one read, then close)
           [--sessions N] (N connections; each offers the previous one's ticket: resumption)
   server: [--client-auth none|ask|require] (cert/key default server.chain.pem / server.key.pem)";
-
-struct Opts {
-    server: bool,
-    host: String,
-    port: u16,
-    bind: Option<String>,
-    version: String,
-    ca: String,
-    sni: String,
-    cert: Option<String>,
-    key: Option<String>,
-    keylog: Option<String>,
-    client_auth: String,
-    name: String,
-    /// Client: implicit TLS, no SMTP (openssl s_server / gnutls-serv): one line, then close.
-    implicit: bool,
-    /// Client: connections made one after the other, sharing the session ticket.
-    sessions: u32,
-    /// An s2n security policy instead of the version's.
-    policy: Option<String>,
-}
-
-fn parse_args() -> Res<Opts> {
-    let mut a = std::env::args().skip(1);
-    let mode = a.next().ok_or(USAGE)?;
-    if mode != "client" && mode != "server" {
-        return Err(USAGE.into());
-    }
-    let mut o = Opts {
-        server: mode == "server",
-        host: "127.0.0.1".into(),
-        port: 0,
-        bind: None,
-        version: "1.3".into(),
-        ca: "root.cert.pem".into(),
-        sni: "mx.lab.test".into(),
-        cert: None,
-        key: None,
-        keylog: None,
-        client_auth: "none".into(),
-        name: std::env::var("NAME").unwrap_or_else(|_| "s2n-peer".into()),
-        implicit: false,
-        sessions: 1,
-        policy: None,
-    };
-    while let Some(k) = a.next() {
-        let mut v = || a.next().ok_or_else(|| format!("{k} needs a value"));
-        match k.as_str() {
-            "--host" => o.host = v()?,
-            "--port" => o.port = v()?.parse()?,
-            "--bind" => o.bind = Some(v()?),
-            "--tls" => o.version = v()?,
-            "--ca" => o.ca = v()?,
-            "--sni" => o.sni = v()?,
-            "--cert" | "--chain" => o.cert = Some(v()?),
-            "--key" => o.key = Some(v()?),
-            "--keylog" => o.keylog = Some(v()?),
-            "--client-auth" => o.client_auth = v()?,
-            "--name" => o.name = v()?,
-            "--implicit" => o.implicit = true,
-            "--sessions" => o.sessions = v()?.parse()?,
-            "--policy" => o.policy = Some(v()?),
-            _ => return Err(format!("unknown argument {k}\n{USAGE}").into()),
-        }
-    }
-    if o.port == 0 {
-        return Err(format!("--port is required\n{USAGE}").into());
-    }
-    if o.server && o.cert.is_none() {
-        o.cert = Some("server.chain.pem".into());
-        o.key = Some("server.key.pem".into());
-    }
-    Ok(o)
-}
 
 /// Every name is accepted: the server checks a client certificate's chain and EKU, not its name.
 struct AnyHost;
@@ -160,7 +86,7 @@ fn config(o: &Opts) -> Res<Config> {
         "any" => "default_tls13",
         v => return Err(format!("--tls 1.2|1.3|any, not {v}").into()),
     };
-    let policy = o.policy.as_deref().unwrap_or(policy);
+    let policy = o.extra("--policy").unwrap_or(policy);
     b.set_security_policy(&Policy::from_version(policy)?)?;
     if !o.server && o.sessions > 1 {
         b.enable_session_tickets(true)?;
@@ -393,23 +319,5 @@ fn server(o: &Opts) -> Res<()> {
 }
 
 fn main() -> ExitCode {
-    let o = match parse_args() {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
-    peer_smtp::set_server(o.server);
-    let r = if o.server { server(&o) } else { client(&o) };
-    match r {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!(
-                "s2n-peer {}: error: {e}",
-                if o.server { "server" } else { "client" }
-            );
-            ExitCode::FAILURE
-        }
-    }
+    peer_smtp::run("s2n-peer", USAGE, &["--policy"], client, server)
 }
