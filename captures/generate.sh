@@ -482,6 +482,25 @@ rl_srv rustls-ask-tls13-openssl-nocert         ask     nocert
 rl_srv rustls-require-tls13-openssl-both       require both
 rl_srv rustls-require-tls13-openssl-serveronly require serveronly
 rl_srv rustls-require-tls13-openssl-nocert     require nocert
+# RFC 8879 certificate compression (rustls on both ends, one algorithm offered): the server's and
+# the client's Certificate are CompressedCertificate messages (type 25), encrypted like them.
+# rl_rl NAME ask|require CERT ALGORITHM
+rl_rl() {
+  local name=$1 mode=$2 cert=$3 alg=$4 certargs=()
+  wanted "$name" || return 0
+  rustls_ready || return 0
+  [[ $cert != nocert ]] && certargs=(--cert "client-$cert.chain.pem" --key "client-$cert.key.pem")
+  rm -f "$W/logs/$name.server.keylog"
+  tls_srv "$name" 2602 timeout 30 "$RUSTLS_PEER" server --port 2602 --chain server.chain.pem --key server.key.pem \
+      --ca root.cert.pem "--$mode-client-cert" --keylog "$W/logs/$name.server.keylog" --compress "$alg" -- \
+    env NAME="$name" timeout 30 "$RUSTLS_PEER" client --bind "$CLI" --port 2602 --sni mx.lab.test \
+      --ca root.cert.pem "${certargs[@]}" --keylog "$here/$name.keylog" --compress "$alg"
+}
+rl_rl rustls-require-tls13-rustls-both-brotli   require both   brotli
+rl_rl rustls-ask-tls13-rustls-nocert-brotli     ask     nocert brotli
+rl_rl rustls-require-tls13-rustls-both-zlib     require both   zlib
+# rustls client offering zlib to Postfix (OpenSSL 3.0 offers none, so nothing is compressed)
+rl_client pf-askccert-tls13-rustls-both-zlib  2526 both --compress zlib
 
 # ---- more TLS stacks (issue 15): Go crypto/tls, Java SunJSSE, NSS. Peers in tests/helpers/{go,java,nss}-peer.
 # Each is built (or set up) once when its toolchain is there; without it its scenarios are skipped with a

@@ -110,6 +110,8 @@ anomalies! {
         "a malformed CertificateRequest (reported present, without details)";
     TlsBadClientHello = "tls_bad_client_hello", Tls,
         "a malformed ClientHello";
+    TlsBadCompressedCertificate = "tls_bad_compressed_certificate", Tls,
+        "a CompressedCertificate (RFC 8879) that did not decompress: unknown algorithm, bad data, or not the length it declared (certificate `unknown`)";
     TlsBadExtensions = "tls_bad_extensions", Tls,
         "a ClientHello whose extension block does not parse";
     TlsBadRecordHeader = "tls_bad_record_header", Tls,

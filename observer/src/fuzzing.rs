@@ -15,7 +15,10 @@ use crate::smtp::stream::MailStream;
 use crate::smtp::SmtpSession;
 use crate::tcp::{Chunk, Reassembler};
 use crate::tls::keylog::KeyLog;
-use crate::tls::{parse_certificate_list, parse_cr12, parse_cr13, Context, TlsSession};
+use crate::tls::{
+    decompress_certificate, parse_certificate_list, parse_cr12, parse_cr13,
+    read_new_session_ticket, Context, TlsSession,
+};
 use crate::x509::{cert_facts, chain, dn_from_der};
 use crate::Dir;
 
@@ -158,6 +161,12 @@ pub fn tls(data: &[u8]) {
     let _ = parse_cr13(data);
     let _ = parse_certificate_list(data, true);
     let _ = parse_certificate_list(data, false);
+    // RFC 8879: the declared length bounds the output whatever the compressed bytes say
+    if let Ok(cert) = decompress_certificate(data) {
+        assert!(cert.len() <= crate::tls::MAX_HANDSHAKE_MSG);
+        let _ = parse_certificate_list(&cert, true);
+    }
+    let _ = read_new_session_ticket(data);
     let mut ctx = Context::default();
     ctx.keylog.add(
         format!(

@@ -329,13 +329,14 @@ fn keyless_stacks_agree_with_their_configuration() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// Go, Java, BoringSSL, s2n-tls, wolfSSL and mbedTLS servers (tests/helpers/*-peer) refuse a missing, untrusted or
+/// Go, Java, BoringSSL, s2n-tls, wolfSSL, mbedTLS and rustls servers (tests/helpers/*-peer) refuse a missing, untrusted or
 /// serverAuth-only client certificate inside the handshake; their own log says which sessions
 /// they refused ("TLS handshake failed") and which they accepted ("TLS established"). The outcome
 /// must say the same, with and without keys, in TLS 1.3 and 1.2; and the CertificateRequest must
 /// be there exactly when the server was configured to ask (`ask`, `require`; not `noask`), the
 /// client certificate presented or empty as the server received it. Java clients against the Java
-/// server have no key log at all: this is their truth.
+/// server have no key log at all: this is their truth. Decrypted, the client chain is as long as
+/// the server counted (compressed certificates too; s2n counts its validated chain instead).
 #[test]
 fn peer_servers_refuse_inside_the_handshake() {
     let mut per: BTreeMap<String, u32> = BTreeMap::new();
@@ -343,9 +344,11 @@ fn peer_servers_refuse_inside_the_handshake() {
     let mut failures = Vec::new();
     for f in pcaps_in(&captures()) {
         let name = f.file_stem().unwrap().to_string_lossy().to_string();
-        if !["go-", "java-", "boring-", "s2n-", "wolfssl-", "mbedtls-"]
-            .iter()
-            .any(|p| name.starts_with(p))
+        if ![
+            "go-", "java-", "boring-", "s2n-", "wolfssl-", "mbedtls-", "rustls-",
+        ]
+        .iter()
+        .any(|p| name.starts_with(p))
         {
             continue;
         }
@@ -412,6 +415,19 @@ fn peer_servers_refuse_inside_the_handshake() {
                     Some(n) if n > 0 && status != "presented" => failures.push(format!(
                         "{name} {how}: client certificate {status}, the server received {n}"
                     )),
+                    // decrypted (compressed or not): the chain is the one the server counted (s2n
+                    // counts the validated chain, trust anchor included, not what it received)
+                    Some(n)
+                        if !name.starts_with("s2n-")
+                            && tls["client_certificate"]["evidence"] == "decrypted"
+                            && tls["client_certificate"]["chain"].as_array().map(Vec::len)
+                                != Some(n as usize) =>
+                    {
+                        failures.push(format!(
+                            "{name} {how}: client chain {}, the server received {n}",
+                            tls["client_certificate"]["chain"]
+                        ))
+                    }
                     _ => {}
                 }
                 // RFC 8446 §4.3.2 / RFC 5077: no CertificateRequest when resuming

@@ -257,7 +257,16 @@ def main(argv):
             elif not from_client and htype == 13 and not r["cr_present"]:
                 r["cr_present"] = True
                 r["ca_names"] = ca_names_of_cr(node)
-            elif htype == 11:
+            elif htype in (11, 25):
+                # 25: RFC 8879 CompressedCertificate, which tshark decompresses (zlib, brotli,
+                # zstd) and dissects as the Certificate it stands for, one level down
+                if htype == 25:
+                    node = get(node, "tls.compress_certificate.compressed_certificate_message_tree")
+                    if node is None:
+                        # not decompressed (tshark 4.0 leaves zlib alone): tshark cannot say
+                        if from_client and r["client_cert"] == "absent":
+                            r["client_cert"] = None
+                        continue
                 n, eku = certificate_msg(node)
                 if from_client and r["client_cert"] == "absent":
                     r["client_cert"] = "presented" if n else "empty"

@@ -33,6 +33,7 @@
 mod cert_request;
 mod certificate;
 pub mod codec;
+mod compressed;
 pub mod decrypt;
 pub mod facts;
 mod handshake;
@@ -49,6 +50,7 @@ mod session;
 
 pub use cert_request::{parse_cr12, parse_cr13, MAX_CA_NAMES};
 pub use certificate::{parse_certificate_list, MAX_CHAIN};
+pub use compressed::decompress_certificate;
 pub use facts::{
     Alert, CertStatus, CertificateFacts, CertificateRequestFacts, Evidence, Outcome, OutcomeResult,
     TlsFacts,
@@ -57,6 +59,7 @@ pub use handshake::MAX_HANDSHAKE_MSG;
 pub use inference::MAX_ENC_RECORDS;
 pub use outcome::MAX_ALERTS;
 pub use record::MAX_RECORD;
+pub use resumption::read_new_session_ticket;
 pub use session::TlsSession;
 
 use crate::x509;

@@ -28,6 +28,7 @@ enum_with_unknown! {
         ClientKeyExchange = 16 => "client_key_exchange",
         Finished = 20 => "finished",
         KeyUpdate = 24 => "key_update",
+        CompressedCertificate = 25 => "compressed_certificate",
     }
 }
 
@@ -37,6 +38,7 @@ enum_with_unknown! {
         ServerName = 0 => "server_name",
         SignatureAlgorithms = 13 => "signature_algorithms",
         Alpn = 16 => "application_layer_protocol_negotiation",
+        CompressCertificate = 27 => "compress_certificate",
         SessionTicket = 35 => "session_ticket",
         PreSharedKey = 41 => "pre_shared_key",
         SupportedVersions = 43 => "supported_versions",

@@ -3,6 +3,7 @@
 
 use super::super::cert_request::{CrCheck, HeldCr};
 use super::super::certificate::{read_certificate_list, HeldCert};
+use super::super::compressed::decompress_certificate;
 use super::super::facts::{CertStatus, Evidence};
 use super::super::handshake;
 use super::super::hello::{read_client_hello, read_server_hello, ServerHello};
@@ -64,6 +65,9 @@ impl TlsSession {
             (Dir::ToServer, HandshakeType::ClientHello) => self.client_hello(ctx, msg),
             (Dir::ToClient, HandshakeType::ServerHello) => self.server_hello(ctx, msg),
             (_, HandshakeType::Certificate) => self.certificate(ctx, dir, body, evidence),
+            (_, HandshakeType::CompressedCertificate) if self.tls13() => {
+                self.compressed_certificate(ctx, dir, body, evidence)
+            }
             (Dir::ToClient, HandshakeType::CertificateRequest) => {
                 self.certificate_request(body, evidence)
             }
@@ -153,13 +157,7 @@ impl TlsSession {
         let held = match read_certificate_list(body, tls13) {
             Err(_) => {
                 self.weird(Anomaly::TlsBadCertificateMessage);
-                HeldCert {
-                    status: CertStatus::Unknown,
-                    evidence,
-                    chain: None,
-                    at: self.ts_secs,
-                    size_bytes: None,
-                }
+                self.unknown_cert(evidence)
             }
             Ok(list) => {
                 if list.total > list.certs.len() {
@@ -182,9 +180,44 @@ impl TlsSession {
                 }
             }
         };
+        self.hold_cert(dir, held);
+    }
+
+    /// A certificate message was sent whose contents are not known.
+    fn unknown_cert(&self, evidence: Evidence) -> HeldCert {
+        HeldCert {
+            status: CertStatus::Unknown,
+            evidence,
+            chain: None,
+            at: self.ts_secs,
+            size_bytes: None,
+        }
+    }
+
+    fn hold_cert(&mut self, dir: Dir, held: HeldCert) {
         match dir {
             Dir::ToServer => self.client_cert = Some(Box::new(held)),
             Dir::ToClient => self.server_cert = Some(Box::new(held)),
+        }
+    }
+
+    /// RFC 8879: the Certificate it stands for, decompressed; one that does not decompress leaves
+    /// the certificate `unknown` (not `absent`: one was sent).
+    fn compressed_certificate(
+        &mut self,
+        ctx: &mut Context,
+        dir: Dir,
+        body: &[u8],
+        evidence: Evidence,
+    ) {
+        match decompress_certificate(body) {
+            Ok(cert) => self.certificate(ctx, dir, &cert, evidence),
+            Err(_) => {
+                self.weird(Anomaly::TlsBadCompressedCertificate);
+                self.side_mut(dir).certificate_seen = true;
+                let held = self.unknown_cert(evidence);
+                self.hold_cert(dir, held);
+            }
         }
     }
 

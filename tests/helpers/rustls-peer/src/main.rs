@@ -34,6 +34,7 @@ const USAGE: &str = "usage:
                      [--sni mx.lab.test] [--cert chain.pem --key key.pem] [--keylog PATH] [--name NAME]
                     [--eager-quit]   (after TLS: EHLO and QUIT written at once, as two records)
                     [--sessions N]   (N connections sharing the session cache: later ones resume)
+  both:              [--compress brotli|zlib] (RFC 8879 certificate compression offered and accepted)
   rustls-peer server --port N [--host 127.0.0.1] [--chain server.chain.pem] [--key server.key.pem]
                      [--ca root.cert.pem] [--ask-client-cert | --require-client-cert] [--keylog PATH]
 Key log: --keylog PATH, else SSLKEYLOGFILE (rustls::KeyLogFile).";
@@ -73,6 +74,28 @@ struct Opts {
     /// Client: connections one after the other with one configuration (its in-memory session
     /// cache: the later ones resume with the server's ticket).
     sessions: u32,
+    /// RFC 8879 certificate compression, sent and accepted (none unless asked for).
+    compress: Option<String>,
+}
+
+/// The compressor and decompressor of `--compress` (none: rustls's defaults would enable every
+/// algorithm its features build, and the other captures are made without compression).
+#[allow(clippy::type_complexity)]
+fn compression(
+    o: &Opts,
+) -> Res<(
+    Vec<&'static dyn rustls::compress::CertCompressor>,
+    Vec<&'static dyn rustls::compress::CertDecompressor>,
+)> {
+    use rustls::compress::{
+        BROTLI_COMPRESSOR, BROTLI_DECOMPRESSOR, ZLIB_COMPRESSOR, ZLIB_DECOMPRESSOR,
+    };
+    Ok(match o.compress.as_deref() {
+        None => (vec![], vec![]),
+        Some("brotli") => (vec![BROTLI_COMPRESSOR], vec![BROTLI_DECOMPRESSOR]),
+        Some("zlib") => (vec![ZLIB_COMPRESSOR], vec![ZLIB_DECOMPRESSOR]),
+        Some(a) => return Err(format!("--compress brotli|zlib, not {a}").into()),
+    })
 }
 
 #[derive(PartialEq, Clone, Copy, Debug)]
@@ -102,6 +125,7 @@ fn parse_args() -> Res<Opts> {
         client_auth: ClientAuth::None,
         eager_quit: false,
         sessions: 1,
+        compress: None,
     };
     while let Some(k) = a.next() {
         let mut v = || a.next().ok_or_else(|| format!("{k} needs a value"));
@@ -119,6 +143,7 @@ fn parse_args() -> Res<Opts> {
             "--require-client-cert" => o.client_auth = ClientAuth::Require,
             "--eager-quit" => o.eager_quit = true,
             "--sessions" => o.sessions = v()?.parse()?,
+            "--compress" => o.compress = Some(v()?),
             "-h" | "--help" => return Err(USAGE.into()),
             _ => return Err(format!("unknown argument {k}\n{USAGE}").into()),
         }
@@ -176,6 +201,7 @@ fn client(o: &Opts) -> Res<()> {
         _ => return Err("--cert and --key go together".into()),
     };
     cfg.key_log = key_log(o)?;
+    (cfg.cert_compressors, cfg.cert_decompressors) = compression(o)?;
     let cfg = Arc::new(cfg);
     for i in 0..o.sessions {
         if i > 0 {
@@ -248,6 +274,7 @@ fn server(o: &Opts) -> Res<()> {
     let key = o.key.clone().unwrap_or_else(|| "server.key.pem".into());
     let mut cfg = builder.with_single_cert(certs(&chain)?, private_key(&key)?)?;
     cfg.key_log = key_log(o)?;
+    (cfg.cert_compressors, cfg.cert_decompressors) = compression(o)?;
     let cfg = Arc::new(cfg);
 
     let tcp = peer_smtp::accept(&o.host, o.port, &format!("{:?}", o.client_auth))?;
