@@ -621,6 +621,8 @@ srv_client_args() {
       CL=(env NAME="$name" timeout 30 "$WOLFSSL_PEER" client --bind "$CLI" --host "$SRV" --port "$port" --tls "$ver" "${PCA[@]}") ;;
     boring|s2n|mbedtls) peer_cert_args "$cert"
       local more=(); [[ $kind != mbedtls && ${SESSIONS:-1} != 1 ]] && more=(--sessions "$SESSIONS")
+      # shellcheck disable=SC2206 # CLIENT_FLAGS: extra client options, split on spaces
+      [[ -n ${CLIENT_FLAGS:-} ]] && more+=($CLIENT_FLAGS)
       CL=(env NAME="$name" timeout 30 "$PEERS_CARGO_TARGET/release/$kind-peer" client --bind "$CLI" --host "$SRV" --port "$port" \
         --tls "$ver" "${PCA[@]}" --keylog "$here/$name.keylog" "${more[@]}") ;;
   esac
@@ -807,6 +809,10 @@ done
 rp_srv boring boring-require-tls13-openssl-both-hrr require 1.3 both openssl --groups P-384
 rp_srv s2n    s2n-require-tls13-openssl-both-hrr    require 1.3 both openssl --policy 20230317
 rp_srv s2n    s2n-ask-tls13-openssl-nocert-hrr      ask     1.3 nocert openssl --policy 20230317
+# BoringSSL on both ends with RFC 8879 zlib certificate compression (Chrome and Google's stacks
+# compress certificates): both Certificates go as CompressedCertificate
+CLIENT_FLAGS="--compress zlib" rp_srv boring boring-require-tls13-boring-both-zlib   require 1.3 both   boring --compress zlib
+CLIENT_FLAGS="--compress zlib" rp_srv boring boring-ask-tls13-boring-nocert-zlib     ask     1.3 nocert boring --compress zlib
 
 # ---- wolfSSL (Debian libwolfssl-dev 5.5.4): tests/helpers/wolfssl-peer/wolfssl-peer.c, the go-peer command line in
 # C, built with cc. Debian's wolfSSL has no key-log (secret) callback: its client sessions against Postfix are

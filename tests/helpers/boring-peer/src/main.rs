@@ -23,8 +23,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use boring::ssl::{
-    Ssl, SslContext, SslContextBuilder, SslFiletype, SslMethod, SslStream, SslVerifyMode,
-    SslVersion,
+    CertificateCompressionAlgorithm, CertificateCompressor, Ssl, SslContext, SslContextBuilder,
+    SslFiletype, SslMethod, SslStream, SslVerifyMode, SslVersion,
 };
 use boring::x509::X509Name;
 
@@ -34,9 +34,30 @@ const USAGE: &str =
     "usage: boring-peer client|server --port N [--host 127.0.0.1] [--bind 127.0.0.2]
   [--tls 1.2|1.3|any] [--ca root.cert.pem] [--sni mx.lab.test] [--cert chain.pem --key key.pem]
   [--keylog PATH] [--groups LIST (e.g. P-384, X25519:P-256)]
+  [--compress zlib] (RFC 8879 certificate compression, both ways)
   client: [--implicit] (TLS from the start, no SMTP: one line written, one read, then close)
           [--sessions N] (N connections; each offers the previous one's session: resumption)
   server: [--client-auth none|ask|require] (cert/key default server.chain.pem / server.key.pem)";
+
+/// RFC 8879 zlib certificate compression (BoringSSL takes the algorithm from the application).
+struct Zlib;
+impl CertificateCompressor for Zlib {
+    const ALGORITHM: CertificateCompressionAlgorithm = CertificateCompressionAlgorithm::ZLIB;
+    const CAN_COMPRESS: bool = true;
+    const CAN_DECOMPRESS: bool = true;
+
+    fn compress<W: Write>(&self, input: &[u8], output: &mut W) -> std::io::Result<()> {
+        let mut z = flate2::write::ZlibEncoder::new(output, flate2::Compression::default());
+        z.write_all(input)?;
+        z.finish().map(|_| ())
+    }
+
+    fn decompress<W: Write>(&self, input: &[u8], output: &mut W) -> std::io::Result<()> {
+        let mut z = flate2::write::ZlibDecoder::new(output);
+        z.write_all(input)?;
+        z.finish().map(|_| ())
+    }
+}
 
 /// The last session the server gave the client (`--sessions`).
 static SESSION: Mutex<Option<boring::ssl::SslSession>> = Mutex::new(None);
@@ -59,6 +80,11 @@ fn context(o: &Opts) -> Res<SslContext> {
     }
     if let Some(g) = o.extra("--groups") {
         b.set_curves_list(g)?;
+    }
+    match o.extra("--compress") {
+        None => {}
+        Some("zlib") => b.add_certificate_compression_algorithm(Zlib)?,
+        Some(a) => return Err(format!("--compress zlib, not {a}").into()),
     }
     if !o.server {
         b.set_session_cache_mode(boring::ssl::SslSessionCacheMode::CLIENT);
@@ -176,5 +202,11 @@ fn server(o: &Opts) -> Res<()> {
 }
 
 fn main() -> ExitCode {
-    peer_smtp::run("boring-peer", USAGE, &["--groups"], client, server)
+    peer_smtp::run(
+        "boring-peer",
+        USAGE,
+        &["--groups", "--compress"],
+        client,
+        server,
+    )
 }
