@@ -101,6 +101,27 @@ pub struct EbpfCapture {
     last_packet: std::time::Instant,
 }
 
+/// Times the verifier is asked again when it gave up because a signal reached the loading thread
+/// (`EAGAIN`: the kernel aborts verification on a pending signal and expects a retry, as libbpf
+/// does; seen once in CI while other tests ran beside the load).
+const LOAD_ATTEMPTS: u32 = 5;
+
+fn load_program(prog: &mut SchedClassifier) -> Result<(), EbpfError> {
+    let mut attempt = 1;
+    loop {
+        match prog.load() {
+            Ok(()) => return Ok(()),
+            Err(aya::programs::ProgramError::LoadError { io_error, .. })
+                if io_error.raw_os_error() == Some(nix::errno::Errno::EAGAIN as i32)
+                    && attempt < LOAD_ATTEMPTS =>
+            {
+                attempt += 1;
+            }
+            Err(e) => return Err(EbpfError::Load(e.to_string())),
+        }
+    }
+}
+
 fn map_err(name: &'static str) -> impl Fn(aya::maps::MapError) -> EbpfError {
     move |e| EbpfError::Map(name, e.to_string())
 }
@@ -283,7 +304,7 @@ impl EbpfCapture {
                 .ok_or_else(|| EbpfError::Load(format!("program {name} missing")))?
                 .try_into()
                 .map_err(|e: aya::programs::ProgramError| EbpfError::Load(e.to_string()))?;
-            prog.load().map_err(|e| EbpfError::Load(e.to_string()))?;
+            load_program(prog)?;
         }
         Ok(EbpfCapture {
             bpf,
