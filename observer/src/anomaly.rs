@@ -130,6 +130,8 @@ anomalies! {
         "a handshake message over 256 KiB was claimed (the direction stops being parsed)";
     TlsLostSyncAfterGap = "tls_lost_sync_after_gap", Tls,
         "a gap the TLS record layer could not skip (the direction stops being parsed)";
+    TlsRenegotiation = "tls_renegotiation", Tls,
+        "a TLS ≤ 1.2 renegotiation (encrypted handshake records after the handshake): without keys what it asked and sent is unknown";
     TlsTooManyAlerts = "tls_too_many_alerts", Tls,
         "more than 8 alerts in a session (the first 8 are kept)";
     TlsTooManyCaNames = "tls_too_many_ca_names", Tls,

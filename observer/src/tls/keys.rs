@@ -31,6 +31,8 @@ pub(super) struct Keys {
     pub offered: [Option<[u8; 32]>; 2],
     /// TLS ≤ 1.2: this session's master secret, once known (for the tickets it is given).
     pub master: Option<Box<[u8]>>,
+    /// TLS ≤ 1.2: a renegotiation's ClientHello random (decrypted), for its keys.
+    pub reneg_random: Option<[u8; 32]>,
 }
 
 impl Keys {
@@ -42,6 +44,7 @@ impl Keys {
             app_plaintext: Vec::new(),
             offered: [None, None],
             master: None,
+            reneg_random: None,
         }
     }
 }

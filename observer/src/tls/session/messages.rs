@@ -61,6 +61,11 @@ impl TlsSession {
         let (Some(&ty), Some(body)) = (msg.first(), msg.get(4..)) else {
             return;
         };
+        if evidence == Evidence::Decrypted
+            && self.renegotiation_message(ctx, dir, HandshakeType::from(ty), msg)
+        {
+            return;
+        }
         match (dir, HandshakeType::from(ty)) {
             (Dir::ToServer, HandshakeType::ClientHello) => self.client_hello(ctx, msg),
             (Dir::ToClient, HandshakeType::ServerHello) => self.server_hello(ctx, msg),

@@ -10,10 +10,12 @@
 //! are built by [`TlsSession::facts`].
 //!
 //! Files: this one holds the state and the record layer; `messages.rs` what each handshake message
-//! changes; `report.rs` the facts; `kernel.rs` the hooks of the eBPF record summaries.
+//! changes; `reneg.rs` TLS ≤ 1.2 renegotiation; `report.rs` the facts; `kernel.rs` the hooks of
+//! the eBPF record summaries.
 
 mod kernel;
 mod messages;
+mod reneg;
 mod report;
 
 use super::cert_request::HeldCr;
@@ -75,6 +77,8 @@ pub struct TlsSession {
     post_handshake_auth: bool,
     hrr: bool,
     resumed: Option<bool>,
+    /// TLS ≤ 1.2: a renegotiation after the handshake.
+    reneg: reneg::Reneg,
     /// Nothing more is needed from this connection (the outcome is known).
     done: bool,
     /// The connection still wants decrypted application data (keeps the analysis going).
@@ -268,6 +272,9 @@ impl TlsSession {
 
     /// Decide from the header whether to read the body or skip it.
     fn record_start(&mut self, ctx: &mut Context, dir: Dir, ty: u8, len: usize) {
+        if self.renegotiation_record(dir, ty, len) {
+            return;
+        }
         if self.done {
             self.tail_record(ctx, dir, ty, len);
             return;

@@ -59,6 +59,7 @@ impl TlsSession {
                     None,
                 ));
             }
+            self.renegotiation_facts(&mut cr, &mut client);
         }
         if server.is_none() && self.resumed == Some(true) {
             // A resumed handshake authenticates with the session: no server Certificate (≤ 1.2:
