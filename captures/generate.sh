@@ -721,28 +721,32 @@ nss_srv nss-require-tls13-openssl-serveronly require 1.3 serveronly   # EKU: ref
 nss_srv nss-require-tls13-openssl-nocert     require 1.3 nocert
 nss_srv nss-require-tls12-openssl-serveronly require 1.2 serveronly
 
-# ---- TLS 1.2 renegotiation: openssl s_server behind the STARTTLS splice (captured port 2612; s_server on 2613)
-# asks for nothing in the handshake, then renegotiates once the session runs ('R': with a CertificateRequest,
-# as a server that wants a certificate only for some requests; 'r': without one). Client: s_client -starttls smtp,
-# whose key log holds both handshakes' master secrets.  reneg_srv NAME R|r CERT RESUME(resume|full)
-# full: -no_resumption_on_reneg (else the client resumes its session and the renegotiation is abbreviated: no CR).
-reneg_srv() {
-  local name=$1 cmd=$2 cert=$3 resume=$4
+# ---- A certificate asked for after the handshake: openssl s_server behind the STARTTLS splice (captured port
+# 2612; s_server on 2613) asks for nothing in the handshake, then — two seconds in, its stdin command — TLS 1.2:
+# renegotiates ('R': with a CertificateRequest, as a server that wants a certificate only for some requests;
+# 'r': without one); TLS 1.3: post-handshake authentication ('c': a CertificateRequest after the handshake;
+# the client offers it with -enable_pha). Client: s_client -starttls smtp, whose key log holds every secret.
+# late_srv NAME VERSION CMD(- for none) CERT [S_SERVER-OPTION [S_CLIENT-OPTION]]
+# -no_resumption_on_reneg: else the client resumes its session and the renegotiation is abbreviated (no CR).
+late_srv() {
+  local name=$1 ver=$2 cmd=$3 cert=$4 sopt=${5:-} copt=${6:-}
   wanted "$name" || return 0
-  srv_client_args openssl 2612 1.2 "$cert" "$name"
+  srv_client_args openssl 2612 "$ver" "$cert" "$name"
   # s_server answers no SMTP: the client ends the session (close_notify at the end of its input: no -ign_eof;
   # -nocommands, else its "RCPT" line would start a renegotiation of its own)
-  local a cl=(); for a in "${CL[@]}"; do [[ $a != -ign_eof ]] && cl+=("$a"); done; CL=("${cl[@]}" -nocommands)
-  local more=""; [[ $resume == full ]] && more=-no_resumption_on_reneg
-  peer_srv "$name" 2612 bash -c '{ sleep 2; echo "$0"; sleep 5; } | timeout 20 openssl s_server -accept 127.0.0.1:2613 \
-      -naccept 1 -tls1_2 -cert server.cert.pem -cert_chain inter.cert.pem -key server.key.pem -CAfile root.cert.pem $1 & sp=$!
+  local a cl=(); for a in "${CL[@]}"; do [[ $a != -ign_eof ]] && cl+=("$a"); done; CL=("${cl[@]}" -nocommands $copt)
+  peer_srv "$name" 2612 bash -c '{ sleep 2; [[ $0 == - ]] || echo "$0"; sleep 5; } | timeout 20 openssl s_server -accept 127.0.0.1:2613 \
+      -naccept 1 "-tls${1/./_}" -cert server.cert.pem -cert_chain inter.cert.pem -key server.key.pem -CAfile root.cert.pem $2 & sp=$!
       trap "kill $sp 2>/dev/null" EXIT; sleep 0.5
-      python3 "$SPLICE" server --listen "$SRV:2612" --connect 127.0.0.1:2613' "$cmd" "$more" -- "${CL[@]}"
+      python3 "$SPLICE" server --listen "$SRV:2612" --connect 127.0.0.1:2613' "$cmd" "$ver" "$sopt" -- "${CL[@]}"
 }
-reneg_srv reneg-request-tls12-openssl-both     R both   full     # the client's leaf + intermediate, in the renegotiation
-reneg_srv reneg-request-tls12-openssl-nocert   R nocert full     # an empty Certificate, in the renegotiation
-reneg_srv reneg-norequest-tls12-openssl-both   r both   full     # a full renegotiation without a CertificateRequest
-reneg_srv reneg-resumed-tls12-openssl-both     R both   resume   # asked, but the client resumed: abbreviated, no CR
+late_srv reneg-request-tls12-openssl-both   1.2 R both   -no_resumption_on_reneg   # leaf + intermediate, in the renegotiation
+late_srv reneg-request-tls12-openssl-nocert 1.2 R nocert -no_resumption_on_reneg   # an empty Certificate, in the renegotiation
+late_srv reneg-norequest-tls12-openssl-both 1.2 r both   -no_resumption_on_reneg   # a full renegotiation without a CR
+late_srv reneg-resumed-tls12-openssl-both   1.2 R both                             # asked, but the client resumed: no CR
+late_srv ossl-pha-tls13-openssl-both         1.3 c both   "" -enable_pha            # TLS 1.3 post-handshake CR, leaf + intermediate
+late_srv ossl-pha-tls13-openssl-nocert       1.3 c nocert "" -enable_pha            # post-handshake CR, empty Certificate
+late_srv ossl-phaoffered-tls13-openssl-both  1.3 - both   "" -enable_pha            # offered, never asked (-: no command)
 # Java and NSS clients <- go-peer server: the Go server's key log decrypts them
 for st in java nss; do
   go_srv "go-ask-tls13-$st-nocert"         ask     1.3 nocert     "$st"

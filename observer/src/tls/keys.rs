@@ -33,6 +33,9 @@ pub(super) struct Keys {
     pub master: Option<Box<[u8]>>,
     /// TLS ≤ 1.2: a renegotiation's ClientHello random (decrypted), for its keys.
     pub reneg_random: Option<[u8; 32]>,
+    /// TLS 1.3: a post-handshake CertificateRequest was decrypted; the client's answer (up to its
+    /// Finished) is still to come.
+    pub pha_pending: bool,
 }
 
 impl Keys {
@@ -45,6 +48,7 @@ impl Keys {
             offered: [None, None],
             master: None,
             reneg_random: None,
+            pha_pending: false,
         }
     }
 }
@@ -250,6 +254,14 @@ impl TlsSession {
 
     /// A decrypted Finished: TLS 1.3 switches this direction to its application traffic key.
     pub(super) fn decrypted_finished(&mut self, ctx: &Context, dir: Dir) {
+        if self.tls13() && self.side(dir).phase == Phase::Finished {
+            // A post-handshake Finished (the client's answer to a post-handshake
+            // CertificateRequest, RFC 8446 §4.6.2): sent under the application key, which stays.
+            if let Some(k) = self.keys.as_mut() {
+                k.pha_pending = false;
+            }
+            return;
+        }
         self.side_mut(dir).phase = Phase::Finished;
         if !self.tls13() {
             return;

@@ -36,10 +36,12 @@ impl TlsSession {
     /// application records): without a key log, once both sides encrypt (TLS 1.3: after the
     /// ServerHello; ≤ 1.2: after both ChangeCipherSpecs) — the certificates and the
     /// CertificateRequest are behind; with one, once the outcome is known and no application
-    /// data is decrypted any more.
+    /// data is decrypted any more — and never for a TLS 1.3 client that offered post-handshake
+    /// authentication (its server's records are decrypted for a late CertificateRequest).
     pub fn summarisable(&self) -> bool {
         if self.keys.is_some() {
-            return self.done && !self.app_decrypting();
+            let late_request = self.tls13() && self.post_handshake_auth;
+            return self.done && !self.app_decrypting() && !late_request;
         }
         self.done || self.sides.iter().all(|s| s.phase != Phase::Plaintext)
     }

@@ -74,6 +74,13 @@ impl TlsSession {
                 self.compressed_certificate(ctx, dir, body, evidence)
             }
             (Dir::ToClient, HandshakeType::CertificateRequest) => {
+                if self.tls13() && self.side(dir).phase == Phase::Finished {
+                    // Post-handshake authentication (RFC 8446 §4.6.2): the client answers with
+                    // Certificate, CertificateVerify and Finished under its application key.
+                    if let Some(k) = self.keys.as_mut() {
+                        k.pha_pending = true;
+                    }
+                }
                 self.certificate_request(body, evidence)
             }
             (Dir::ToClient, HandshakeType::ServerKeyExchange | HandshakeType::ServerHelloDone) => {

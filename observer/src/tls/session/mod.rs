@@ -301,7 +301,10 @@ impl TlsSession {
         // decrypted.
         let handshake_over = s.phase == Phase::Finished;
         let may_be_control = self.control_sized(dir, ct, len);
-        let wanted = !handshake_over || self.want_app_data || may_be_control;
+        let wanted = !handshake_over
+            || self.want_app_data
+            || may_be_control
+            || self.post_handshake_wanted(dir);
         // (bookkeeping below as without keys)
         self.encrypted_body(dir, len, wanted);
         // An encrypted record. Only TLS 1.3 reads the lengths (≤ 1.2 spends no memory on them).
@@ -394,7 +397,7 @@ impl TlsSession {
         let app = ct == ContentType::ApplicationData && !control;
         // KeyUpdates are decrypted whenever keys are held: the records after them need the
         // next key.
-        let want = (self.want_app_data && app) || control;
+        let want = (self.want_app_data && app) || control || self.post_handshake_wanted(dir);
         self.encrypted_body(dir, len, want);
         if app {
             self.app_record(ctx, dir, len);
@@ -411,6 +414,18 @@ impl TlsSession {
         ct == ContentType::ApplicationData
             && (self.flights.alert_sized(client, len, self.cipher)
                 || self.flights.key_update_sized(client, len, self.cipher))
+    }
+
+    /// TLS 1.3 with keys, when the client offered post-handshake authentication: the server's
+    /// records may hold a CertificateRequest (they are replies, never message content), and after
+    /// one the client's hold its answer, up to its Finished.
+    fn post_handshake_wanted(&self, dir: Dir) -> bool {
+        self.tls13()
+            && self.post_handshake_auth
+            && match dir {
+                Dir::ToClient => true,
+                Dir::ToServer => self.keys.as_ref().is_some_and(|k| k.pha_pending),
+            }
     }
 
     /// With keys: the server's first SMTP reply after TLS (from the decrypted dialogue).

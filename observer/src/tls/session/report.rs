@@ -41,6 +41,23 @@ impl TlsSession {
             if client.is_none() {
                 client = Some(CertificateFacts::bare(status, ev, size));
             }
+            if self.post_handshake_auth && cr.evidence == Evidence::Inferred {
+                // The client offered post-handshake authentication: without keys a later
+                // CertificateRequest and the client's answer look like any application records.
+                if cr.present == Some(false) {
+                    cr = CertificateRequestFacts::bare(None, Evidence::Unknown);
+                }
+                if client
+                    .as_ref()
+                    .is_some_and(|c| c.status == CertStatus::Absent)
+                {
+                    client = Some(CertificateFacts::bare(
+                        CertStatus::Unknown,
+                        Evidence::Unknown,
+                        None,
+                    ));
+                }
+            }
         } else if self.server_hello {
             // ≤1.2: everything is in plaintext. We can say "absent" once the server finished its
             // part of the handshake (ServerHelloDone or CCS) without a CR.

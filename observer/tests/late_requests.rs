@@ -1,3 +1,5 @@
+//! Certificates asked for where the wire shows only lengths, and TLS 1.2 without keys.
+//!
 //! TLS ≤ 1.2 without keys never contradicts decryption: every capture with a key log is analysed
 //! without and with it, and for each TLS 1.2 session the keyless CertificateRequest presence and
 //! client-certificate status are the decrypted ones or `unknown` (the decrypted facts themselves are
@@ -5,7 +7,9 @@
 //! whole story — not after a renegotiation, whose handshake is encrypted (`reneg-*` captures:
 //! OpenSSL s_server renegotiating with and without a CertificateRequest, and one the client
 //! resumed): there the keyless answer must be `unknown` wherever the renegotiation could have
-//! carried a request, never the first handshake's "no".
+//! carried a request, never the first handshake's "no". TLS 1.3 post-handshake authentication
+//! (`ossl-pha*`): the request and the client's answer are decrypted with keys; without, a client
+//! that offered it leaves "no CR" unknown.
 
 mod common;
 use common::*;
@@ -126,6 +130,47 @@ fn renegotiation_is_followed_with_keys_and_unknown_without() {
             );
             if keys {
                 assert_eq!(t["decryption"], "ok", "{what}");
+            }
+        }
+    }
+}
+
+/// TLS 1.3 post-handshake authentication: with keys the request after the handshake and the
+/// client's Certificate are the facts (decryption goes on after the client's post-handshake
+/// Finished); without, `unknown` — the client offered it, so a request may hide in any record.
+#[test]
+fn post_handshake_request_is_decrypted_with_keys_and_unknown_without() {
+    let cases: [(&str, Facts); 3] = [
+        (
+            "ossl-pha-tls13-openssl-both",
+            (Value::Bool(true), "presented"),
+        ),
+        (
+            "ossl-pha-tls13-openssl-nocert",
+            (Value::Bool(true), "empty"),
+        ),
+        (
+            "ossl-phaoffered-tls13-openssl-both",
+            (Value::Bool(false), "absent"),
+        ),
+    ];
+    for (name, (cr, status)) in cases {
+        let pcap = captures().join(format!("{name}.pcap"));
+        for (evs, keys) in [(analyze_with_keys(&pcap), true), (analyze(&pcap), false)] {
+            assert_eq!(evs.len(), 1, "{name}");
+            let t = &evs[0]["tls"];
+            let what = format!("{name} (keys: {keys})");
+            assert_eq!(t["version"], "1.3", "{what}");
+            assert_eq!(t["post_handshake_auth"], true, "{what}");
+            assert_eq!(t["outcome"]["result"], "established", "{what}");
+            if keys {
+                assert_eq!(t["decryption"], "ok", "{what}");
+                assert_eq!(t["certificate_request"]["present"], cr, "{what}");
+                assert_eq!(t["certificate_request"]["evidence"], "decrypted", "{what}");
+                assert_eq!(t["client_certificate"]["status"], status, "{what}");
+            } else {
+                assert_eq!(t["certificate_request"]["present"], Value::Null, "{what}");
+                assert_eq!(t["client_certificate"]["status"], "unknown", "{what}");
             }
         }
     }
