@@ -512,6 +512,18 @@ fn same_events_as_libpcap_with_real_postfix() {
             {
                 o.remove("closed_by");
             }
+            // For the same reason the client's RST and the server's FIN at the end can come in
+            // either order, and whichever comes first ends the session: one backend counts the
+            // RST (`rst_by_client`, one more client packet), the other the FIN (one more server
+            // packet) — seen as [16, 18] against [17, 17] with the same bytes. The packets in
+            // all and everything else must agree.
+            let total: u64 = e["packets"]
+                .as_array()
+                .map_or(0, |p| p.iter().filter_map(Value::as_u64).sum());
+            e["packets"] = Value::from(total);
+            if let Some(w) = e["weirds"].as_array_mut() {
+                w.retain(|x| x != "rst_by_client" && x != "rst_by_server");
+            }
         }
         v.sort_by_key(|e| e["client"]["port"].as_u64());
         v

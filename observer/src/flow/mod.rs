@@ -237,10 +237,7 @@ impl FlowTable {
         if self.last_sweep == i64::MIN {
             self.last_sweep = ts;
         }
-        if self.now.saturating_sub(self.last_sweep) > 10_000_000_000 {
-            self.sweep(self.now.saturating_sub(self.cfg.idle_timeout_ns));
-            self.last_sweep = self.now;
-        }
+        self.sweep_if_due();
         let src = (seg.src, seg.sport);
         let dst = (seg.dst, seg.dport);
         let k = key(src, dst);
@@ -447,6 +444,26 @@ impl FlowTable {
         }
     }
 
+    /// Live capture on a quiet link: the clock moves on without packets (`now_ns` is the wall
+    /// clock, which live packet timestamps follow). Flows waiting on time — an RST's linger, the
+    /// idle timeout — end at the sweep as they would had packets come; without this a session
+    /// reset before its last bytes arrived was reported only when traffic resumed.
+    pub fn advance_clock(&mut self, now_ns: i64) {
+        if now_ns > self.now {
+            self.now = now_ns;
+        }
+        self.sweep_if_due();
+    }
+
+    /// Idle flows and lingering resets are looked at every [`SWEEP_EVERY_NS`] of capture time.
+    fn sweep_if_due(&mut self) {
+        if self.last_sweep != i64::MIN && self.now.saturating_sub(self.last_sweep) > SWEEP_EVERY_NS
+        {
+            self.sweep(self.now.saturating_sub(self.cfg.idle_timeout_ns));
+            self.last_sweep = self.now;
+        }
+    }
+
     fn sweep(&mut self, older_than: i64) {
         let reset_before = self.now.saturating_sub(RST_LINGER_NS);
         let mut idle = 0;
@@ -501,8 +518,11 @@ fn dir_bit(dir: Dir) -> u8 {
 const SUMMARISE: u8 = 4;
 
 /// How long a reset connection waits for bytes its RST overtook (then they are a gap). Checked
-/// with the idle sweep, every 10 s of capture time.
+/// with the idle sweep.
 pub(crate) const RST_LINGER_NS: i64 = 2_000_000_000;
+
+/// The idle sweep's period, in capture time (live: also while no packet comes).
+const SWEEP_EVERY_NS: i64 = 10_000_000_000;
 
 /// Queues an arm request for the directions of a TLS flow that the kernel may follow by record
 /// headers now and does not yet, and for summaries once only record sizes are read (see
@@ -592,5 +612,34 @@ mod tests {
         assert_eq!(real, t.buffered_bytes(), "incremental accounting is exact");
         t.finish_all();
         assert_eq!(t.buffered_bytes(), 0);
+    }
+
+    /// A reset that overtook its sender's bytes waits for them; if they never come and no other
+    /// packet does either (a quiet link in live capture), the wall clock ends the wait.
+    #[test]
+    fn lingering_reset_ends_on_a_quiet_link() {
+        let mut t = FlowTable::new(FlowConfig::default());
+        let syn = TcpFlags {
+            syn: true,
+            ..TcpFlags::default()
+        };
+        let rst = TcpFlags {
+            rst: true,
+            ..TcpFlags::default()
+        };
+        let s = 1_000_000_000;
+        t.on_segment(&seg(1000, 0, syn, &[]), s);
+        t.on_segment(&seg(1000, 1, TcpFlags::default(), b"EHLO a\r\n"), s + 1);
+        // bytes 9..20 never arrive; the RST says the stream ended at 20
+        t.on_segment(&seg(1000, 20, rst, &[]), s + 2);
+        assert!(t.take_events().is_empty(), "waits for the overtaken bytes");
+        t.advance_clock(s + 5_000_000_000);
+        assert!(t.take_events().is_empty(), "no sweep yet");
+        t.advance_clock(s + 11_000_000_000);
+        assert_eq!(
+            t.take_events().len(),
+            1,
+            "the sweep ends it without a packet"
+        );
     }
 }
