@@ -429,12 +429,14 @@ pub fn run(mut cfg: LiveConfig) -> Result<(), LiveError> {
             result = Err(e);
             break;
         }
-        obs.drain()?;
-        if last_publish.elapsed() >= Duration::from_millis(500) {
+        let publish = last_publish.elapsed() >= Duration::from_millis(500);
+        if publish {
             // Live packet timestamps are wall-clock time: on a quiet link the flow table's clock
             // moves on anyway (flows waiting on time end without another packet).
             obs.pipe.flows.advance_clock(wall_clock_ns());
-            obs.drain()?;
+        }
+        obs.drain()?;
+        if publish {
             obs.publish(None);
             last_publish = Instant::now();
         }

@@ -254,7 +254,7 @@ impl TlsSession {
 
     /// A decrypted Finished: TLS 1.3 switches this direction to its application traffic key.
     pub(super) fn decrypted_finished(&mut self, ctx: &Context, dir: Dir) {
-        if self.tls13() && self.side(dir).phase == Phase::Finished {
+        if self.post_handshake(dir) {
             // A post-handshake Finished (the client's answer to a post-handshake
             // CertificateRequest, RFC 8446 §4.6.2): sent under the application key, which stays.
             if let Some(k) = self.keys.as_mut() {

@@ -74,7 +74,7 @@ impl TlsSession {
                 self.compressed_certificate(ctx, dir, body, evidence)
             }
             (Dir::ToClient, HandshakeType::CertificateRequest) => {
-                if self.tls13() && self.side(dir).phase == Phase::Finished {
+                if self.post_handshake(dir) {
                     // Post-handshake authentication (RFC 8446 §4.6.2): the client answers with
                     // Certificate, CertificateVerify and Finished under its application key.
                     if let Some(k) = self.keys.as_mut() {

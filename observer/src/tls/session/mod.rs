@@ -416,6 +416,12 @@ impl TlsSession {
                 || self.flights.key_update_sized(client, len, self.cipher))
     }
 
+    /// TLS 1.3: this side's handshake is over, so a handshake message from it now is a
+    /// post-handshake one (RFC 8446 §4.6).
+    pub(super) fn post_handshake(&self, dir: Dir) -> bool {
+        self.tls13() && self.side(dir).phase == Phase::Finished
+    }
+
     /// TLS 1.3 with keys, when the client offered post-handshake authentication: the server's
     /// records may hold a CertificateRequest (they are replies, never message content), and after
     /// one the client's hold its answer, up to its Finished.

@@ -188,14 +188,9 @@ impl TlsSession {
     /// A renegotiation's ChangeCipherSpec: this direction's later records use the new keys. When
     /// the key log had none, this direction is no longer decrypted.
     fn renegotiation_keys(&mut self, dir: Dir) {
-        let Some(k) = self.keys.as_mut() else {
-            return;
-        };
-        let was = dir.of(&k.dec).is_some();
-        let next = dir.of_mut(&mut k.pending12).take();
-        let lost = was && next.is_none();
-        *dir.of_mut(&mut k.dec) = next;
-        if lost {
+        let was = self.dec(dir).is_some();
+        self.arm_tls12(dir);
+        if was && self.dec(dir).is_none() {
             self.decryption = Decryption::Failed;
         }
     }
